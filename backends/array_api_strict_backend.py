@@ -1,0 +1,32 @@
+"""array-api-strict: the reference namespace that rejects anything non-standard.
+
+Every test runs on it, so code that strays outside the array API fails here
+before it fails on somebody's GPU.
+"""
+
+from __future__ import annotations
+
+from .base import Backend, BackendUnavailableError
+
+
+def _to_numpy(x):
+    import numpy
+
+    return numpy.from_dlpack(x)
+
+
+def make_array_api_strict_backend(device=None) -> Backend:
+    """Build the array-api-strict backend (CPU, standard-only)."""
+    try:
+        import array_api_strict as xp
+    except ImportError as exc:
+        msg = f"array-api-strict is not installed ({exc})"
+        raise BackendUnavailableError(msg) from exc
+    return Backend(
+        "array_api_strict",
+        xp,
+        device=None if device is None else xp.Device(device),
+        to_numpy=_to_numpy,
+        array_types=(type(xp.asarray(0)),),
+        install_hint="pip install 'portnn[test]'  (or: pip install array-api-strict)",
+    )

@@ -1,0 +1,131 @@
+"""The `Backend` object: one array library, one device, and its fast paths."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class BackendUnavailableError(RuntimeError):
+    """A backend was asked for but cannot run on this machine."""
+
+
+class BackendMismatchError(TypeError):
+    """Arrays from two different backends met in one call."""
+
+
+class Backend:
+    """An array library seen through the Python array API.
+
+    Parameters
+    ----------
+    name : str
+        Registry name, for example ``"numpy"``.
+    xp : namespace
+        An array-API-compatible namespace (``array_api_compat.numpy``, ...).
+    device : object, optional
+        The device new arrays are created on; ``None`` means the library's
+        default.
+    to_numpy : callable
+        Copies an array of this backend to a host NumPy array.
+    array_types : tuple of type
+        The array classes this backend produces, used to detect mixed calls.
+    inplace : bool
+        Whether arrays may be updated in place (``a -= b``, ``a[...] = b``).
+        Optimizers rebind ``Parameter.value`` where this is false.
+    native : dict, optional
+        Native fast paths for operations the standard lacks, keyed by the
+        name of the portable operation in ``portnn.ops``.
+    synchronize : callable, optional
+        Blocks until queued device work is done (a no-op on CPU).
+    install_hint : str
+        What to install to make this backend usable.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> b = portnn.get_backend()
+    >>> x = b.asarray([[1.0, 2.0]])
+    >>> b.to_numpy(x).tolist()
+    [[1.0, 2.0]]
+    """
+
+    def __init__(
+        self,
+        name: str,
+        xp: Any,
+        *,
+        to_numpy: Callable[[Any], Any],
+        array_types: tuple[type, ...],
+        device: Any = None,
+        inplace: bool = True,
+        native: dict[str, Callable[..., Any]] | None = None,
+        synchronize: Callable[[], None] | None = None,
+        install_hint: str = "",
+    ) -> None:
+        self.name = name
+        self.xp = xp
+        self.device = device
+        self.array_types = array_types
+        self.inplace = inplace
+        self.native = dict(native or {})
+        self.install_hint = install_hint
+        self._to_numpy = to_numpy
+        self._synchronize = synchronize
+
+    def asarray(self, x: Any, dtype: Any = None, copy: bool | None = None) -> Any:
+        """Turn `x` (a list, a NumPy array, a DLPack producer) into an array here.
+
+        Parameters
+        ----------
+        x : array_like
+            Data to convert.
+        dtype : dtype or str, optional
+            A dtype of this backend's namespace, or its name (``"float32"``).
+        copy : bool, optional
+            As in the array API's ``asarray``.
+
+        Returns
+        -------
+        array
+            An array of this backend on ``self.device``.
+        """
+        if isinstance(dtype, str):
+            dtype = self.dtype(dtype)
+        if isinstance(x, self.array_types):
+            if dtype is not None and x.dtype != dtype:
+                x = self.xp.astype(x, dtype)
+            return x
+        try:
+            return self.xp.asarray(x, dtype=dtype, device=self.device, copy=copy)
+        except (TypeError, ValueError, BufferError, RuntimeError):
+            # Host fallback for producers the library cannot read directly.
+            import numpy
+
+            host = numpy.asarray(x)
+            return self.xp.asarray(host, dtype=dtype, device=self.device, copy=copy)
+
+    def to_numpy(self, x: Any) -> Any:
+        """Copy an array of this backend to a NumPy array on the host."""
+        return self._to_numpy(x)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work, so that a clock read after it is honest."""
+        if self._synchronize is not None:
+            self._synchronize()
+
+    def dtype(self, name: str) -> Any:
+        """Return this namespace's dtype called `name` (``"float32"``, ``"int64"``)."""
+        try:
+            return getattr(self.xp, name)
+        except AttributeError:
+            msg = f"backend {self.name!r} has no dtype {name!r}"
+            raise TypeError(msg) from None
+
+    def owns(self, x: Any) -> bool:
+        """Whether `x` is an array of this backend."""
+        return isinstance(x, self.array_types)
+
+    def __repr__(self) -> str:
+        device = "" if self.device is None else f", device={self.device!r}"
+        return f"Backend({self.name!r}{device})"

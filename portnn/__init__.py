@@ -1,0 +1,73 @@
+"""portnn: a from-scratch neural-network framework written once against the
+Python array API, running on NumPy, CuPy, PyTorch and array-api-strict.
+
+Importing portnn imports no array library and probes no GPU; the backend is
+created when first used.
+"""
+
+from __future__ import annotations
+
+from . import backends, data, init, layers, losses, ops, optim, random
+from . import training  # after layers: Sequential (a layer) is a training.Model
+from .backends import get_backend, set_backend, use_backend
+from .config import default_dtype, get_default_dtype, set_default_dtype
+from .gradcheck import GradcheckError, gradcheck
+from .layers import (
+    ELU,
+    GELU,
+    Dense,
+    Dropout,
+    Identity,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from .losses import BCE, MAE, MSE, BCEWithLogits, CrossEntropy, Huber, Loss
+from .optim import (
+    SGD,
+    Adagrad,
+    Adam,
+    AdamW,
+    RMSprop,
+    clip_grad_norm,
+    clip_grad_value,
+)
+from .parameter import Parameter
+from .random import seed
+from .training import (
+    Callback,
+    EarlyStopping,
+    History,
+    Model,
+    TrainingDivergedError,
+)
+
+__version__ = "0.1.0"
+
+
+def asarray(x, dtype=None):
+    """Convert `x` (list, NumPy array, DLPack producer) to the current backend.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> portnn.asarray([1.0, 2.0]).shape
+    (2,)
+    """
+    return get_backend().asarray(x, dtype=dtype)
+
+
+__all__ = [
+    "__version__", "asarray", "backends", "data", "init", "losses", "ops", "optim",
+    "random", "training", "get_backend", "set_backend", "use_backend",
+    "default_dtype", "get_default_dtype", "set_default_dtype", "gradcheck",
+    "GradcheckError", "Layer", "Dense", "Dropout", "Sequential", "Identity",
+    "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "Loss", "MSE",
+    "MAE", "Huber", "BCE", "BCEWithLogits", "CrossEntropy", "SGD", "Adam", "AdamW",
+    "RMSprop", "Adagrad", "clip_grad_norm", "clip_grad_value", "Parameter", "seed",
+    "Model", "History", "Callback", "EarlyStopping", "TrainingDivergedError",
+]

@@ -1,0 +1,23 @@
+"""Find the array-API namespace of an array, fast.
+
+`array_api_compat.array_namespace` inspects its argument each call; layers
+call this helper in every forward, so the answer is cached per array type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_by_type: dict[type, Any] = {}
+
+
+def namespace(x: Any):
+    """The array-API namespace of `x` (cached by ``type(x)``)."""
+    t = type(x)
+    xp = _by_type.get(t)
+    if xp is None:
+        from array_api_compat import array_namespace
+
+        xp = array_namespace(x)
+        _by_type[t] = xp
+    return xp

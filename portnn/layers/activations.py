@@ -1,0 +1,236 @@
+"""Element-wise activations, each with its derivative written next to it."""
+
+from __future__ import annotations
+
+import math
+
+from .._namespace import namespace
+from .base import Layer
+
+__all__ = [
+    "Identity",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "GELU",
+    "Softmax",
+    "get",
+]
+
+
+class Activation(Layer):
+    """An activation: no parameters; `init` names the weight initializer that
+    suits the layer feeding it."""
+
+    init = "glorot_uniform"
+
+    def __init__(self) -> None:
+        # Activations take their namespace from the data, not from a backend.
+        self._params = {}
+        self._buffers = {}
+
+    @property
+    def backend(self):
+        from ..backends import get_backend
+
+        return get_backend()
+
+
+class Identity(Activation):
+    """``y = x``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().asarray([1.0, -2.0])
+    >>> portnn.Identity()(x).tolist()
+    [1.0, -2.0]
+    """
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+class Sigmoid(Activation):
+    """``y = 1 / (1 + exp(-x))``; ``dy/dx = y (1 - y)``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().asarray([0.0])
+    >>> portnn.Sigmoid()(x).tolist()
+    [0.5]
+    """
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        # NOTE: exp(-|x|) never overflows; both branches agree with the formula.
+        e = xp.exp(-xp.abs(x))
+        self._y = y = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return y
+
+    def backward(self, dy):
+        y = self._y
+        return dy * (y * (1.0 - y))
+
+
+class Tanh(Activation):
+    """``y = tanh(x)``; ``dy/dx = 1 - y**2``."""
+
+    def forward(self, x, training=False):
+        self._y = y = namespace(x).tanh(x)
+        return y
+
+    def backward(self, dy):
+        y = self._y
+        return dy * (1.0 - y * y)
+
+
+class ReLU(Activation):
+    """``y = max(x, 0)``; the gradient passes where ``x > 0``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().asarray([-1.0, 2.0])
+    >>> portnn.ReLU()(x).tolist()
+    [0.0, 2.0]
+    """
+
+    init = "he_normal"
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        self._mask = mask = x > 0
+        return xp.where(mask, x, 0.0)
+
+    def backward(self, dy):
+        return namespace(dy).where(self._mask, dy, 0.0)
+
+
+class LeakyReLU(Activation):
+    """``y = x`` for ``x > 0`` else ``negative_slope * x``."""
+
+    init = "he_normal"
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        self._mask = mask = x > 0
+        return xp.where(mask, x, x * self.negative_slope)
+
+    def backward(self, dy):
+        return namespace(dy).where(self._mask, dy, dy * self.negative_slope)
+
+    def __repr__(self):
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+
+class ELU(Activation):
+    """``y = x`` for ``x > 0`` else ``alpha (exp(x) - 1)``; there
+    ``dy/dx = y + alpha``."""
+
+    init = "he_normal"
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        self._mask = mask = x > 0
+        # NOTE: expm1 of min(x, 0) keeps the unused branch from overflowing.
+        neg = self.alpha * xp.expm1(xp.minimum(x, 0.0))
+        self._y = y = xp.where(mask, x, neg)
+        return y
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        return xp.where(self._mask, dy, dy * (self._y + self.alpha))
+
+    def __repr__(self):
+        return f"ELU(alpha={self.alpha})"
+
+
+_GELU_K = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+class GELU(Activation):
+    """GELU, tanh form (as ``torch.nn.GELU(approximate="tanh")``).
+
+    ``y = x/2 (1 + t)`` with ``t = tanh(k (x + c x**3))``, so
+    ``dy/dx = (1 + t)/2 + x/2 (1 - t**2) k (1 + 3 c x**2)``.
+    """
+
+    init = "he_normal"
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        self._x = x
+        self._t = t = xp.tanh(_GELU_K * (x + _GELU_C * (x * x * x)))
+        return 0.5 * x * (1.0 + t)
+
+    def backward(self, dy):
+        x, t = self._x, self._t
+        inner = _GELU_K * (1.0 + (3.0 * _GELU_C) * (x * x))
+        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner)
+
+
+class Softmax(Activation):
+    """Softmax over `axis`: ``y = exp(x - max x) / sum exp(x - max x)``.
+
+    Backward: ``dx = y (dy - sum(dy * y))``. For classification prefer
+    :class:`portnn.CrossEntropy` on logits, which fuses this gradient.
+    """
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        # NOTE: subtracting the max keeps exp from overflowing; softmax is
+        # invariant to the shift.
+        e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
+        self._y = y = e / xp.sum(e, axis=self.axis, keepdims=True)
+        return y
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        y = self._y
+        return y * (dy - xp.sum(dy * y, axis=self.axis, keepdims=True))
+
+
+_BY_NAME = {
+    "identity": Identity,
+    "linear": Identity,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "elu": ELU,
+    "gelu": GELU,
+    "softmax": Softmax,
+}
+
+
+def get(activation) -> Activation:
+    """An activation layer from a name (``"relu"``), a class or an instance."""
+    if isinstance(activation, Layer):
+        return activation
+    if isinstance(activation, type) and issubclass(activation, Layer):
+        return activation()
+    try:
+        return _BY_NAME[activation]()
+    except (KeyError, TypeError):
+        msg = f"unknown activation {activation!r}; choose one of {sorted(_BY_NAME)}"
+        raise ValueError(msg) from None

@@ -1,0 +1,138 @@
+"""`Dense`: the fully connected layer ``y = x @ W + b``."""
+
+from __future__ import annotations
+
+from .. import config
+from .. import init as initializers
+from .._namespace import namespace
+from .activations import Activation
+from .activations import get as get_activation
+from .base import Layer
+
+
+class Dense(Layer):
+    """Fully connected layer: ``y = x @ W + b``, optionally followed by an
+    activation.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Sizes of the input and output feature axes.
+    bias : bool, default True
+        Whether to learn ``b``.
+    init : str or callable, default "auto"
+        Initializer for ``W`` (see :mod:`portnn.init`). ``"auto"`` picks He
+        normal before ReLU-like activations and Glorot uniform otherwise; in a
+        :class:`Sequential`, the activation that follows the layer counts.
+    activation : str or Layer, optional
+        Applied after the affine map (Keras style), e.g. ``"relu"``.
+    backend, dtype : optional
+        Where and in which float dtype to create the weights (defaults: the
+        current backend and default dtype).
+    rng : portnn.random.Generator, optional
+        Generator for the initial weights (default: the global one).
+
+    Notes
+    -----
+    ``W`` has shape ``(in_features, out_features)``. Inputs may have extra
+    leading axes (``(batch, time, in_features)``). Backward, with
+    ``x`` flattened to 2-D::
+
+        dW = x.T @ dy      db = sum(dy, axis=0)      dx = dy @ W.T
+
+    Examples
+    --------
+    >>> import portnn
+    >>> layer = portnn.Dense(3, 2)
+    >>> x = portnn.get_backend().xp.ones((4, 3), dtype=layer.W.dtype)
+    >>> layer(x).shape
+    (4, 2)
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init="auto",
+        activation=None,
+        *,
+        backend=None,
+        dtype=None,
+        rng=None,
+    ) -> None:
+        super().__init__(backend)
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                msg = f"Dense: {name} must be a positive int, got {v!r}"
+                raise ValueError(msg)
+        self.in_features = in_features
+        self.out_features = out_features
+        self.init = init
+        self.activation = None if activation is None else get_activation(activation)
+        self._dtype = config.float_dtype(self.backend) if dtype is None else dtype
+        if isinstance(self._dtype, str):
+            self._dtype = self.backend.dtype(self._dtype)
+        self.W = self.add_parameter("W", self._initial_weights(self.activation, rng))
+        self.b = None
+        if bias:
+            self.b = self.add_parameter(
+                "b", initializers.zeros((out_features,), backend=self.backend,
+                                        dtype=self._dtype)
+            )
+
+    def _initial_weights(self, activation, rng):
+        name = self.init
+        if name == "auto":
+            name = activation.init if isinstance(activation, Activation) else (
+                "glorot_uniform"
+            )
+        fn = initializers.get(name)
+        return fn((self.in_features, self.out_features), backend=self.backend,
+                  dtype=self._dtype, rng=rng)
+
+    def reset_parameters(self, next_activation=None, rng=None) -> None:
+        """Draw ``W`` again (zero ``b``); `next_activation` guides ``"auto"``."""
+        self.W.value = self._initial_weights(self.activation or next_activation, rng)
+        if self.b is not None:
+            self.b.value = initializers.zeros(
+                (self.out_features,), backend=self.backend, dtype=self._dtype
+            )
+
+    def forward(self, x, training=False):
+        W = self.W
+        if type(x) is not type(W.value):
+            self._check_backend(x, W)
+        if x.shape[-1] != self.in_features:
+            msg = (
+                f"Dense: expected input with {self.in_features} features in the "
+                f"last axis, got shape {tuple(x.shape)}"
+            )
+            raise ValueError(msg)
+        self._x = x
+        y = x @ W.value
+        if self.b is not None:
+            y = y + self.b.value
+        if self.activation is not None:
+            y = self.activation.forward(y, training)
+        return y
+
+    def backward(self, dy):
+        if self.activation is not None:
+            dy = self.activation.backward(dy)
+        x = self._x
+        xp = namespace(dy)
+        if x.ndim != 2:
+            x = xp.reshape(x, (-1, self.in_features))
+            dy2 = xp.reshape(dy, (-1, self.out_features))
+        else:
+            dy2 = dy
+        self.W.accumulate(x.T @ dy2)
+        if self.b is not None:
+            self.b.accumulate(xp.sum(dy2, axis=0))
+        return dy @ self.W.value.T
+
+    def __repr__(self) -> str:
+        act = f", activation={self.activation!r}" if self.activation else ""
+        bias = "" if self.b is not None else ", bias=False"
+        return f"Dense({self.in_features}, {self.out_features}{bias}{act})"

@@ -1,0 +1,89 @@
+"""`Sequential`: layers run forward in order and backward in reverse."""
+
+from __future__ import annotations
+
+from ..training.model import Model
+from .activations import Activation
+from .base import Layer
+from .dense import Dense
+
+
+class Sequential(Model):
+    """A stack of layers; a :class:`portnn.training.Model`, so it can `fit`.
+
+    Parameters
+    ----------
+    *layers : Layer
+        Applied in order. A :class:`Dense` with ``init="auto"`` followed by
+        an activation is initialized for that activation (He for ReLU-like,
+        Glorot otherwise).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> model = portnn.Sequential(
+    ...     portnn.Dense(64, 32), portnn.ReLU(), portnn.Dense(32, 10))
+    >>> len(model.parameters())
+    4
+    >>> x = portnn.get_backend().xp.ones((5, 64), dtype=model[0].W.dtype)
+    >>> model(x).shape
+    (5, 10)
+    """
+
+    def __init__(self, *layers: Layer, backend=None) -> None:
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                msg = (
+                    f"Sequential: item {i} is a {type(layer).__name__}, not a Layer "
+                    "(did you pass a class instead of an instance?)"
+                )
+                raise TypeError(msg)
+        if backend is None:
+            owners = [la for la in layers if la.parameters()]
+            backend = owners[0].backend if owners else None
+        super().__init__(backend)
+        self.layers: list[Layer] = list(layers)
+        self._auto_init()
+
+    def _auto_init(self) -> None:
+        for layer, nxt in zip(self.layers, self.layers[1:]):
+            if (isinstance(layer, Dense) and layer.init == "auto"
+                    and layer.activation is None and isinstance(nxt, Activation)
+                    and nxt.init != "glorot_uniform"):
+                layer.reset_parameters(next_activation=nxt)
+
+    def add(self, layer: Layer) -> Sequential:
+        """Append `layer` and return the model (for chaining)."""
+        if not isinstance(layer, Layer):
+            msg = f"Sequential.add takes a Layer, got {type(layer).__name__}"
+            raise TypeError(msg)
+        self.layers.append(layer)
+        return self
+
+    def children(self) -> list[Layer]:
+        return self.layers
+
+    def forward(self, x, training=False):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        inner = ",\n  ".join(repr(layer) for layer in self.layers)
+        return f"Sequential(\n  {inner}\n)"

@@ -1,0 +1,73 @@
+"""The `Loss` base: a 0-d loss from `forward`, d loss / d pred from `backward`."""
+
+from __future__ import annotations
+
+from ..backends import check_same_backend
+
+_REDUCTIONS = ("mean", "sum")
+
+
+class Loss:
+    """Base class of the losses.
+
+    Subclasses implement ``forward(pred, target)``, returning a 0-d array and
+    caching what ``backward()`` needs to return ``d loss / d pred``.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}
+        Average or add the per-element losses.
+    """
+
+    def __init__(self, reduction: str = "mean") -> None:
+        if reduction not in _REDUCTIONS:
+            msg = f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, "
+            msg += f"got {reduction!r}"
+            raise ValueError(msg)
+        self.reduction = reduction
+
+    def __call__(self, pred, target):
+        return self.forward(pred, target)
+
+    def forward(self, pred, target):
+        """Loss of `pred` against `target`, as a 0-d array."""
+        raise NotImplementedError
+
+    def backward(self):
+        """Gradient of the last `forward` with respect to `pred`."""
+        raise NotImplementedError
+
+    def _scale(self, n_elements: int) -> float:
+        return 1.0 / n_elements if self.reduction == "mean" else 1.0
+
+    def _reduce(self, xp, per_element):
+        total = xp.sum(per_element)
+        return total / _size(per_element) if self.reduction == "mean" else total
+
+    def _match(self, pred, target):
+        """Check backends and shapes of an element-wise loss's arguments."""
+        if type(pred) is not type(target):
+            check_same_backend(pred, target, where=type(self).__name__)
+        if tuple(target.shape) == tuple(pred.shape):
+            return target
+        if tuple(pred.shape) == (*target.shape, 1):
+            # (N,) targets for an (N, 1) output: the common case, made explicit.
+            from .._namespace import namespace
+
+            return namespace(target).reshape(target, tuple(pred.shape))
+        msg = (
+            f"{type(self).__name__}: prediction shape {tuple(pred.shape)} and "
+            f"target shape {tuple(target.shape)} differ; reshape the target to "
+            f"{tuple(pred.shape)} (no silent broadcasting)"
+        )
+        raise ValueError(msg)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reduction={self.reduction!r})"
+
+
+def _size(x) -> int:
+    n = 1
+    for s in x.shape:
+        n *= s
+    return n

@@ -1,0 +1,49 @@
+"""Stochastic gradient descent with momentum, Nesterov and weight decay."""
+
+from __future__ import annotations
+
+from .base import Optimizer
+
+
+class SGD(Optimizer):
+    """Mini-batch gradient descent: ``p -= lr * g``.
+
+    With ``momentum`` (as ``torch.optim.SGD``)::
+
+        g = grad + weight_decay * p
+        buf = g                                   (first step)
+        buf = momentum * buf + (1 - dampening) * g
+        p -= lr * (g + momentum * buf  if nesterov else  buf)
+
+    Examples
+    --------
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(2, 1))
+    >>> opt = portnn.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    """
+
+    def __init__(self, params, lr: float = 0.01, momentum: float = 0.0,
+                 dampening: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            msg = "SGD: nesterov needs momentum > 0 and dampening = 0"
+            raise ValueError(msg)
+        self.momentum = float(momentum)
+        self.dampening = float(dampening)
+        self.nesterov = bool(nesterov)
+        self.weight_decay = float(weight_decay)
+
+    def update(self, p, g, state):
+        if self.weight_decay:
+            g = g + self.weight_decay * p.value
+        if self.momentum:
+            buf = state.get("momentum")
+            if buf is None:
+                buf = g + 0.0  # a copy: the buffer must not alias the gradient
+            else:
+                buf *= self.momentum
+                buf += (1.0 - self.dampening) * g
+            state["momentum"] = buf
+            g = g + self.momentum * buf if self.nesterov else buf
+        p.value -= self.lr * g
