@@ -98,8 +98,7 @@ def _numeric(f, x, eps):
     idx = xp.arange(n, device=x.device)
     out = []
     for i in range(n):
-        e = xp.where(idx == i, eps, 0.0)
-        e = xp.astype(e, flat.dtype)
+        e = xp.astype(idx == i, flat.dtype) * eps
         plus = float(f(xp.reshape(flat + e, shape)))
         minus = float(f(xp.reshape(flat - e, shape)))
         out.append((plus - minus) / (2.0 * eps))

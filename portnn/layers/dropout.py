@@ -45,7 +45,7 @@ class Dropout(Activation):
         backend = backend_of(x) or self.backend
         u = rng.uniform(tuple(x.shape), dtype=x.dtype, backend=backend)
         # The mask already holds the 1/(1-p) scale: backward is one product.
-        self._mask = mask = xp.where(u >= self.p, 1.0 / (1.0 - self.p), 0.0)
+        self._mask = mask = xp.astype(u >= self.p, x.dtype) * (1.0 / (1.0 - self.p))
         return x * mask
 
     def backward(self, dy):

@@ -7,6 +7,7 @@ from .base import Loss, _size
 
 _LOG_FLOOR = -100.0  # as torch.nn.BCELoss: log(0) counts as -100, not -inf
 _DENOM_EPS = 1e-12
+_TINY = 1e-44  # log(_TINY) < -100, so clipping here changes no result
 
 
 class BCE(Loss):
@@ -29,8 +30,8 @@ class BCE(Loss):
         xp = namespace(pred)
         # NOTE: clipping the logs (not p) keeps the value finite at p = 0 or 1
         # exactly as PyTorch does, so both report the same loss.
-        log_p = xp.clip(xp.log(pred), _LOG_FLOOR, None)
-        log_q = xp.clip(xp.log(1.0 - pred), _LOG_FLOOR, None)
+        log_p = xp.clip(xp.log(xp.clip(pred, _TINY, None)), _LOG_FLOOR, None)
+        log_q = xp.clip(xp.log(xp.clip(1.0 - pred, _TINY, None)), _LOG_FLOOR, None)
         self._p, self._t = pred, target
         self._k = self._scale(_size(pred))
         return self._reduce(xp, -(target * log_p + (1.0 - target) * log_q))

@@ -1,0 +1,53 @@
+"""Shared fixtures: one `backend` fixture over every registered backend.
+
+array-api-strict is always in the set (a missing install is a failure, not a
+skip); CuPy and torch skip with the registry's reason where unusable.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import portnn
+from portnn.backends import BackendUnavailableError
+
+ALWAYS = ("numpy", "array_api_strict")
+BUILTIN = ("numpy", "array_api_strict", "torch", "cupy")
+
+
+def _get(name):
+    try:
+        return portnn.backends.get(name)
+    except BackendUnavailableError as exc:
+        if name in ALWAYS:
+            raise
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=BUILTIN)
+def backend(request):
+    """Each backend usable here, made current for the test."""
+    b = _get(request.param)
+    with portnn.use_backend(b):
+        yield b
+
+
+@pytest.fixture
+def torch():
+    """PyTorch as a test oracle (skips where not installed)."""
+    return pytest.importorskip("torch")
+
+
+def to_np(x):
+    """Any backend's array as a NumPy array."""
+    b = portnn.backends.backend_of(x)
+    return b.to_numpy(x) if b is not None else np.asarray(x)
+
+
+def tolerance(dtype) -> dict:
+    """rtol/atol for comparing two computations of the same maths."""
+    name = str(getattr(dtype, "name", dtype))
+    if "64" in name:
+        return {"rtol": 1e-9, "atol": 1e-11}
+    return {"rtol": 2e-5, "atol": 2e-6}

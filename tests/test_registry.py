@@ -1,0 +1,179 @@
+"""The backend registry: names, errors, the current backend, mixed arrays."""
+
+from __future__ import annotations
+
+import ast
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import portnn
+from portnn import backends
+from portnn.backends import Backend, BackendMismatchError, BackendUnavailableError
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_builtin_backends_are_registered():
+    assert {"numpy", "cupy", "torch", "array_api_strict"} <= set(backends.names())
+    assert "numpy" in backends.available()
+    assert "array_api_strict" in backends.available()
+
+
+def test_status_gives_a_reason_for_every_backend():
+    report = {s.name: s for s in backends.status()}
+    assert report["numpy"].usable and report["numpy"].reason == "ok"
+    for s in report.values():
+        assert s.usable or s.reason  # unusable ones say why
+
+
+def test_cupy_reports_why_it_is_unusable_without_crashing():
+    report = {s.name: s for s in backends.status()}
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        assert not report["cupy"].usable
+        assert "not installed" in report["cupy"].reason
+        assert "portnn[cuda12]" in report["cupy"].reason
+        return
+    if not report["cupy"].usable:
+        assert "CUDA" in report["cupy"].reason
+
+
+def test_unknown_backend_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown backend 'nope'.*numpy"):
+        portnn.set_backend("nope")
+
+
+def test_unusable_backend_says_why_and_how_to_install():
+    def broken(device=None):
+        raise BackendUnavailableError("libfoo is not installed")
+
+    backends.register("foo", broken, install_hint="pip install foo")
+    try:
+        with pytest.raises(BackendUnavailableError, match="libfoo is not installed"):
+            portnn.set_backend("foo")
+        report = {s.name: s for s in backends.status()}
+        assert report["foo"].usable is False
+        assert "foo" not in backends.available()
+    finally:
+        backends._factories.pop("foo")
+        backends._failures.clear()
+
+
+def test_register_a_third_party_backend():
+    from portnn.backends.numpy_backend import make_numpy_backend
+
+    def factory(device=None):
+        b = make_numpy_backend(device)
+        return Backend("mine", b.xp, to_numpy=np.asarray, array_types=b.array_types)
+
+    backends.register("mine", factory)
+    try:
+        with portnn.use_backend("mine") as b:
+            assert portnn.get_backend() is b
+            assert b.name == "mine"
+    finally:
+        backends._factories.pop("mine")
+        backends._cache.pop(("mine", None), None)
+
+
+def test_use_backend_restores_on_exception():
+    before = portnn.get_backend()
+    with pytest.raises(RuntimeError), portnn.use_backend("array_api_strict"):
+        assert portnn.get_backend().name == "array_api_strict"
+        raise RuntimeError("boom")
+    assert portnn.get_backend() is before
+
+
+def test_use_backend_nests():
+    with portnn.use_backend("array_api_strict"):
+        with portnn.use_backend("numpy"):
+            assert portnn.get_backend().name == "numpy"
+        assert portnn.get_backend().name == "array_api_strict"
+
+
+def _run(code: str, **env) -> str:
+    full_env = {**os.environ, **env}
+    full_env.pop("PORTNN_BACKEND", None) if "PORTNN_BACKEND" not in env else None
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=full_env, check=True)
+    return out.stdout.strip()
+
+
+def test_env_var_picks_the_default_backend():
+    code = "import portnn; print(portnn.get_backend().name)"
+    assert _run(code, PORTNN_BACKEND="array_api_strict") == "array_api_strict"
+    assert _run(code) == "numpy"
+
+
+def test_set_backend_sets_the_current_one():
+    code = ("import portnn; portnn.set_backend('array_api_strict'); "
+            "print(portnn.get_backend().name)")
+    assert _run(code) == "array_api_strict"
+
+
+def test_import_portnn_imports_no_array_library():
+    code = ("import sys, portnn; print(sorted(m for m in "
+            "('numpy', 'cupy', 'torch', 'array_api_strict') if m in sys.modules))")
+    assert _run(code) == "[]"
+
+
+def test_mixed_backends_in_a_layer_name_both():
+    with portnn.use_backend("numpy"):
+        layer = portnn.Dense(3, 2)
+    strict = backends.get("array_api_strict")
+    x = strict.asarray([[1.0, 2.0, 3.0]], dtype="float32")
+    with pytest.raises(BackendMismatchError, match="Dense.*numpy.*array_api_strict"):
+        layer(x)
+
+
+def test_mixed_backends_in_a_loss_name_both():
+    strict = backends.get("array_api_strict")
+    pred = np.zeros((2, 3), dtype=np.float32)
+    with pytest.raises(BackendMismatchError, match="numpy.*array_api_strict"):
+        portnn.MSE()(pred, strict.asarray(np.zeros((2, 3), dtype=np.float32)))
+
+
+def test_asarray_converts_lists_and_numpy(backend):
+    x = backend.asarray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert backend.owns(x)
+    assert backend.to_numpy(x).tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert backend.owns(backend.asarray([1.0, 2.0], dtype="float32"))
+
+
+CORE_DIRS = ["portnn/layers", "portnn/losses", "portnn/optim", "portnn/training"]
+CORE_FILES = ["portnn/init.py", "portnn/random.py", "portnn/parameter.py",
+              "portnn/data.py", "portnn/gradcheck.py", "portnn/ops/scatter.py",
+              "portnn/config.py", "portnn/_namespace.py"]
+FORBIDDEN = {"numpy", "cupy", "cupyx", "torch"}
+
+
+def _core_files():
+    for d in CORE_DIRS:
+        yield from sorted((ROOT / d).glob("*.py"))
+    for f in CORE_FILES:
+        yield ROOT / f
+
+
+def test_core_modules_never_import_numpy_cupy_or_torch():
+    offenders = []
+    files = list(_core_files())
+    assert len(files) > 15
+    for path in files:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                mods = [node.module or ""]
+            else:
+                continue
+            for mod in mods:
+                if mod.partition(".")[0] in FORBIDDEN:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {mod}")
+    assert offenders == []
