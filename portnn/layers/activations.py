@@ -102,12 +102,12 @@ class ReLU(Activation):
     [0.0, 2.0]
     """
 
-    init = "he_normal"
+    init = "he_uniform"
 
     def forward(self, x, training=False):
-        xp = namespace(x)
-        self._mask = mask = x > 0
-        return xp.where(mask, x, 0.0)
+        self._mask = x > 0
+        # maximum (not where) so that NaN propagates, as in PyTorch
+        return namespace(x).maximum(x, 0.0)
 
     def backward(self, dy):
         return namespace(dy).where(self._mask, dy, 0.0)
@@ -116,7 +116,7 @@ class ReLU(Activation):
 class LeakyReLU(Activation):
     """``y = x`` for ``x > 0`` else ``negative_slope * x``."""
 
-    init = "he_normal"
+    init = "he_uniform"
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -138,7 +138,7 @@ class ELU(Activation):
     """``y = x`` for ``x > 0`` else ``alpha (exp(x) - 1)``; there
     ``dy/dx = y + alpha``."""
 
-    init = "he_normal"
+    init = "he_uniform"
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
@@ -171,7 +171,7 @@ class GELU(Activation):
     ``dy/dx = (1 + t)/2 + x/2 (1 - t**2) k (1 + 3 c x**2)``.
     """
 
-    init = "he_normal"
+    init = "he_uniform"
 
     def forward(self, x, training=False):
         xp = namespace(x)

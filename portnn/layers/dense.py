@@ -22,7 +22,8 @@ class Dense(Layer):
         Whether to learn ``b``.
     init : str or callable, default "auto"
         Initializer for ``W`` (see :mod:`portnn.init`). ``"auto"`` picks He
-        normal before ReLU-like activations and Glorot uniform otherwise; in a
+        uniform before ReLU-like activations and Glorot uniform otherwise
+        (both uniform, so one seed gives bit-identical weights everywhere); in a
         :class:`Sequential`, the activation that follows the layer counts.
     activation : str or Layer, optional
         Applied after the affine map (Keras style), e.g. ``"relu"``.
