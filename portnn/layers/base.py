@@ -41,6 +41,10 @@ class Layer:
     [(3,)]
     """
 
+    #: True for layers that take integer input (token ids); `fit` casts
+    #: integer data to the model's float dtype otherwise.
+    integer_input = False
+
     def __init__(self, backend=None) -> None:
         self._params: dict[str, Parameter] = {}
         self._buffers: dict[str, Any] = {}

@@ -54,6 +54,10 @@ class Sequential(Model):
                     and nxt.init != "glorot_uniform"):
                 layer.reset_parameters(next_activation=nxt)
 
+    @property
+    def integer_input(self) -> bool:
+        return bool(self.layers) and self.layers[0].integer_input
+
     def add(self, layer: Layer) -> Sequential:
         """Append `layer` and return the model (for chaining)."""
         if not isinstance(layer, Layer):

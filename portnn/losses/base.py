@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .._namespace import namespace
 from ..backends import check_same_backend
 
 _REDUCTIONS = ("mean", "sum")
@@ -48,12 +49,13 @@ class Loss:
         """Check backends and shapes of an element-wise loss's arguments."""
         if type(pred) is not type(target):
             check_same_backend(pred, target, where=type(self).__name__)
+        if target.dtype != pred.dtype:
+            # integer or bool labels (0/1), or another float precision
+            target = namespace(target).astype(target, pred.dtype)
         if tuple(target.shape) == tuple(pred.shape):
             return target
         if tuple(pred.shape) == (*target.shape, 1):
             # (N,) targets for an (N, 1) output: the common case, made explicit.
-            from .._namespace import namespace
-
             return namespace(target).reshape(target, tuple(pred.shape))
         msg = (
             f"{type(self).__name__}: prediction shape {tuple(pred.shape)} and "

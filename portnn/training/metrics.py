@@ -36,5 +36,5 @@ def accuracy(pred, target, threshold: float = 0.5) -> float:
         guess = pred > threshold
         if target.ndim != pred.ndim:
             target = xp.reshape(target, tuple(pred.shape))
-        correct = guess == (target > 0.5)
+        correct = guess == (xp.astype(target, pred.dtype) > 0.5)
     return float(xp.mean(xp.astype(correct, pred.dtype)))

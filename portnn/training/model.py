@@ -125,7 +125,7 @@ class Model(Layer):
         rng = rng or global_generator()
         xp = self.backend.xp
 
-        x, y = self._as_data(x, y)
+        x, y = self._as_data(x, y, loss)
         n = x.shape[0]
         if validation_data is None and validation_split:
             if not 0.0 < validation_split < 1.0:
@@ -139,7 +139,7 @@ class Model(Layer):
             x, y = x[: n - n_val, ...], y[: n - n_val, ...]
             n = n - n_val
         if validation_data is not None:
-            validation_data = self._as_data(*validation_data)
+            validation_data = self._as_data(*validation_data, loss)
 
         n_batches = -(-n // batch_size)
         callbacks = list(callbacks or [])
@@ -215,7 +215,7 @@ class Model(Layer):
         """
         loss = losses_mod.get(loss if loss is not None else self._require_loss())
         names = self._metric_names(metrics, loss)
-        x, y = self._as_data(x, y)
+        x, y = self._as_data(x, y, loss)
         n = x.shape[0]
         totals = dict.fromkeys(["loss", *names], 0.0)
         for lo in range(0, n, batch_size):
@@ -252,20 +252,23 @@ class Model(Layer):
         xp = self.backend.xp
         x = self.backend.asarray(x)
         dtype = self._model_dtype()
-        if dtype is not None and xp.isdtype(x.dtype, "real floating") and (
-            x.dtype != dtype
+        if dtype is None or x.dtype == dtype:
+            return x
+        if xp.isdtype(x.dtype, "real floating") or (
+            not self.integer_input and xp.isdtype(x.dtype, ("integral", "bool"))
         ):
             x = xp.astype(x, dtype)
         return x
 
-    def _as_data(self, x, y):
+    def _as_data(self, x, y, loss=None):
         xp = self.backend.xp
         x = self._as_input(x)
         y = self.backend.asarray(y)
-        if xp.isdtype(y.dtype, "real floating") and x.dtype != y.dtype and (
-            xp.isdtype(x.dtype, "real floating")
-        ):
-            y = xp.astype(y, x.dtype)
+        dtype = self._model_dtype()
+        labels = isinstance(loss, losses_mod.CrossEntropy) and not xp.isdtype(
+            y.dtype, "real floating")
+        if dtype is not None and y.dtype != dtype and not labels:
+            y = xp.astype(y, dtype)  # regression and binary targets
         if y.ndim == 0 or x.ndim == 0 or x.shape[0] != y.shape[0]:
             msg = (
                 f"x and y must hold the same number of samples in axis 0; got "

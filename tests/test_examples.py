@@ -1,0 +1,49 @@
+"""The examples, run in-process on a short budget on every backend."""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def _example(name):
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    return importlib.import_module(name)
+
+
+def _args(backend, *extra):
+    return ["--backend", backend.name, "--quiet", *extra]
+
+
+def test_perceptron(backend):
+    result = _example("perceptron").main(_args(backend, "--epochs", "500"))
+    assert result["solved"] and result["prediction"] > 0.9
+
+
+def test_xor_both_networks_solve_it(backend):
+    result = _example("xor").main(_args(backend, "--epochs", "1500"))
+    assert result["sigmoid_2_4_1"] and result["relu_2_2_1"]
+
+
+def test_deep_bce(backend):
+    pytest.importorskip("sklearn")
+    result = _example("deep_bce").main(_args(backend, "--epochs", "15"))
+    assert result["test_accuracy"] >= 0.93
+    assert result["history"]["loss"][-1] < result["history"]["loss"][0]
+
+
+@pytest.mark.slow
+def test_digits_quick(backend, tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "loss.png"
+    result = _example("digits").main(
+        _args(backend, "--epochs", "12", "--batch-size", "32", "--plot", str(png)))
+    assert result["test_accuracy"] > 0.95
+    assert png.stat().st_size > 10_000
