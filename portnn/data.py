@@ -37,8 +37,9 @@ def batches(x, y=None, batch_size: int = 32, shuffle: bool = False, rng=None):
         x = xp.take(x, perm, axis=0)
         y = None if y is None else xp.take(y, perm, axis=0)
     for lo in range(0, n, batch_size):
-        xb = x[lo:lo + batch_size, ...]
-        yield xb if y is None else (xb, y[lo:lo + batch_size, ...])
+        hi = min(n, lo + batch_size)  # out-of-bounds stops are not standard
+        xb = x[lo:hi, ...]
+        yield xb if y is None else (xb, y[lo:hi, ...])
 
 
 class Standardizer:

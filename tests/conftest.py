@@ -51,3 +51,13 @@ def tolerance(dtype) -> dict:
     if "64" in name:
         return {"rtol": 1e-9, "atol": 1e-11}
     return {"rtol": 2e-5, "atol": 2e-6}
+
+
+@pytest.fixture(autouse=True)
+def _isolate_global_state():
+    """No test leaks its current backend or default dtype into the next."""
+    backend_token = portnn.backends._current.set(None)
+    dtype_token = portnn.config._default_dtype.set("float32")
+    yield
+    portnn.config._default_dtype.reset(dtype_token)
+    portnn.backends._current.reset(backend_token)

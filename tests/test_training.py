@@ -255,3 +255,10 @@ def test_dense_auto_init_follows_the_activation():
     # He uniform bound sqrt(6/400) vs Glorot sqrt(6/800)
     assert to_np(relu_net[0].W.value).max() == pytest.approx(np.sqrt(6 / 400), rel=0.01)
     assert to_np(tanh_net[0].W.value).max() == pytest.approx(np.sqrt(6 / 800), rel=0.01)
+
+
+def test_predict_in_batches_matches_one_pass(backend):
+    x = backend.asarray(_blobs(23)[0])
+    model = _model()
+    np.testing.assert_allclose(to_np(model.predict(x, batch_size=5)),
+                               to_np(model.predict(x)), rtol=1e-6)

@@ -17,11 +17,20 @@ class Callback:
 
     model = None
 
-    def on_train_begin(self, logs=None): ...
-    def on_train_end(self, logs=None): ...
-    def on_epoch_begin(self, epoch, logs=None): ...
-    def on_epoch_end(self, epoch, logs=None): ...
-    def on_batch_end(self, batch, logs=None): ...
+    def on_train_begin(self, logs=None):
+        """Called once before the first epoch."""
+
+    def on_train_end(self, logs=None):
+        """Called once after the last epoch (also after an early stop)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        """Called before each epoch (numbered from 0)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        """Called after each epoch with its training and validation figures."""
+
+    def on_batch_end(self, batch, logs=None):
+        """Called after each optimizer step with the batch's figures."""
 
 
 class EarlyStopping(Callback):

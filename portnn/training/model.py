@@ -233,8 +233,9 @@ class Model(Layer):
         if batch_size is None or x.shape[0] <= batch_size:
             return self.forward(x, training=False)
         xp = self.backend.xp
-        parts = [self.forward(x[i:i + batch_size, ...], training=False)
-                 for i in range(0, x.shape[0], batch_size)]
+        n = x.shape[0]
+        parts = [self.forward(x[i:min(n, i + batch_size), ...], training=False)
+                 for i in range(0, n, batch_size)]
         return xp.concat(parts, axis=0)
 
     # -- helpers ----------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""The README stays true: its set-up commands match CI, its code runs."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(lang):
+    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_has_the_two_setup_commands_and_ci_runs_the_test_one():
+    commands = [b.strip() for b in _blocks("bash")]
+    assert commands[0] == ('pip install -e ".[examples]" && '
+                           "python examples/digits.py --backend numpy")
+    assert commands[1] == 'pip install -e ".[test]" && python -m pytest'
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert commands[1] in ci
+
+
+@pytest.mark.parametrize("index", range(len(_blocks("python"))))
+def test_readme_python_blocks_run(index, tmp_path, monkeypatch):
+    pytest.importorskip("numpy")
+    monkeypatch.chdir(tmp_path)
+    blocks = _blocks("python")
+    namespace = {}
+    # Later blocks build on the quickstart's names, as a reader's session would.
+    for code in blocks[: index + 1]:
+        if "cupy" in code and "use_backend" in code:
+            continue  # the backend-picking snippet needs a GPU
+        exec(compile(code, f"README block {index}", "exec"), namespace)
