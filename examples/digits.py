@@ -2,8 +2,8 @@
 
 1797 images of handwritten digits (no download), standardized on the
 training split, a stratified 80/20 split, a 64-256-128-10 MLP with dropout,
-AdamW and label smoothing; prints a progress display, the test accuracy, and writes the loss
-curves to a PNG.
+AdamW and label smoothing; prints a progress display and the test
+accuracy, and writes the loss curves to a PNG.
 
     python examples/digits.py --backend numpy
 """
@@ -55,7 +55,8 @@ def main(argv=None) -> dict:
         validation_data=(x_test, y_test), verbose=0 if args.quiet else 1)
     seconds = time.perf_counter() - start
     test = model.evaluate(x_test, y_test, loss=portnn.CrossEntropy())
-    print(f"[{backend.name}] digits MLP: test accuracy {test['accuracy']:.4f} "
+    print(f"[{backend.name}] digits MLP: test accuracy "
+          f"{test['accuracy']:.4f} "
           f"(loss {test['loss']:.4f}) after {len(history.epoch)} epochs, "
           f"{seconds:.1f} s")
     if args.plot:
@@ -63,7 +64,8 @@ def main(argv=None) -> dict:
             history.plot(args.plot, title=f"digits MLP on {backend.name}")
             print(f"loss curves written to {args.plot}")
         except ImportError:
-            print("matplotlib is not installed: no plot (pip install 'portnn[examples]')")
+            print("matplotlib is not installed: no plot "
+                  "(pip install 'portnn[examples]')")
     return {"test_accuracy": test["accuracy"], "history": history}
 
 

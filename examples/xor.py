@@ -25,7 +25,7 @@ Y = [[0], [1], [1], [0]]
 def _solved(model, x, y, backend) -> tuple[bool, list[float]]:
     out = backend.to_numpy(model.predict(x)).ravel().tolist()
     target = backend.to_numpy(y).ravel().tolist()
-    return all((o > 0.5) == (t > 0.5) for o, t in zip(out, target)), out
+    return all((o > 0.5) == (t > 0.5) for o, t in zip(out, target, strict=True)), out
 
 
 def sigmoid_2_4_1(backend, epochs, quiet):

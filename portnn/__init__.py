@@ -7,8 +7,17 @@ created when first used.
 
 from __future__ import annotations
 
-from . import backends, data, init, layers, losses, ops, optim, random
-from . import training  # after layers: Sequential (a layer) is a training.Model
+from . import (
+    backends,
+    data,
+    init,
+    layers,
+    losses,
+    ops,
+    optim,
+    random,
+    training,  # after layers: Sequential (a layer) is a training.Model
+)
 from .backends import get_backend, set_backend, use_backend
 from .config import default_dtype, get_default_dtype, set_default_dtype
 from .gradcheck import GradcheckError, gradcheck
@@ -62,8 +71,8 @@ def asarray(x, dtype=None):
 
 
 __all__ = [
-    "__version__", "asarray", "backends", "data", "init", "losses", "ops", "optim",
-    "random", "training", "get_backend", "set_backend", "use_backend",
+    "__version__", "asarray", "backends", "data", "init", "layers", "losses", "ops",
+    "optim", "random", "training", "get_backend", "set_backend", "use_backend",
     "default_dtype", "get_default_dtype", "set_default_dtype", "gradcheck",
     "GradcheckError", "Layer", "Dense", "Dropout", "Sequential", "Identity",
     "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "Loss", "MSE",

@@ -20,7 +20,8 @@ def batches(x, y=None, batch_size: int = 32, shuffle: bool = False, rng=None):
     Examples
     --------
     >>> import portnn
-    >>> x = portnn.get_backend().xp.reshape(portnn.get_backend().xp.arange(10.0), (5, 2))
+    >>> xp = portnn.get_backend().xp
+    >>> x = xp.reshape(xp.arange(10.0), (5, 2))
     >>> [xb.shape[0] for xb in portnn.data.batches(x, batch_size=2)]
     [2, 2, 1]
     """

@@ -48,7 +48,7 @@ class Sequential(Model):
         self._auto_init()
 
     def _auto_init(self) -> None:
-        for layer, nxt in zip(self.layers, self.layers[1:]):
+        for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
             if (isinstance(layer, Dense) and layer.init == "auto"
                     and layer.activation is None and isinstance(nxt, Activation)
                     and nxt.init != "glorot_uniform"):

@@ -43,7 +43,10 @@ class CrossEntropy(Loss):
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
         if not 0.0 <= label_smoothing <= 1.0:
-            msg = f"CrossEntropy: label_smoothing must be in [0, 1], got {label_smoothing!r}"
+            msg = (
+                "CrossEntropy: label_smoothing must be in [0, 1], "
+                f"got {label_smoothing!r}"
+            )
             raise ValueError(msg)
         self.label_smoothing = float(label_smoothing)
 

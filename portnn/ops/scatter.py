@@ -39,7 +39,8 @@ def scatter_add(target, indices, values):
     >>> import portnn
     >>> b = portnn.get_backend()
     >>> t = b.xp.zeros((3,))
-    >>> portnn.ops.scatter_add(t, b.asarray([0, 0, 2]), b.asarray([1.0, 1.0, 5.0])).tolist()
+    >>> idx, v = b.asarray([0, 0, 2]), b.asarray([1.0, 1.0, 5.0])
+    >>> portnn.ops.scatter_add(t, idx, v).tolist()
     [2.0, 0.0, 5.0]
     """
     backend = backend_of(target)
