@@ -177,3 +177,27 @@ def test_core_modules_never_import_numpy_cupy_or_torch():
                 if mod.partition(".")[0] in FORBIDDEN:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {mod}")
     assert offenders == []
+
+
+def test_entry_point_backends_are_discovered(monkeypatch):
+    from importlib import metadata
+
+    from portnn.backends.numpy_backend import make_numpy_backend
+
+    class FakeEntryPoint:
+        name = "plugin_np"
+
+        def load(self):
+            return make_numpy_backend
+
+    def fake_entry_points(group=None):
+        return [FakeEntryPoint()] if group == backends.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(metadata, "entry_points", fake_entry_points)
+    monkeypatch.setattr(backends, "_entry_points_loaded", False)
+    try:
+        assert "plugin_np" in backends.names()
+        assert backends.get("plugin_np").name == "numpy"
+    finally:
+        backends._factories.pop("plugin_np", None)
+        backends._cache.pop(("plugin_np", None), None)

@@ -262,3 +262,29 @@ def test_predict_in_batches_matches_one_pass(backend):
     model = _model()
     np.testing.assert_allclose(to_np(model.predict(x, batch_size=5)),
                                to_np(model.predict(x)), rtol=1e-6)
+
+
+def test_backward_params_gives_the_same_gradients_as_backward(backend):
+    portnn.seed(0)
+    model = _model()
+    x = backend.asarray(_blobs(8)[0])
+    dy = backend.asarray(np.ones((8, 3), dtype=np.float32))
+    model(x, training=True)
+    model.backward(dy)
+    full = [to_np(p.grad) for p in model.parameters()]
+    model.zero_grad()
+    model(x, training=True)
+    assert model.backward_params(dy) is None
+    for g, p in zip(full, model.parameters(), strict=True):
+        np.testing.assert_array_equal(to_np(p.grad), g)
+
+
+def test_lr_schedule_from_fit(backend):
+    x, y = _blobs(40)
+    model = _model()
+    opt = portnn.SGD(model.parameters(), lr=0.1)
+    sched = portnn.optim.StepLR(opt, step_size=2, gamma=0.5)
+    h = model.fit(x, y, loss="cross_entropy", optimizer=opt, epochs=5, verbose=0,
+                  callbacks=[portnn.training.LRSchedulerCallback(sched)])
+    assert h["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
+    assert opt.lr == pytest.approx(0.025)

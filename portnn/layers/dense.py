@@ -119,6 +119,14 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
+        dy = self._param_grads(dy)
+        return dy @ self.W.value.T
+
+    def backward_params(self, dy):
+        self._param_grads(dy)
+
+    def _param_grads(self, dy):
+        """Accumulate dW and db; return dy past the activation."""
         if self.activation is not None:
             dy = self.activation.backward(dy)
         x = self._x
@@ -131,7 +139,7 @@ class Dense(Layer):
         self.W.accumulate(x.T @ dy2)
         if self.b is not None:
             self.b.accumulate(xp.sum(dy2, axis=0))
-        return dy @ self.W.value.T
+        return dy
 
     def __repr__(self) -> str:
         act = f", activation={self.activation!r}" if self.activation else ""

@@ -79,6 +79,13 @@ class Sequential(Model):
             dy = layer.backward(dy)
         return dy
 
+    def backward_params(self, dy):
+        layers = self.layers
+        for layer in reversed(layers[1:]):
+            dy = layer.backward(dy)
+        if layers:
+            layers[0].backward_params(dy)
+
     def __getitem__(self, i):
         return self.layers[i]
 

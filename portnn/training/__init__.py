@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from .callbacks import Callback, EarlyStopping, ProgressBar
+from .callbacks import Callback, EarlyStopping, LRSchedulerCallback, ProgressBar
 from .history import History
 from .metrics import accuracy
 from .model import Model, TrainingDivergedError
 
-__all__ = ["Model", "History", "Callback", "EarlyStopping", "ProgressBar",
+__all__ = ["Model", "History", "Callback", "EarlyStopping", "LRSchedulerCallback",
+           "ProgressBar",
            "TrainingDivergedError", "accuracy"]

@@ -110,6 +110,36 @@ class EarlyStopping(Callback):
             self.model.load_state_dict(self._best_state)
 
 
+class LRSchedulerCallback(Callback):
+    """Step a learning-rate schedule from `fit`, after every epoch or batch.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(2, 1))
+    >>> opt = portnn.SGD(model.parameters(), lr=0.1)
+    >>> sched = portnn.optim.StepLR(opt, step_size=10, gamma=0.5)
+    >>> cb = LRSchedulerCallback(sched, every="epoch")
+    """
+
+    def __init__(self, scheduler, every: str = "epoch") -> None:
+        if every not in ("epoch", "batch"):
+            msg = f"every must be 'epoch' or 'batch', got {every!r}"
+            raise ValueError(msg)
+        self.scheduler = scheduler
+        self.every = every
+
+    def on_batch_end(self, batch, logs=None):
+        if self.every == "batch":
+            self.scheduler.step()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["lr"] = self.scheduler.optimizer.lr
+        if self.every == "epoch":
+            self.scheduler.step()
+
+
 def _fmt(logs: dict) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
 

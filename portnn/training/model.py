@@ -48,7 +48,7 @@ class Model(Layer):
         """
         pred = self.forward(x, training=True)
         value = loss.forward(pred, y)
-        self.backward(loss.backward())
+        self.backward_params(loss.backward())  # no d loss / d input needed
         # Gradients are complete and the step has not run: this is the one
         # place where data-parallel training all-reduces them across ranks.
         optimizer.step()
@@ -195,9 +195,9 @@ class Model(Layer):
                                     batch_size=max(batch_size, 256),
                                     metrics=metric_names)
                 logs.update({f"val_{k}": v for k, v in val.items()})
-            history.append(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
+            history.append(epoch, logs)  # last, so callbacks may add figures
             if self.stop_training:
                 break
         for cb in callbacks:
