@@ -94,8 +94,16 @@ class Backend:
             dtype = self.dtype(dtype)
         if isinstance(x, self.array_types):
             if dtype is not None and x.dtype != dtype:
-                x = self.xp.astype(x, dtype)
-            return x
+                return self.xp.astype(x, dtype)
+            return self.xp.asarray(x, copy=True) if copy else x
+        if hasattr(x, "__dlpack__") and copy is not True:
+            try:  # zero-copy where the producer shares our device
+                out = self.xp.from_dlpack(x)
+                if dtype is not None and out.dtype != dtype:
+                    out = self.xp.astype(out, dtype)
+                return out
+            except (TypeError, ValueError, BufferError, RuntimeError, AttributeError):
+                pass
         try:
             return self.xp.asarray(x, dtype=dtype, device=self.device, copy=copy)
         except (TypeError, ValueError, BufferError, RuntimeError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import (
     backends,
+    checkpoint,
     data,
     init,
     layers,
@@ -19,6 +20,7 @@ from . import (
     training,  # after layers: Sequential (a layer) is a training.Model
 )
 from .backends import get_backend, set_backend, use_backend
+from .checkpoint import load
 from .config import default_dtype, get_default_dtype, set_default_dtype
 from .gradcheck import GradcheckError, gradcheck
 from .layers import (
@@ -49,9 +51,11 @@ from .parameter import Parameter
 from .random import seed
 from .training import (
     Callback,
+    CSVLogger,
     EarlyStopping,
     History,
     Model,
+    ModelCheckpoint,
     TrainingDivergedError,
 )
 
@@ -71,12 +75,60 @@ def asarray(x, dtype=None):
 
 
 __all__ = [
-    "__version__", "asarray", "backends", "data", "init", "layers", "losses", "ops",
-    "optim", "random", "training", "get_backend", "set_backend", "use_backend",
-    "default_dtype", "get_default_dtype", "set_default_dtype", "gradcheck",
-    "GradcheckError", "Layer", "Dense", "Dropout", "Sequential", "Identity",
-    "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "Loss", "MSE",
-    "MAE", "Huber", "BCE", "BCEWithLogits", "CrossEntropy", "SGD", "Adam", "AdamW",
-    "RMSprop", "Adagrad", "clip_grad_norm", "clip_grad_value", "Parameter", "seed",
-    "Model", "History", "Callback", "EarlyStopping", "TrainingDivergedError",
+    "__version__",
+    "asarray",
+    "backends",
+    "checkpoint",
+    "load",
+    "data",
+    "init",
+    "layers",
+    "losses",
+    "ops",
+    "optim",
+    "random",
+    "training",
+    "get_backend",
+    "set_backend",
+    "use_backend",
+    "default_dtype",
+    "get_default_dtype",
+    "set_default_dtype",
+    "gradcheck",
+    "GradcheckError",
+    "Layer",
+    "Dense",
+    "Dropout",
+    "Sequential",
+    "Identity",
+    "Sigmoid",
+    "Tanh",
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "GELU",
+    "Softmax",
+    "Loss",
+    "MSE",
+    "MAE",
+    "Huber",
+    "BCE",
+    "BCEWithLogits",
+    "CrossEntropy",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Adagrad",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "Parameter",
+    "seed",
+    "Model",
+    "History",
+    "Callback",
+    "ModelCheckpoint",
+    "CSVLogger",
+    "EarlyStopping",
+    "TrainingDivergedError",
 ]

@@ -37,6 +37,11 @@ class Activation(Layer):
 
         return get_backend()
 
+    def get_config(self) -> dict:
+        """Constructor arguments (the public attributes, for these layers)."""
+        return {k: v for k, v in vars(self).items()
+                if not k.startswith("_") and k != "rng"}
+
 
 class Identity(Activation):
     """``y = x``.

@@ -152,19 +152,53 @@ class Layer:
             if name not in state:
                 continue
             old = owner.value if key is None else owner._buffers[key]
-            new = self.backend.asarray(state[name], dtype=old.dtype)
+            # a copy: in-place optimizer steps must not write into `state`
+            new = self.backend.asarray(state[name], dtype=old.dtype, copy=True)
             if tuple(new.shape) != tuple(old.shape):
                 msg = (
                     f"{name!r}: expected shape {tuple(old.shape)}, "
                     f"got {tuple(new.shape)}"
                 )
                 raise ValueError(msg)
-            if new is state[name] and self.backend.inplace:
-                new = self.backend.xp.asarray(new, copy=True)  # no aliasing
             if key is None:
                 owner.value = new
             else:
                 owner._buffers[key] = new
+
+    # -- architecture ------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this layer (JSON-serializable).
+
+        Checkpoints store it so that :func:`portnn.load` can rebuild the
+        model without the user's code. A custom layer implements it and is
+        registered with :func:`portnn.checkpoint.register_layer`.
+        """
+        msg = (
+            f"{type(self).__name__} does not implement get_config(); implement it "
+            "(constructor arguments as a dict) and register the class with "
+            "portnn.checkpoint.register_layer to save it in a checkpoint"
+        )
+        raise NotImplementedError(msg)
+
+    def to(self, backend) -> Layer:
+        """Move every parameter and buffer to `backend` (a name or Backend),
+        zero-copy through DLPack where the libraries allow it; returns self."""
+        from ..backends import get
+        from ..transfer import move
+
+        target = get(backend)
+        for layer in _walk(self):
+            if "backend" in vars(layer):
+                layer.backend = target
+            for p in layer._params.values():
+                p.value = move(p.value, target)
+                p.grad = None if p.grad is None else move(p.grad, target)
+            for k, v in layer._buffers.items():
+                layer._buffers[k] = move(v, target)
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is not None:
+            optimizer.to(target)
+        return self
 
     # -- helpers for subclasses -----------------------------------------------
     def _check_backend(self, x: Any, param: Parameter) -> None:
@@ -173,6 +207,12 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _walk(layer):
+    yield layer
+    for child in layer.children():
+        yield from _walk(child)
 
 
 def _resolve(backend):

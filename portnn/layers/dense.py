@@ -141,7 +141,30 @@ class Dense(Layer):
             self.b.accumulate(xp.sum(dy2, axis=0))
         return dy
 
+    def get_config(self) -> dict:
+        """Constructor arguments; the activation is stored as its own config."""
+        act = None
+        if self.activation is not None:
+            from ..checkpoint import layer_to_json
+
+            act = layer_to_json(self.activation)
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "bias": self.b is not None,
+            "init": self.init if isinstance(self.init, str) else "auto",
+            "activation": act,
+            "dtype": str(_dtype_name(self._dtype)),
+        }
+
     def __repr__(self) -> str:
         act = f", activation={self.activation!r}" if self.activation else ""
         bias = "" if self.b is not None else ", bias=False"
         return f"Dense({self.in_features}, {self.out_features}{bias}{act})"
+
+
+def _dtype_name(dtype) -> str:
+    for name in ("float32", "float64", "float16"):
+        if name in str(dtype):
+            return name
+    return str(dtype)

@@ -66,6 +66,10 @@ class Sequential(Model):
         self.layers.append(layer)
         return self
 
+    def get_config(self) -> dict:
+        """No arguments of its own: the children are stored one by one."""
+        return {}
+
     def children(self) -> list[Layer]:
         return self.layers
 

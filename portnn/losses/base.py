@@ -64,6 +64,10 @@ class Loss:
         )
         raise ValueError(msg)
 
+    def get_config(self) -> dict:
+        """Constructor arguments (the public attributes)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reduction={self.reduction!r})"
 

@@ -80,6 +80,25 @@ class Optimizer:
         self.steps = int(state["steps"])
         self.state = [dict(s) for s in state["state"]]
 
+    def to(self, backend) -> Optimizer:
+        """Move the state arrays to `backend` (parameters move with the model)."""
+        from ..backends import get
+        from ..transfer import move
+
+        target = get(backend)
+        for state in self.state:
+            for k, v in state.items():
+                if hasattr(v, "shape"):
+                    state[k] = move(v, target)
+        return self
+
+    def get_config(self) -> dict[str, Any]:
+        """Hyper-parameters: the constructor arguments other than `params`."""
+        import inspect
+
+        names = list(inspect.signature(type(self).__init__).parameters)[2:]
+        return {k: getattr(self, k) for k in names if hasattr(self, k)}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr})"
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from .callbacks import Callback, EarlyStopping, LRSchedulerCallback, ProgressBar
+from .callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    LRSchedulerCallback,
+    ModelCheckpoint,
+    ProgressBar,
+)
 from .history import History
 from .metrics import accuracy
 from .model import Model, TrainingDivergedError
 
 __all__ = ["Model", "History", "Callback", "EarlyStopping", "LRSchedulerCallback",
+           "ModelCheckpoint", "CSVLogger",
            "ProgressBar",
            "TrainingDivergedError", "accuracy"]

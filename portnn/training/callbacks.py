@@ -192,3 +192,105 @@ class ProgressBar(Callback):
             f"epoch {epoch + 1}/{self.epochs}  {_fmt(logs or {})}  ({seconds:.2f} s)\n"
         )
         self.stream.flush()
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (with its optimizer) during `fit`.
+
+    Parameters
+    ----------
+    path : str
+        File to write; may contain ``{epoch}`` (1-based) and any logged
+        figure, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.safetensors"``.
+    monitor : str, default "val_loss"
+        Figure that decides "best" when `save_best_only`.
+    save_best_only : bool, default False
+        Save only when `monitor` improves.
+    every : int, default 1
+        Save every `every` epochs (ignored with `save_best_only`).
+    mode : {"auto", "min", "max"}
+        As in :class:`EarlyStopping`.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> cb = portnn.ModelCheckpoint("best.safetensors", save_best_only=True)
+    """
+
+    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = False,
+                 every: int = 1, mode: str = "auto") -> None:
+        if every < 1:
+            msg = f"ModelCheckpoint: every must be >= 1, got {every!r}"
+            raise ValueError(msg)
+        self.path = str(path)
+        self.monitor = monitor
+        self.save_best_only = save_best_only
+        self.every = int(every)
+        self._stopper = EarlyStopping(monitor, patience=1, mode=mode)
+        self.saved: list[str] = []
+
+    def on_train_begin(self, logs=None):
+        self._stopper.on_train_begin()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            if self.monitor not in logs:
+                msg = (
+                    f"ModelCheckpoint: {self.monitor!r} is not among the logged "
+                    f"figures {sorted(logs)}"
+                )
+                raise KeyError(msg)
+            if not self._stopper._improved(logs[self.monitor]):
+                return
+            self._stopper.best = logs[self.monitor]
+        elif (epoch + 1) % self.every:
+            return
+        path = self.path.format(epoch=epoch + 1, **logs)
+        self.model.save(path)
+        self.saved.append(path)
+
+
+class CSVLogger(Callback):
+    """Write one CSV row of figures per epoch (flushed as it goes).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> logger = portnn.CSVLogger("training.csv")
+    """
+
+    def __init__(self, path, append: bool = False, separator: str = ",") -> None:
+        self.path = str(path)
+        self.append = append
+        self.separator = separator
+        self._file = None
+        self._keys = None
+
+    def on_train_begin(self, logs=None):
+        import os
+
+        exists = self.append and os.path.exists(self.path) and (
+            os.path.getsize(self.path) > 0)
+        self._file = open(self.path, "a" if self.append else "w",  # noqa: SIM115
+                          newline="", encoding="utf-8")
+        self._keys = None
+        self._header_written = exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        import csv
+
+        logs = logs or {}
+        if self._keys is None:
+            self._keys = ["epoch", *logs]
+        writer = csv.writer(self._file, delimiter=self.separator)
+        if not self._header_written:
+            writer.writerow(self._keys)
+            self._header_written = True
+        writer.writerow([epoch + 1, *(logs.get(k, "") for k in self._keys[1:])])
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -238,6 +238,24 @@ class Model(Layer):
                  for i in range(0, n, batch_size)]
         return xp.concat(parts, axis=0)
 
+    # -- checkpoints ----------------------------------------------------------
+    def save(self, path, optimizer=None, metadata=None) -> None:
+        """Save weights, architecture, optimizer state and RNG state to a
+        safetensors file, atomically; reload with :func:`portnn.load`.
+
+        Examples
+        --------
+        >>> import portnn, tempfile, os
+        >>> model = portnn.Sequential(portnn.Dense(4, 2), portnn.ReLU())
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+        >>> model.save(path)
+        >>> portnn.load(path)[0].W.shape
+        (4, 2)
+        """
+        from ..checkpoint import save
+
+        save(self, path, optimizer=optimizer, metadata=metadata)
+
     # -- helpers ----------------------------------------------------------------
     def _require_loss(self):
         if self.loss is None:
