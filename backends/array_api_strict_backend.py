@@ -25,7 +25,7 @@ def make_array_api_strict_backend(device=None) -> Backend:
     return Backend(
         "array_api_strict",
         xp,
-        device=None if device is None else xp.Device(device),
+        device=xp.asarray(0).device if device is None else xp.Device(device),
         to_numpy=_to_numpy,
         array_types=(type(xp.asarray(0)),),
         install_hint="pip install 'portnn[test]'  (or: pip install array-api-strict)",

@@ -1,0 +1,52 @@
+"""The ``portnn`` command line."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+import portnn
+from portnn import cli
+
+
+def test_info_lists_every_backend_with_a_verdict():
+    out = io.StringIO()
+    assert cli.info(out) == 0
+    text = out.getvalue()
+    assert f"portnn {portnn.__version__}" in text
+    backend_lines = text.split("backends:")[1].splitlines()
+    for name in portnn.backends.names():
+        line = next(ln for ln in backend_lines if ln.strip().startswith(name + " "))
+        assert " usable " in line or " unusable " in line
+    assert "native fast paths: scatter_add" in text  # numpy's add.at path
+
+
+def test_info_runs_as_a_module():
+    out = subprocess.run([sys.executable, "-m", "portnn", "info"], check=True,
+                         capture_output=True, text=True).stdout
+    assert "backends:" in out and "numpy" in out
+
+
+def test_train_saves_a_loadable_checkpoint(tmp_path):
+    pytest.importorskip("sklearn")
+    path = tmp_path / "digits.safetensors"
+    args = SimpleNamespace(example="digits-mlp", backend="numpy", epochs=3, seed=0,
+                           save=str(path), quiet=True)
+    out = io.StringIO()
+    assert cli.train(args, out) == 0
+    assert "test accuracy" in out.getvalue() and path.exists()
+    model = portnn.load(path)
+    assert model[0].W.shape == (64, 256)
+    from portnn.safetensors import read
+
+    _, meta = read(path)
+    assert len(meta["user.input_mean"].split(",")) == 64
+
+
+def test_bad_command_exits_with_usage():
+    with pytest.raises(SystemExit):
+        cli.main(["frobnicate"])
