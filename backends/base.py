@@ -134,6 +134,16 @@ class Backend:
         """Whether `x` is an array of this backend."""
         return isinstance(x, self.array_types)
 
+    def __reduce__(self):
+        # Pickled by registry name (namespaces are modules, which do not pickle).
+        from . import get
+
+        device = self.device
+        spec = self.name if device in (None, "cpu") else f"{self.name}:{device}"
+        if self.name == "array_api_strict":
+            spec = self.name
+        return (get, (spec,))
+
     def __repr__(self) -> str:
         device = "" if self.device is None else f", device={self.device!r}"
         return f"Backend({self.name!r}{device})"
