@@ -288,3 +288,20 @@ def test_lr_schedule_from_fit(backend):
                   callbacks=[portnn.training.LRSchedulerCallback(sched)])
     assert h["lr"] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025])
     assert opt.lr == pytest.approx(0.025)
+
+
+class _FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_on_a_terminal_shows_loss_and_speed():
+    stream = _FakeTerminal()
+    bar = ProgressBar(epochs=1, batches=4, stream=stream)
+    bar.on_epoch_begin(0)
+    for b in range(4):
+        bar.on_batch_end(b, {"loss": 0.25, "size": 8})
+    bar.on_epoch_end(0, {"loss": 0.25})
+    text = stream.getvalue()
+    assert "0.2500" in text and "epoch 1/1" in text
+    assert "samples" in text  # speed

@@ -147,8 +147,9 @@ def _fmt(logs: dict) -> str:
 class ProgressBar(Callback):
     """A one-line progress display per epoch, with running loss and speed.
 
-    It redraws in place on a terminal; elsewhere (a log file, CI) it prints
-    one summary line per epoch, or nothing with ``quiet_off_terminal=True``.
+    On a terminal it redraws in place (through tqdm when it is installed);
+    elsewhere (a log file, CI) it prints one summary line per epoch, or
+    nothing with ``quiet_off_terminal=True``.
     """
 
     def __init__(self, epochs: int, batches: int, stream=None,
@@ -165,12 +166,26 @@ class ProgressBar(Callback):
         self.epoch = epoch
         self.t0 = time.perf_counter()
         self.samples = 0
+        self._tqdm = None
+        if self.live:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                return
+            self._tqdm = tqdm(total=self.batches, file=self.stream, leave=False,
+                              unit="batch", desc=f"epoch {epoch + 1}/{self.epochs}")
 
     def on_batch_end(self, batch, logs=None):
-        if not self.live:
-            return
         logs = logs or {}
         self.samples += logs.get("size", 0)
+        if not self.live:
+            return
+        if self._tqdm is not None:
+            rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
+            self._tqdm.set_postfix(loss=f"{logs.get('loss', math.nan):.4f}",
+                                   samples_s=f"{rate:,.0f}", refresh=False)
+            self._tqdm.update(1)
+            return
         done = (batch + 1) / self.batches
         bar = "#" * int(done * self.width)
         rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
@@ -182,15 +197,18 @@ class ProgressBar(Callback):
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
+        if getattr(self, "_tqdm", None) is not None:
+            self._tqdm.close()
+            self._tqdm = None
         if self.silent:
             return
         seconds = time.perf_counter() - self.t0
-        prefix = "\r" if self.live else ""
-        self.stream.write(
-            f"{prefix}epoch {epoch + 1}/{self.epochs}  {_fmt(logs or {})}  "
-            f"({seconds:.2f} s)\x1b[K\n" if self.live else
-            f"epoch {epoch + 1}/{self.epochs}  {_fmt(logs or {})}  ({seconds:.2f} s)\n"
-        )
+        speed = ""
+        if self.samples:
+            speed = f", {self.samples / max(seconds, 1e-9):,.0f} samples/s"
+        line = (f"epoch {epoch + 1}/{self.epochs}  {_fmt(logs or {})}  "
+                f"({seconds:.2f} s{speed})")
+        self.stream.write(f"\r{line}\x1b[K\n" if self.live else f"{line}\n")
         self.stream.flush()
 
 
