@@ -13,6 +13,32 @@ def _scatter_add(target, indices, values):
     return target
 
 
+# safetensors dtype codes <-> little-endian NumPy dtypes
+_CODES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
+          "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+
+
+def _to_bytes(x):
+    """``(dtype code, shape, little-endian C-order bytes)`` of a host array."""
+    import numpy
+
+    arr = numpy.asarray(x)
+    for code, name in _CODES.items():
+        dtype = numpy.dtype(name)
+        if arr.dtype.newbyteorder("<") == dtype:
+            return code, tuple(arr.shape), arr.astype(dtype, copy=False).tobytes()
+    msg = f"dtype {arr.dtype} cannot be stored in safetensors"
+    raise TypeError(msg)
+
+
+def _from_bytes(data, code, shape):
+    """A NumPy array (a copy) from the raw bytes of one safetensors tensor."""
+    import numpy
+
+    flat = numpy.frombuffer(data, dtype=numpy.dtype(_CODES[code]))
+    return flat.reshape(shape).copy()
+
+
 def make_numpy_backend(device=None) -> Backend:
     """Build the NumPy backend (always usable once numpy is installed)."""
     import array_api_compat.numpy as xp
@@ -27,6 +53,8 @@ def make_numpy_backend(device=None) -> Backend:
         device="cpu",
         to_numpy=numpy.asarray,
         array_types=(numpy.ndarray, numpy.generic),
-        native={"scatter_add": _scatter_add},
+        # to_bytes/from_bytes: the host format of checkpoints (safetensors)
+        native={"scatter_add": _scatter_add, "to_bytes": _to_bytes,
+                "from_bytes": _from_bytes},
         install_hint="pip install numpy",
     )

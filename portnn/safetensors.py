@@ -6,7 +6,9 @@ and the tensors' raw little-endian bytes, back to back. It holds no code, so
 reading a file can never execute anything; PyTorch users read it with
 ``safetensors.torch.load_file``.
 
-This module is host I/O: it may use NumPy (the core's layers never do).
+This module is the file format only, in the standard library. Tensors
+cross the host through the NumPy backend's native ``to_bytes`` and
+``from_bytes`` paths (the host format lives in its adapter).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from functools import cache
 from typing import Any
 
 __all__ = ["CheckpointError", "read", "write_atomic"]
@@ -22,17 +23,15 @@ __all__ = ["CheckpointError", "read", "write_atomic"]
 _MAX_HEADER = 100_000_000  # the reference implementation's limit
 
 
-@cache
-def _dtypes():
-    # NumPy is imported on first use, so `import portnn` stays light.
-    import numpy as np
+# bytes per element of each safetensors dtype code
+_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "I64": 8, "I32": 4, "I16": 2,
+             "I8": 1, "U8": 1, "BOOL": 1}
 
-    table = {
-        "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
-        "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"),
-        "I8": np.dtype("i1"), "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
-    }
-    return table, {v: k for k, v in table.items()}
+
+def _host():
+    from .backends import get
+
+    return get("numpy")
 
 
 class CheckpointError(ValueError):
@@ -41,19 +40,15 @@ class CheckpointError(ValueError):
 
 
 def _encode(tensors, metadata: dict[str, str]) -> list:
-    import numpy as np
-
-    _DTYPES, _CODES = _dtypes()
+    to_bytes = _host().native["to_bytes"]
     header: dict[str, Any] = {"__metadata__": metadata}
     chunks, offset = [], 0
     for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr)
-        code = _CODES.get(arr.dtype.newbyteorder("<"))
-        if code is None:
-            msg = f"tensor {name!r}: dtype {arr.dtype} cannot be stored in safetensors"
-            raise TypeError(msg)
-        data = arr.astype(_DTYPES[code], copy=False).tobytes()
-        header[name] = {"dtype": code, "shape": list(arr.shape),
+        try:
+            code, shape, data = to_bytes(arr)
+        except TypeError as exc:
+            raise TypeError(f"tensor {name!r}: {exc}") from None
+        header[name] = {"dtype": code, "shape": list(shape),
                         "data_offsets": [offset, offset + len(data)]}
         chunks.append(data)
         offset += len(data)
@@ -71,8 +66,8 @@ def write_atomic(path, tensors,
     ----------
     path : str or os.PathLike
         Destination.
-    tensors : dict of str to numpy.ndarray
-        Named host arrays.
+    tensors : dict of str to array
+        Named host (NumPy) arrays.
     metadata : dict of str to str, optional
         Stored in the header's ``__metadata__``.
     """
@@ -108,7 +103,8 @@ def read(path) -> tuple[dict, dict[str, str]]:
 
     Returns
     -------
-    tensors : dict of str to numpy.ndarray
+    tensors : dict of str to array
+        Host (NumPy) arrays.
     metadata : dict of str to str
 
     Raises
@@ -116,9 +112,7 @@ def read(path) -> tuple[dict, dict[str, str]]:
     CheckpointError
         For a truncated, corrupted or non-safetensors file.
     """
-    import numpy as np
-
-    _DTYPES, _ = _dtypes()
+    from_bytes = _host().native["from_bytes"]
     path = os.fspath(path)
     with open(path, "rb") as f:
         blob = f.read()
@@ -150,13 +144,14 @@ def read(path) -> tuple[dict, dict[str, str]]:
     tensors, spans = {}, []
     for name, info in header.items():
         try:
-            dtype = _DTYPES[info["dtype"]]
+            code = info["dtype"]
+            itemsize = _ITEMSIZE[code]
             shape = tuple(int(s) for s in info["shape"])
             begin, end = (int(v) for v in info["data_offsets"])
         except (KeyError, TypeError, ValueError):
             msg = f"{where}: tensor {name!r} has a malformed header entry {info!r}"
             raise CheckpointError(msg) from None
-        size = dtype.itemsize
+        size = itemsize
         for s in shape:
             size *= s
         if any(s < 0 for s in shape) or begin < 0 or end - begin != size:
@@ -169,8 +164,7 @@ def read(path) -> tuple[dict, dict[str, str]]:
             )
             raise CheckpointError(msg)
         spans.append((begin, end))
-        flat = np.frombuffer(data[begin:end], dtype=dtype)
-        tensors[name] = flat.reshape(shape).copy()
+        tensors[name] = from_bytes(data[begin:end], code, shape)
     spans.sort()
     covered = 0
     for begin, end in spans:

@@ -149,7 +149,8 @@ def test_asarray_converts_lists_and_numpy(backend):
 CORE_DIRS = ["portnn/layers", "portnn/losses", "portnn/optim", "portnn/training"]
 CORE_FILES = ["portnn/init.py", "portnn/random.py", "portnn/parameter.py",
               "portnn/data.py", "portnn/gradcheck.py", "portnn/ops/scatter.py",
-              "portnn/config.py", "portnn/_namespace.py"]
+              "portnn/config.py", "portnn/_namespace.py", "portnn/safetensors.py",
+              "portnn/checkpoint.py", "portnn/transfer.py"]
 FORBIDDEN = {"numpy", "cupy", "cupyx", "torch"}
 
 
