@@ -164,6 +164,7 @@ def get(spec: str | Backend) -> Backend:
             reason += f". To use it: {hint}"
         _failures[key] = reason
         raise BackendUnavailableError(reason) from exc
+    backend.spec = spec
     _cache[key] = backend
     return backend
 

@@ -64,6 +64,7 @@ class Backend:
         install_hint: str = "",
     ) -> None:
         self.name = name
+        self.spec = name  # the registry sets "name:device" when one was asked for
         self.xp = xp
         self.device = device
         self.array_types = array_types
@@ -138,11 +139,7 @@ class Backend:
         # Pickled by registry name (namespaces are modules, which do not pickle).
         from . import get
 
-        device = self.device
-        spec = self.name if device in (None, "cpu") else f"{self.name}:{device}"
-        if self.name == "array_api_strict":
-            spec = self.name
-        return (get, (spec,))
+        return (get, (self.spec,))
 
     def __repr__(self) -> str:
         device = "" if self.device is None else f", device={self.device!r}"

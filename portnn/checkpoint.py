@@ -16,7 +16,7 @@ from typing import Any
 from . import losses as losses_mod
 from . import optim as optim_mod
 from . import random as random_mod
-from .backends import get, get_backend
+from .backends import backend_of, get, get_backend
 from .layers.base import Layer
 from .safetensors import CheckpointError, read, write_atomic
 
@@ -49,7 +49,7 @@ def register_layer(cls: type, name: str | None = None) -> type:
 
 
 def _builtin_layers() -> dict[str, type]:
-    if not _LAYERS or "Dense" not in _LAYERS:
+    if "Dense" not in _LAYERS:
         from . import layers
 
         for name in layers.__all__:
@@ -104,11 +104,8 @@ def layer_from_json(spec: dict[str, Any], backend) -> Layer:
 
 
 def _host(x):
-    b = get_backend() if not hasattr(x, "shape") else None
-    from .backends import backend_of
-
-    b = backend_of(x) or b
-    return b.to_numpy(x)
+    """A device array as a host (NumPy) array, for writing."""
+    return (backend_of(x) or get_backend()).to_numpy(x)
 
 
 def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> None:

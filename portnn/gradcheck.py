@@ -136,8 +136,7 @@ def _check_layer(layer, x, training, eps, atol, rtol, seed):
     backend = backend_of(x) or layer.backend
     xp = backend.xp
     x = _to_float64(x, backend)
-    params = layer.named_parameters()
-    params = list(params)
+    params = list(layer.named_parameters())
     saved = [(p, p.value, p.grad) for _, p in params]
     rng_state = global_generator().get_state()
     try:

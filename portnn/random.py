@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 from . import config
+from .backends import get_backend
 
 _MASK32 = 0xFFFFFFFF
 _M1 = 0x7FEB352D
@@ -106,8 +107,6 @@ class Generator:
 
     def bits(self, n: int, backend: Any = None):
         """`n` random 32-bit words as an int64 array (values in [0, 2**32))."""
-        from .backends import get_backend
-
         backend = backend or get_backend()
         xp = backend.xp
         start = self.counter
@@ -126,8 +125,6 @@ class Generator:
         float32 values carry 24 random bits and float64 values 53, so the
         stream is exactly the same on every backend.
         """
-        from .backends import get_backend
-
         backend = backend or get_backend()
         xp = backend.xp
         dtype = _resolve_dtype(backend, dtype)
@@ -148,8 +145,6 @@ class Generator:
     def normal(self, shape, mean: float = 0.0, std: float = 1.0, dtype=None,
                backend=None):
         """Normally distributed floats (Box-Muller on two uniform streams)."""
-        from .backends import get_backend
-
         backend = backend or get_backend()
         xp = backend.xp
         dtype = _resolve_dtype(backend, dtype)
@@ -164,16 +159,12 @@ class Generator:
 
     def permutation(self, n: int, backend=None):
         """A random permutation of ``range(n)`` as an int64 array."""
-        from .backends import get_backend
-
         backend = backend or get_backend()
         # Stable sort of random keys: ties resolve by position on every backend.
         return backend.xp.argsort(self.bits(n, backend), stable=True)
 
     def integers(self, low: int, high: int, shape, backend=None):
         """Integers in ``[low, high)`` (high - low must be below 2**32)."""
-        from .backends import get_backend
-
         backend = backend or get_backend()
         span = high - low
         if not 0 < span <= 2**32:

@@ -162,13 +162,6 @@ class _BaseMLP(BaseEstimator):
         # scikit-learn's world is float64; the network computes in float32.
         return arr if native else self._backend().to_numpy(arr).astype(np.float64)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
-        tags.non_deterministic = False
-        return tags
-
-
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """A multilayer-perceptron classifier trained with portnn.
 

@@ -45,14 +45,6 @@ def to_np(x):
     return b.to_numpy(x) if b is not None else np.asarray(x)
 
 
-def tolerance(dtype) -> dict:
-    """rtol/atol for comparing two computations of the same maths."""
-    name = str(getattr(dtype, "name", dtype))
-    if "64" in name:
-        return {"rtol": 1e-9, "atol": 1e-11}
-    return {"rtol": 2e-5, "atol": 2e-6}
-
-
 @pytest.fixture(autouse=True)
 def _isolate_global_state():
     """No test leaks its current backend or default dtype into the next."""

@@ -3,6 +3,8 @@ fused in."""
 
 from __future__ import annotations
 
+import math
+
 from .._namespace import namespace
 from ..backends import check_same_backend
 from .base import Loss
@@ -67,10 +69,7 @@ class CrossEntropy(Loss):
         log_p = shifted - xp.log(s)
         self._p = e / s
         self._q = q
-        n = 1
-        for d in pred.shape[:-1]:
-            n *= d
-        self._k = 1.0 / n if self.reduction == "mean" else 1.0
+        self._k = self._scale(math.prod(pred.shape[:-1]))
         total = -xp.sum(q * log_p)
         return total * self._k
 

@@ -146,8 +146,7 @@ class Model(Layer):
         if verbose == "auto":
             verbose = 1 if _isatty(sys.stderr) else 0
         if verbose:
-            callbacks.append(ProgressBar(epochs, n_batches,
-                                         quiet_off_terminal=False))
+            callbacks.append(ProgressBar(epochs, n_batches))
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 msg = f"callbacks must be Callback instances, got {type(cb).__name__}"
