@@ -70,7 +70,7 @@ def layer_to_json(layer: Layer) -> dict[str, Any]:
         raise TypeError(msg)
     out = {"class": name, "config": layer.get_config()}
     children = layer.children()
-    if children:
+    if children and not layer.owns_children:
         out["children"] = [layer_to_json(c) for c in children]
     return out
 

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 from .activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .attention import MultiHeadAttention
 from .base import Layer
+from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding
+from .normalization import BatchNorm1D, BatchNorm2D, LayerNorm
+from .pooling import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
+from .recurrent import GRU, LSTM, RNN
+from .reshape import Flatten, Reshape
+from .residual import Residual
 from .sequential import Sequential
+from .transformer import PositionalEncoding, TransformerEncoderLayer
 
 __all__ = ["Layer", "Dense", "Dropout", "Sequential", "Identity", "Sigmoid", "Tanh",
-           "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax"]
+           "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax",
+           "Conv1D", "Conv2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
+           "GlobalAvgPool2D", "Flatten", "Reshape", "BatchNorm1D", "BatchNorm2D",
+           "LayerNorm", "Embedding", "RNN", "LSTM", "GRU", "MultiHeadAttention",
+           "TransformerEncoderLayer", "PositionalEncoding", "Residual"]

@@ -45,6 +45,10 @@ class Layer:
     #: integer data to the model's float dtype otherwise.
     integer_input = False
 
+    #: True for layers that build their sub-layers from their own config
+    #: (checkpoints then store the config only, not the children).
+    owns_children = False
+
     def __init__(self, backend=None) -> None:
         self._params: dict[str, Parameter] = {}
         self._buffers: dict[str, Any] = {}

@@ -1,0 +1,320 @@
+"""`Conv1D` and `Conv2D`: convolution as one matrix product (im2col).
+
+The input's windows are gathered by strided slicing (:mod:`portnn.ops.windows`)
+into a column matrix, and the convolution is a single GEMM with the
+flattened kernel; the backward is two GEMMs and the adjoint of the gather.
+``Conv1D`` runs as a ``Conv2D`` with a height of 1.
+"""
+
+from __future__ import annotations
+
+from .. import config
+from .. import init as initializers
+from .._namespace import namespace
+from ..ops.windows import add_windows, output_size, pad2d, unpad2d, window_views
+from .activations import Activation
+from .activations import get as get_activation
+from .base import Layer
+from .dense import _dtype_name
+
+
+def _pair(value, name, layer, nd):
+    """An int or a tuple of `nd` positive ints, as a tuple."""
+    values = (value,) * nd if isinstance(value, int) else tuple(value)
+    if len(values) != nd or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        msg = f"{layer}: {name} must be a positive int or {nd} of them, got {value!r}"
+        raise ValueError(msg)
+    return values
+
+
+def _padding(padding, kernel, stride, dilation, layer, nd):
+    """Per-axis ``(before, after)`` padding from an int, a tuple of ints, a
+    tuple of pairs, ``"valid"`` or ``"same"``."""
+    if padding == "valid":
+        return ((0, 0),) * nd
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            msg = f"{layer}: padding='same' needs stride 1, got stride {stride}"
+            raise ValueError(msg)
+        # as in PyTorch: the extra pixel of an even kernel goes after
+        total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+        return tuple((t // 2, t - t // 2) for t in total)
+    items = (padding,) * nd if isinstance(padding, int) else tuple(padding)
+    pads = []
+    for p in items:
+        pair = (p, p) if isinstance(p, int) else tuple(p)
+        if len(pair) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for v in pair):
+            pads = None
+            break
+        pads.append(pair)
+    if pads is None or len(pads) != nd:
+        msg = (
+            f"{layer}: padding must be 'same', 'valid', an int >= 0, {nd} ints or "
+            f"{nd} (before, after) pairs, got {padding!r}"
+        )
+        raise ValueError(msg)
+    return tuple(pads)
+
+
+class _Conv(Layer):
+    """Shared machinery of Conv1D and Conv2D (computed in 2-D)."""
+
+    nd = 2
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, init="auto", activation=None, *,
+                 backend=None, dtype=None, rng=None):
+        super().__init__(backend)
+        name, nd = type(self).__name__, self.nd
+        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
+                       ("groups", groups)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                msg = f"{name}: {arg} must be a positive int, got {v!r}"
+                raise ValueError(msg)
+        if in_channels % groups or out_channels % groups:
+            msg = (
+                f"{name}: in_channels ({in_channels}) and out_channels "
+                f"({out_channels}) must both be divisible by groups ({groups})"
+            )
+            raise ValueError(msg)
+        self.in_channels, self.out_channels, self.groups = (
+            in_channels, out_channels, groups)
+        self.kernel_size = _pair(kernel_size, "kernel_size", name, nd)
+        self.stride = _pair(stride, "stride", name, nd)
+        self.dilation = _pair(dilation, "dilation", name, nd)
+        self.padding = padding
+        self._pads = _padding(padding, self.kernel_size, self.stride, self.dilation,
+                              name, nd)
+        self.init = init
+        self.activation = None if activation is None else get_activation(activation)
+        self._dtype = config.float_dtype(self.backend) if dtype is None else dtype
+        if isinstance(self._dtype, str):
+            self._dtype = self.backend.dtype(self._dtype)
+        self.W = self.add_parameter("W", self._initial_weights(self.activation, rng))
+        self.b = None
+        if bias:
+            self.b = self.add_parameter("b", initializers.zeros(
+                (out_channels,), backend=self.backend, dtype=self._dtype))
+
+    # -- weights ---------------------------------------------------------------
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """``(out_channels, in_channels // groups, *kernel_size)``, as in PyTorch."""
+        return (self.out_channels, self.in_channels // self.groups,
+                *self.kernel_size)
+
+    def _initial_weights(self, activation, rng):
+        name = self.init
+        if name == "auto":
+            name = (activation.init if isinstance(activation, Activation)
+                    else "glorot_uniform")
+        fn = initializers.get(name)
+        return fn(self.weight_shape, backend=self.backend, dtype=self._dtype, rng=rng)
+
+    def reset_parameters(self, next_activation=None, rng=None) -> None:
+        """Draw ``W`` again (zero ``b``); `next_activation` guides ``"auto"``."""
+        self.W.value = self._initial_weights(self.activation or next_activation, rng)
+        if self.b is not None:
+            self.b.value = initializers.zeros(
+                (self.out_channels,), backend=self.backend, dtype=self._dtype)
+
+    # -- 2-D views of the arguments ----------------------------------------------
+    def _as_2d(self, x):
+        return x
+
+    def _geometry(self):
+        return self.kernel_size, self.stride, self.dilation, self._pads
+
+    # -- forward and backward --------------------------------------------------
+    def forward(self, x, training=False):
+        W = self.W
+        if type(x) is not type(W.value):
+            self._check_backend(x, W)
+        name = type(self).__name__
+        if x.ndim != self.nd + 2 or x.shape[1] != self.in_channels:
+            layout = "(batch, channels, length)" if self.nd == 1 else (
+                "(batch, channels, height, width)")
+            msg = (
+                f"{name}: expected input {layout} with {self.in_channels} "
+                f"channels, got shape {tuple(x.shape)}"
+            )
+            raise ValueError(msg)
+        xp = namespace(x)
+        kernel, stride, dilation, pads = self._geometry()
+        x4 = pad2d(self._as_2d(x), pads)
+        n, c, hp, wp = x4.shape
+        oh = output_size(hp, kernel[0], stride[0], dilation[0])
+        ow = output_size(wp, kernel[1], stride[1], dilation[1])
+        if oh < 1 or ow < 1:
+            span = tuple(d * (k - 1) + 1 for k, d in
+                         zip(self.kernel_size, self.dilation, strict=True))
+            msg = (
+                f"{name}: the kernel (dilated extent {span}) is larger than the "
+                f"padded input (spatial size {(hp, wp)[2 - self.nd:]}); got input "
+                f"shape {tuple(x.shape)}; use a larger input, more padding or a "
+                "smaller kernel"
+            )
+            raise ValueError(msg)
+        g, k = self.groups, kernel[0] * kernel[1]
+        views = window_views(x4, kernel, stride, dilation)
+        # (C, K, N, OH, OW): each group's columns are then one contiguous matrix
+        cols = xp.stack([xp.permute_dims(v, (1, 0, 2, 3)) for v in views], axis=1)
+        cols = xp.reshape(cols, (g, (c // g) * k, n * oh * ow))
+        w = xp.reshape(W.value, (g, self.out_channels // g, (c // g) * k))
+        y = xp.reshape(w @ cols, (self.out_channels, n, oh, ow))
+        y = xp.permute_dims(y, (1, 0, 2, 3))
+        if self.b is not None:
+            y = y + xp.reshape(self.b.value, (self.out_channels, 1, 1))
+        self._cols, self._in_shape = cols, (n, c, hp, wp)
+        self._x_shape = tuple(x.shape)
+        y = self._from_2d(y)
+        if self.activation is not None:
+            y = self.activation.forward(y, training)
+        return y
+
+    def _from_2d(self, y):
+        return y
+
+    def _param_grads(self, dy):
+        """Accumulate dW and db; return the gradient as ``(g, O/g, N*OH*OW)``."""
+        if self.activation is not None:
+            dy = self.activation.backward(dy)
+        xp = namespace(dy)
+        dy4 = self._as_2d(dy)
+        g, o = self.groups, self.out_channels
+        if self.b is not None:
+            self.b.accumulate(xp.sum(dy4, axis=(0, 2, 3)))
+        dyg = xp.reshape(xp.permute_dims(dy4, (1, 0, 2, 3)), (g, o // g, -1))
+        dw = dyg @ xp.permute_dims(self._cols, (0, 2, 1))
+        self.W.accumulate(xp.reshape(dw, self.weight_shape))
+        return dyg, dy4.shape
+
+    def backward(self, dy):
+        dyg, (n, o, oh, ow) = self._param_grads(dy)
+        xp = namespace(dyg)
+        kernel, stride, dilation, pads = self._geometry()
+        c, k = self.in_channels, kernel[0] * kernel[1]
+        w = xp.reshape(self.W.value, (self.groups, o // self.groups, -1))
+        dcols = xp.reshape(xp.permute_dims(w, (0, 2, 1)) @ dyg, (c, k, n, oh, ow))
+        pieces = [xp.permute_dims(dcols[:, i, ...], (1, 0, 2, 3)) for i in range(k)]
+        dx = add_windows(pieces, self._in_shape, kernel, stride, dilation,
+                         dyg.dtype, dyg.device)
+        return xp.reshape(unpad2d(dx, pads), self._x_shape)
+
+    def backward_params(self, dy):
+        self._param_grads(dy)
+
+    def get_config(self) -> dict:
+        """Constructor arguments (the activation as its own config)."""
+        act = None
+        if self.activation is not None:
+            from ..checkpoint import layer_to_json
+
+            act = layer_to_json(self.activation)
+        padding = self.padding if isinstance(self.padding, (int, str)) else [
+            list(p) if isinstance(p, tuple) else p for p in self.padding]
+        return {
+            "in_channels": self.in_channels, "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+            "padding": padding, "dilation": list(self.dilation),
+            "groups": self.groups, "bias": self.b is not None,
+            "init": self.init if isinstance(self.init, str) else "auto",
+            "activation": act, "dtype": _dtype_name(self._dtype),
+        }
+
+    def __repr__(self) -> str:
+        extra = "" if self.stride == (1,) * self.nd else f", stride={self.stride}"
+        if self.padding != 0:
+            extra += f", padding={self.padding!r}"
+        if self.groups != 1:
+            extra += f", groups={self.groups}"
+        if self.activation is not None:
+            extra += f", activation={self.activation!r}"
+        return (f"{type(self).__name__}({self.in_channels}, {self.out_channels}, "
+                f"kernel_size={self.kernel_size}{extra})")
+
+
+class Conv2D(_Conv):
+    """2-D convolution (cross-correlation, as in every framework) over
+    ``(batch, channels, height, width)`` input.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channels in and out.
+    kernel_size, stride, dilation : int or (int, int)
+        Window size, step and spacing of the kernel taps.
+    padding : int, (int, int), ((top, bottom), (left, right)), "same" or "valid"
+        Zero padding. ``"same"`` keeps the spatial size (stride 1 only; an
+        even kernel pads one more after than before, as in PyTorch).
+    groups : int
+        Split channels into independent groups; ``groups == in_channels``
+        is a depthwise convolution.
+    bias : bool
+        Learn one bias per output channel.
+    init : str or callable
+        Initializer of ``W``; ``"auto"`` picks He uniform before ReLU-like
+        activations and Glorot uniform otherwise.
+    activation : str or Layer, optional
+        Applied to the output.
+    backend, dtype, rng : optional
+        As for :class:`Dense`.
+
+    Notes
+    -----
+    ``W`` has PyTorch's layout ``(out_channels, in_channels // groups, KH,
+    KW)``, so weights copy across unchanged. The output size per axis is
+    ``(size + pad_before + pad_after - dilation * (k - 1) - 1) // stride + 1``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> conv = portnn.Conv2D(3, 8, kernel_size=3, padding="same")
+    >>> x = portnn.get_backend().xp.ones((2, 3, 5, 5), dtype=conv.W.dtype)
+    >>> conv(x).shape
+    (2, 8, 5, 5)
+    """
+
+
+class Conv1D(_Conv):
+    """1-D convolution over ``(batch, channels, length)`` input.
+
+    Parameters are those of :class:`Conv2D` with one spatial axis
+    (``padding`` may be an int, a ``(before, after)`` pair, ``"same"`` or
+    ``"valid"``); ``W`` has shape ``(out_channels, in_channels // groups, k)``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> conv = portnn.Conv1D(4, 6, kernel_size=3, stride=2)
+    >>> x = portnn.get_backend().xp.ones((2, 4, 9), dtype=conv.W.dtype)
+    >>> conv(x).shape
+    (2, 6, 4)
+    """
+
+    nd = 1
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, init="auto", activation=None, *,
+                 backend=None, dtype=None, rng=None):
+        if (isinstance(padding, (tuple, list)) and len(padding) == 2
+                and all(isinstance(p, int) for p in padding)):
+            padding = (tuple(padding),)  # one (before, after) pair
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding,
+                         dilation, groups, bias, init, activation, backend=backend,
+                         dtype=dtype, rng=rng)
+
+    def _geometry(self):
+        return ((1, *self.kernel_size), (1, *self.stride), (1, *self.dilation),
+                ((0, 0), *self._pads))
+
+    def _as_2d(self, x):
+        n, c, length = x.shape
+        return namespace(x).reshape(x, (n, c, 1, length))
+
+    def _from_2d(self, y):
+        n, c, _, length = y.shape
+        return namespace(y).reshape(y, (n, c, length))

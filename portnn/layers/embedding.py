@@ -1,0 +1,101 @@
+"""`Embedding`: a lookup table from token ids to learned vectors."""
+
+from __future__ import annotations
+
+from .. import init as initializers
+from .._namespace import namespace
+from ..ops.scatter import scatter_add
+from .base import Layer
+from .dense import _dtype_name
+from .normalization import _float_dtype
+
+
+class Embedding(Layer):
+    """Map integer ids to rows of a learned table ``W``.
+
+    Parameters
+    ----------
+    num_embeddings : int
+        Size of the vocabulary; ids must lie in ``[0, num_embeddings)``.
+    embedding_dim : int
+        Length of each vector.
+    init : str or callable
+        Initializer of ``W`` (default uniform in ``[-0.05, 0.05]``, as in
+        Keras; uniform draws are bit-identical on every backend).
+    backend, dtype, rng : optional
+
+    Notes
+    -----
+    Forward is ``W[ids]`` (``take``). The backward is a scatter-add of the
+    output gradients into the rows that were read, so a repeated id sums
+    its gradients (:func:`portnn.ops.scatter_add`). There is no gradient
+    with respect to the ids: ``backward`` returns ``None``, so an
+    ``Embedding`` comes first in a model.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> emb = portnn.Embedding(10, 4)
+    >>> ids = portnn.get_backend().asarray([[1, 2, 2]])
+    >>> emb(ids).shape
+    (1, 3, 4)
+    """
+
+    integer_input = True
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, init="uniform", *,
+                 backend=None, dtype=None, rng=None) -> None:
+        super().__init__(backend)
+        for name, v in (("num_embeddings", num_embeddings),
+                        ("embedding_dim", embedding_dim)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                msg = f"Embedding: {name} must be a positive int, got {v!r}"
+                raise ValueError(msg)
+        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.init = init
+        self._dtype = _float_dtype(self.backend, dtype)
+        self.W = self.add_parameter("W", initializers.get(init)(
+            (num_embeddings, embedding_dim), backend=self.backend, dtype=self._dtype,
+            rng=rng))
+
+    def forward(self, x, training=False):
+        W = self.W
+        if type(x) is not type(W.value):
+            self._check_backend(x, W)
+        xp = namespace(x)
+        if not xp.isdtype(x.dtype, "integral"):
+            msg = (
+                f"Embedding: expected integer token ids, got dtype {x.dtype}; "
+                "convert with xp.astype(ids, xp.int64)"
+            )
+            raise TypeError(msg)
+        flat = xp.reshape(x, (-1,))
+        # NOTE: one host sync per call; CuPy's take would silently wrap around
+        if flat.shape[0] and bool(xp.any((flat < 0) | (flat >= self.num_embeddings))):
+            msg = (
+                f"Embedding: ids must lie in [0, {self.num_embeddings}), got values "
+                f"from {int(xp.min(flat))} to {int(xp.max(flat))}"
+            )
+            raise IndexError(msg)
+        self._ids = flat
+        out = xp.take(W.value, flat, axis=0)
+        return xp.reshape(out, (*x.shape, self.embedding_dim))
+
+    def backward(self, dy):
+        self.backward_params(dy)
+
+    def backward_params(self, dy):
+        xp = namespace(dy)
+        rows = xp.reshape(dy, (-1, self.embedding_dim))
+        grad = xp.zeros(self.W.shape, dtype=dy.dtype, device=dy.device)
+        self.W.accumulate(scatter_add(grad, self._ids, rows))
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {"num_embeddings": self.num_embeddings,
+                "embedding_dim": self.embedding_dim,
+                "init": self.init if isinstance(self.init, str) else "uniform",
+                "dtype": _dtype_name(self._dtype)}
+
+    def __repr__(self) -> str:
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"

@@ -1,0 +1,258 @@
+"""Normalization layers: `BatchNorm1D`, `BatchNorm2D` and `LayerNorm`.
+
+All three compute ``xhat = (x - mean) / sqrt(var + eps)`` over some axes and
+return ``gamma * xhat + beta``. With ``m`` elements per statistic, the
+backward through the batch statistics is::
+
+    dxhat = dy * gamma
+    dx = (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) / sqrt(var + eps)
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import config
+from .. import init as initializers
+from .._namespace import namespace
+from .base import Layer
+from .dense import _dtype_name
+
+
+def _normalize_backward(dxhat, xhat, inv_std, axes):
+    xp = namespace(dxhat)
+    mean_dxhat = xp.mean(dxhat, axis=axes, keepdims=True)
+    mean_dxhat_xhat = xp.mean(dxhat * xhat, axis=axes, keepdims=True)
+    return (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * inv_std
+
+
+def _float_dtype(backend, dtype):
+    dtype = config.float_dtype(backend) if dtype is None else dtype
+    return backend.dtype(dtype) if isinstance(dtype, str) else dtype
+
+
+class _BatchNorm(Layer):
+    """Normalize each channel (axis 1) over the batch and spatial axes."""
+
+    ndims: tuple[int, ...] = ()
+    layout = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, *, backend=None, dtype=None) -> None:
+        super().__init__(backend)
+        name = type(self).__name__
+        if not isinstance(num_features, int) or num_features <= 0:
+            msg = f"{name}: num_features must be a positive int, got {num_features!r}"
+            raise ValueError(msg)
+        if not 0.0 < momentum <= 1.0 or eps <= 0:
+            msg = f"{name}: need 0 < momentum <= 1 and eps > 0, got {momentum}, {eps}"
+            raise ValueError(msg)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self._dtype = _float_dtype(self.backend, dtype)
+        shape, kw = (num_features,), {"backend": self.backend, "dtype": self._dtype}
+        self.gamma = self.beta = None
+        if affine:
+            self.gamma = self.add_parameter("gamma", initializers.ones(shape, **kw))
+            self.beta = self.add_parameter("beta", initializers.zeros(shape, **kw))
+        self.add_buffer("running_mean", initializers.zeros(shape, **kw))
+        self.add_buffer("running_var", initializers.ones(shape, **kw))
+
+    @property
+    def running_mean(self):
+        """Moving average of the batch means (used in evaluation)."""
+        return self._buffers["running_mean"]
+
+    @property
+    def running_var(self):
+        """Moving average of the unbiased batch variances."""
+        return self._buffers["running_var"]
+
+    def _check(self, x):
+        if x.ndim not in self.ndims or x.shape[1] != self.num_features:
+            msg = (
+                f"{type(self).__name__}: expected input {self.layout} with "
+                f"{self.num_features} channels, got shape {tuple(x.shape)}"
+            )
+            raise ValueError(msg)
+
+    def forward(self, x, training=False):
+        self._check(x)
+        xp = namespace(x)
+        axes = (0, *range(2, x.ndim))
+        bshape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        if training:
+            m = math.prod(x.shape) // self.num_features
+            if m < 2:
+                msg = (
+                    f"{type(self).__name__}: training needs more than one value per "
+                    f"channel to compute a variance, got input shape "
+                    f"{tuple(x.shape)}"
+                )
+                raise ValueError(msg)
+            mean = xp.mean(x, axis=axes, keepdims=True)
+            xc = x - mean
+            var = xp.mean(xc * xc, axis=axes, keepdims=True)
+            inv_std = 1.0 / xp.sqrt(var + self.eps)
+            mom = self.momentum
+            self._buffers["running_mean"] = (
+                (1.0 - mom) * self.running_mean + mom * xp.reshape(mean, (-1,)))
+            self._buffers["running_var"] = (
+                (1.0 - mom) * self.running_var
+                + (mom * m / (m - 1)) * xp.reshape(var, (-1,)))
+        else:
+            xc = x - xp.reshape(self.running_mean, bshape)
+            inv_std = 1.0 / xp.sqrt(xp.reshape(self.running_var, bshape) + self.eps)
+        self._xhat, self._inv_std, self._training = xc * inv_std, inv_std, training
+        self._axes, self._bshape = axes, bshape
+        if self.gamma is None:
+            return self._xhat
+        return (self._xhat * xp.reshape(self.gamma.value, bshape)
+                + xp.reshape(self.beta.value, bshape))
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        dxhat = dy
+        if self.gamma is not None:
+            self.gamma.accumulate(xp.sum(dy * self._xhat, axis=self._axes))
+            self.beta.accumulate(xp.sum(dy, axis=self._axes))
+            dxhat = dy * xp.reshape(self.gamma.value, self._bshape)
+        if not self._training:  # fixed statistics: an affine map
+            return dxhat * self._inv_std
+        return _normalize_backward(dxhat, self._xhat, self._inv_std, self._axes)
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {"num_features": self.num_features, "eps": self.eps,
+                "momentum": self.momentum, "affine": self.gamma is not None,
+                "dtype": _dtype_name(self._dtype)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.num_features})"
+
+
+class BatchNorm1D(_BatchNorm):
+    """Batch normalization of ``(batch, features)`` or ``(batch, channels,
+    length)`` input, per feature/channel.
+
+    Parameters
+    ----------
+    num_features : int
+        Size of axis 1.
+    eps : float
+        Added to the variance.
+    momentum : float
+        Weight of the new batch in the running statistics (PyTorch's
+        convention: ``running = (1 - momentum) * running + momentum * batch``).
+    affine : bool
+        Learn a scale ``gamma`` and shift ``beta``.
+    backend, dtype : optional
+
+    Notes
+    -----
+    Training normalizes with the batch statistics and updates the running
+    ones (the variance unbiased, as in PyTorch); evaluation uses the running
+    statistics. They are buffers: saved in ``state_dict`` and checkpoints.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> bn = portnn.BatchNorm1D(3)
+    >>> x = portnn.get_backend().xp.ones((4, 3))
+    >>> bn(x, training=True).shape
+    (4, 3)
+    """
+
+    ndims = (2, 3)
+    layout = "(batch, features) or (batch, channels, length)"
+
+
+class BatchNorm2D(_BatchNorm):
+    """Batch normalization of ``(batch, channels, height, width)`` input, per
+    channel. Parameters as for :class:`BatchNorm1D`.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> bn = portnn.BatchNorm2D(3)
+    >>> x = portnn.get_backend().xp.ones((2, 3, 4, 4))
+    >>> bn(x).shape
+    (2, 3, 4, 4)
+    """
+
+    ndims = (4,)
+    layout = "(batch, channels, height, width)"
+
+
+class LayerNorm(Layer):
+    """Normalize each sample over its trailing axes (the Transformer norm).
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of int
+        The trailing shape normalized over, e.g. the model width.
+    eps : float
+        Added to the variance.
+    elementwise_affine : bool
+        Learn ``gamma`` and ``beta`` of shape `normalized_shape`.
+    backend, dtype : optional
+
+    Examples
+    --------
+    >>> import portnn
+    >>> ln = portnn.LayerNorm(4)
+    >>> x = portnn.get_backend().xp.ones((2, 5, 4))
+    >>> ln(x).shape
+    (2, 5, 4)
+    """
+
+    def __init__(self, normalized_shape, eps: float = 1e-5,
+                 elementwise_affine: bool = True, *, backend=None, dtype=None):
+        super().__init__(backend)
+        shape = ((normalized_shape,) if isinstance(normalized_shape, int)
+                 else tuple(normalized_shape))
+        if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
+            msg = f"LayerNorm: normalized_shape must be positive ints, got {shape!r}"
+            raise ValueError(msg)
+        self.normalized_shape, self.eps = shape, eps
+        self._dtype = _float_dtype(self.backend, dtype)
+        kw = {"backend": self.backend, "dtype": self._dtype}
+        self.gamma = self.beta = None
+        if elementwise_affine:
+            self.gamma = self.add_parameter("gamma", initializers.ones(shape, **kw))
+            self.beta = self.add_parameter("beta", initializers.zeros(shape, **kw))
+
+    def forward(self, x, training=False):
+        k = len(self.normalized_shape)
+        if tuple(x.shape[x.ndim - k:]) != self.normalized_shape or x.ndim < k:
+            msg = (
+                f"LayerNorm: expected input ending in {self.normalized_shape}, "
+                f"got shape {tuple(x.shape)}"
+            )
+            raise ValueError(msg)
+        xp = namespace(x)
+        axes = tuple(range(x.ndim - k, x.ndim))
+        xc = x - xp.mean(x, axis=axes, keepdims=True)
+        inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=axes, keepdims=True) + self.eps)
+        self._xhat, self._inv_std, self._axes = xc * inv_std, inv_std, axes
+        if self.gamma is None:
+            return self._xhat
+        return self._xhat * self.gamma.value + self.beta.value
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        dxhat = dy
+        if self.gamma is not None:
+            lead = tuple(range(dy.ndim - len(self._axes)))
+            self.gamma.accumulate(xp.sum(dy * self._xhat, axis=lead))
+            self.beta.accumulate(xp.sum(dy, axis=lead))
+            dxhat = dy * self.gamma.value
+        return _normalize_backward(dxhat, self._xhat, self._inv_std, self._axes)
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
+                "elementwise_affine": self.gamma is not None,
+                "dtype": _dtype_name(self._dtype)}
+
+    def __repr__(self) -> str:
+        return f"LayerNorm({self.normalized_shape})"

@@ -1,0 +1,234 @@
+"""Pooling: max and average over windows, and global average pooling.
+
+Windows come from :func:`portnn.ops.windows.window_views`. Max pooling keeps
+the winning kernel offset per output (one small integer array, not a mask
+the size of the input), and its backward routes each gradient to that
+offset only; ties go to the first offset, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+from .._namespace import namespace
+from ..ops.windows import add_windows, output_size, pad2d, unpad2d, window_views
+from .activations import Activation
+from .conv import _pair
+
+
+class _Pool(Activation):
+    """Shared machinery of the window pooling layers (computed in 2-D)."""
+
+    nd = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0) -> None:
+        super().__init__()
+        name, nd = type(self).__name__, self.nd
+        self.kernel_size = _pair(kernel_size, "kernel_size", name, nd)
+        self.stride = (self.kernel_size if stride is None
+                       else _pair(stride, "stride", name, nd))
+        pad = (padding,) * nd if isinstance(padding, int) else tuple(padding)
+        if len(pad) != nd or not all(
+                isinstance(p, int) and 0 <= p <= k // 2
+                for p, k in zip(pad, self.kernel_size, strict=True)):
+            msg = (
+                f"{name}: padding must be ints between 0 and half the kernel "
+                f"{self.kernel_size}, got {padding!r}"
+            )
+            raise ValueError(msg)
+        self.padding = pad
+
+    @property
+    def _taps(self) -> int:
+        """Number of elements in one window."""
+        k = 1
+        for size in self.kernel_size:
+            k *= size
+        return k
+
+    def _geometry(self):
+        pads = tuple((p, p) for p in self.padding)
+        if self.nd == 1:
+            return (1, *self.kernel_size), (1, *self.stride), ((0, 0), *pads)
+        return self.kernel_size, self.stride, pads
+
+    def _windows(self, x, fill):
+        name = type(self).__name__
+        if x.ndim != self.nd + 2:
+            layout = "(batch, channels, length)" if self.nd == 1 else (
+                "(batch, channels, height, width)")
+            msg = f"{name}: expected input {layout}, got shape {tuple(x.shape)}"
+            raise ValueError(msg)
+        xp = namespace(x)
+        self._x_shape = tuple(x.shape)
+        if self.nd == 1:
+            x = xp.reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+        kernel, stride, pads = self._geometry()
+        x = pad2d(x, pads, fill)
+        self._in_shape = tuple(x.shape)
+        hp, wp = x.shape[-2:]
+        if (output_size(hp, kernel[0], stride[0], 1) < 1
+                or output_size(wp, kernel[1], stride[1], 1) < 1):
+            msg = (
+                f"{name}: the kernel {self.kernel_size} is larger than the padded "
+                f"input (spatial size {(hp, wp)[2 - self.nd:]}); got input shape "
+                f"{self._x_shape}"
+            )
+            raise ValueError(msg)
+        return window_views(x, kernel, stride, (1, 1))
+
+    def _output(self, y):
+        if self.nd == 1:
+            return namespace(y).reshape(y, (y.shape[0], y.shape[1], y.shape[3]))
+        return y
+
+    def _input_grad(self, pieces, dy):
+        kernel, stride, pads = self._geometry()
+        dx = add_windows(pieces, self._in_shape, kernel, stride, (1, 1),
+                         dy.dtype, dy.device)
+        return namespace(dx).reshape(unpad2d(dx, pads), self._x_shape)
+
+    def _dy_2d(self, dy):
+        if self.nd == 1:
+            return namespace(dy).reshape(dy, (dy.shape[0], dy.shape[1], 1,
+                                              dy.shape[2]))
+        return dy
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding)}
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(kernel_size={self.kernel_size}, "
+                f"stride={self.stride})")
+
+
+class MaxPool2D(_Pool):
+    """Maximum over ``kernel_size`` windows of ``(batch, channels, H, W)`` input.
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        Defaults to `kernel_size` (non-overlapping windows).
+    padding : int or (int, int)
+        Implicit ``-inf`` padding, at most half the kernel (as in PyTorch).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> xp = portnn.get_backend().xp
+    >>> x = xp.reshape(xp.arange(16.0), (1, 1, 4, 4))
+    >>> portnn.MaxPool2D(2)(x)[0, 0].tolist()
+    [[5.0, 7.0], [13.0, 15.0]]
+    """
+
+    def forward(self, x, training=False):
+        xp = namespace(x)
+        views = self._windows(x, -float("inf"))
+        best = views[0]
+        arg = xp.zeros(tuple(best.shape), dtype=xp.int16, device=x.device)
+        for k, v in enumerate(views[1:], start=1):
+            # NaN wins, so that it propagates as in PyTorch
+            better = (v > best) | xp.isnan(v)
+            best = xp.where(better, v, best)
+            arg = xp.where(better, xp.asarray(k, dtype=xp.int16, device=x.device), arg)
+        self._arg = arg
+        return self._output(best)
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        dy = self._dy_2d(dy)
+        pieces = [xp.where(self._arg == i, dy, 0.0) for i in range(self._taps)]
+        return self._input_grad(pieces, dy)
+
+
+class AvgPool2D(_Pool):
+    """Mean over ``kernel_size`` windows of ``(batch, channels, H, W)`` input.
+
+    Zero padding counts in the mean (PyTorch's default
+    ``count_include_pad=True``). Parameters as for :class:`MaxPool2D`.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> xp = portnn.get_backend().xp
+    >>> x = xp.reshape(xp.arange(16.0), (1, 1, 4, 4))
+    >>> portnn.AvgPool2D(2)(x)[0, 0].tolist()
+    [[2.5, 4.5], [10.5, 12.5]]
+    """
+
+    def forward(self, x, training=False):
+        views = self._windows(x, 0.0)
+        total = views[0]
+        for v in views[1:]:
+            total = total + v
+        return self._output(total * (1.0 / len(views)))
+
+    def backward(self, dy):
+        dy = self._dy_2d(dy)
+        share = dy * (1.0 / self._taps)
+        return self._input_grad([share] * self._taps, dy)
+
+
+class MaxPool1D(MaxPool2D):
+    """Maximum over windows of ``(batch, channels, length)`` input.
+
+    Parameters as for :class:`MaxPool2D`, with one spatial axis.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().asarray([[[1.0, 3.0, 2.0, 0.0]]])
+    >>> portnn.MaxPool1D(2)(x).tolist()
+    [[[3.0, 2.0]]]
+    """
+
+    nd = 1
+
+
+class AvgPool1D(AvgPool2D):
+    """Mean over windows of ``(batch, channels, length)`` input.
+
+    Parameters as for :class:`AvgPool2D`, with one spatial axis.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().asarray([[[1.0, 3.0, 2.0, 0.0]]])
+    >>> portnn.AvgPool1D(2)(x).tolist()
+    [[[2.0, 1.0]]]
+    """
+
+    nd = 1
+
+
+class GlobalAvgPool2D(Activation):
+    """Mean over the spatial axes: ``(N, C, H, W) -> (N, C)``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().xp.ones((2, 3, 4, 4))
+    >>> portnn.GlobalAvgPool2D()(x).shape
+    (2, 3)
+    """
+
+    def forward(self, x, training=False):
+        if x.ndim != 4:
+            msg = (
+                "GlobalAvgPool2D: expected input (batch, channels, height, width), "
+                f"got shape {tuple(x.shape)}"
+            )
+            raise ValueError(msg)
+        self._x_shape = tuple(x.shape)
+        return namespace(x).mean(x, axis=(2, 3))
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        n, c, h, w = self._x_shape
+        share = xp.reshape(dy * (1.0 / (h * w)), (n, c, 1, 1))
+        return xp.zeros(self._x_shape, dtype=dy.dtype, device=dy.device) + share
+
+    def get_config(self) -> dict:
+        """No arguments."""
+        return {}

@@ -1,0 +1,305 @@
+"""Recurrent layers `RNN`, `LSTM` and `GRU`, with backpropagation through time.
+
+Inputs are batch-first ``(batch, time, features)``. The input projection of
+every time step is one GEMM before the loop; the loop does only the
+``h @ W_hh.T`` product and the gate arithmetic. The backward walks the
+steps in reverse, collects the gate gradients, and turns them into the
+weight gradients with one GEMM each after the loop.
+
+Weights follow PyTorch's layout and gate order, so they copy across:
+``W_ih`` is ``(gates * hidden, input)``, ``W_hh`` is ``(gates * hidden,
+hidden)``; LSTM gates are ``(i, f, g, o)``, GRU gates ``(r, z, n)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import init as initializers
+from .._namespace import namespace
+from .base import Layer
+from .dense import _dtype_name
+from .normalization import _float_dtype
+
+
+def _sigmoid(xp, x):
+    e = xp.exp(-xp.abs(x))  # never overflows
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+class _Recurrent(Layer):
+    """Shared loop of the recurrent layers; a subclass writes one step."""
+
+    gates = 1
+    state_names = ("h",)
+
+    def __init__(self, input_size: int, hidden_size: int,
+                 return_sequences: bool = True, bias: bool = True, *,
+                 backend=None, dtype=None, rng=None) -> None:
+        super().__init__(backend)
+        name = type(self).__name__
+        for arg, v in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                msg = f"{name}: {arg} must be a positive int, got {v!r}"
+                raise ValueError(msg)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.return_sequences = bool(return_sequences)
+        self._dtype = _float_dtype(self.backend, dtype)
+        g = self.gates * hidden_size
+        # PyTorch's init: every weight and bias uniform in +-1/sqrt(hidden)
+        bound = 1.0 / math.sqrt(hidden_size)
+        kw = {"backend": self.backend, "dtype": self._dtype, "rng": rng}
+        self.W_ih = self.add_parameter(
+            "W_ih", initializers.uniform((g, input_size), bound, **kw))
+        self.W_hh = self.add_parameter(
+            "W_hh", initializers.uniform((g, hidden_size), bound, **kw))
+        self.b_ih = self.b_hh = None
+        if bias:
+            self.b_ih = self.add_parameter("b_ih", initializers.uniform((g,), bound,
+                                                                          **kw))
+            self.b_hh = self.add_parameter("b_hh", initializers.uniform((g,), bound,
+                                                                          **kw))
+        #: The state after the last step (``h``, or ``(h, c)`` for LSTM).
+        self.final_state = None
+        #: Gradient of the loss with respect to the initial state, after backward.
+        self.initial_state_grad = None
+
+    def __call__(self, x, training=False, initial_state=None):
+        return self.forward(x, training, initial_state)
+
+    # -- one step, written by each subclass ---------------------------------
+    def _step(self, gx, state, gh):
+        """New state and the cache for `_step_backward` from the input part
+        `gx` and hidden part `gh` of the gate pre-activations."""
+        raise NotImplementedError
+
+    def _step_backward(self, cache, dstate):
+        """``(d gx, d gh, d state_prev)``, the last without the path through
+        ``W_hh`` (``None`` for a part with no other path)."""
+        raise NotImplementedError
+
+    # -- the loop ----------------------------------------------------------------
+    def _initial(self, xp, n, initial_state, x):
+        hshape = (n, self.hidden_size)
+        if initial_state is None:
+            zero = xp.zeros(hshape, dtype=x.dtype, device=x.device)
+            return tuple(zero for _ in self.state_names)
+        states = (initial_state,) if len(self.state_names) == 1 else tuple(
+            initial_state)
+        if len(states) != len(self.state_names) or any(
+                tuple(s.shape) != hshape for s in states):
+            got = [tuple(getattr(s, "shape", ())) for s in states]
+            msg = (
+                f"{type(self).__name__}: initial_state must be "
+                f"{' and '.join(self.state_names)} of shape {hshape}, got shapes "
+                f"{got}"
+            )
+            raise ValueError(msg)
+        return states
+
+    def forward(self, x, training=False, initial_state=None):
+        W_ih = self.W_ih
+        if type(x) is not type(W_ih.value):
+            self._check_backend(x, W_ih)
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            msg = (
+                f"{type(self).__name__}: expected input (batch, time, features) with "
+                f"{self.input_size} features, got shape {tuple(x.shape)}"
+            )
+            raise ValueError(msg)
+        xp = namespace(x)
+        n, steps, _ = x.shape
+        gx = xp.reshape(xp.reshape(x, (n * steps, self.input_size)) @ W_ih.value.T,
+                        (n, steps, -1))
+        if self.b_ih is not None:
+            gx = gx + self.b_ih.value
+        state = self._initial(xp, n, initial_state, x)
+        w_hh_t = self.W_hh.value.T
+        caches, hs, prev = [], [], []
+        for t in range(steps):
+            prev.append(state[0])
+            gh = state[0] @ w_hh_t
+            if self.b_hh is not None:
+                gh = gh + self.b_hh.value
+            state, cache = self._step(gx[:, t, :], state, gh)
+            caches.append(cache)
+            hs.append(state[0])
+        self._x, self._caches, self._prev = x, caches, prev
+        self.final_state = state[0] if len(state) == 1 else state
+        if self.return_sequences:
+            return xp.stack(hs, axis=1)
+        return hs[-1]
+
+    def _backward(self, dy, need_dx):
+        xp = namespace(dy)
+        n, steps, _ = self._x.shape
+        dstate = tuple(xp.zeros((n, self.hidden_size), dtype=dy.dtype,
+                                device=dy.device) for _ in self.state_names)
+        w_hh = self.W_hh.value
+        dgx, dgh = [None] * steps, [None] * steps
+        for t in reversed(range(steps)):
+            dh = dy[:, t, :] if self.return_sequences else (
+                dy if t == steps - 1 else None)
+            if dh is not None:
+                dstate = (dstate[0] + dh, *dstate[1:])
+            dgx[t], dgh[t], dstate = self._step_backward(self._caches[t], dstate)
+            back = dgh[t] @ w_hh
+            dstate = (back if dstate[0] is None else dstate[0] + back, *dstate[1:])
+        self.initial_state_grad = dstate[0] if len(dstate) == 1 else dstate
+        rows = n * steps
+        gx = xp.reshape(xp.stack(dgx, axis=1), (rows, -1))
+        gh = gx if dgh[0] is dgx[0] else xp.reshape(xp.stack(dgh, axis=1), (rows, -1))
+        prev = xp.reshape(xp.stack(self._prev, axis=1), (rows, self.hidden_size))
+        x = xp.reshape(self._x, (rows, self.input_size))
+        self.W_ih.accumulate(gx.T @ x)
+        self.W_hh.accumulate(gh.T @ prev)
+        if self.b_ih is not None:
+            self.b_ih.accumulate(xp.sum(gx, axis=0))
+            self.b_hh.accumulate(xp.sum(gh, axis=0))
+        if need_dx:
+            return xp.reshape(gx @ self.W_ih.value, tuple(self._x.shape))
+        return None
+
+    def backward(self, dy):
+        return self._backward(dy, need_dx=True)
+
+    def backward_params(self, dy):
+        self._backward(dy, need_dx=False)
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "return_sequences": self.return_sequences,
+                "bias": self.b_ih is not None, "dtype": _dtype_name(self._dtype)}
+
+    def __repr__(self) -> str:
+        last = "" if self.return_sequences else ", return_sequences=False"
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{last})"
+
+
+_RECURRENT_DOC = """
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        Features per input step and size of the hidden state.
+    return_sequences : bool, default True
+        Return every step's hidden state ``(batch, time, hidden)`` (as
+        PyTorch does), or only the last one ``(batch, hidden)``.
+    bias : bool
+        Learn ``b_ih`` and ``b_hh``.
+    backend, dtype, rng : optional
+
+    Notes
+    -----
+    Call as ``layer(x, training, initial_state=...)`` to start from a given
+    state; afterwards ``layer.final_state`` holds the last state and, after
+    ``backward``, ``layer.initial_state_grad`` its gradient. One layer,
+    one direction: stack layers in a :class:`Sequential` for depth.
+"""
+
+
+class RNN(_Recurrent):
+    __doc__ = """Elman RNN: ``h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh)``.
+    """ + _RECURRENT_DOC + """
+    Examples
+    --------
+    >>> import portnn
+    >>> rnn = portnn.RNN(3, 5)
+    >>> x = portnn.get_backend().xp.ones((2, 7, 3), dtype=rnn.W_ih.dtype)
+    >>> rnn(x).shape
+    (2, 7, 5)
+    """
+
+    def _step(self, gx, state, gh):
+        h = namespace(gx).tanh(gx + gh)
+        return (h,), h
+
+    def _step_backward(self, h, dstate):
+        da = dstate[0] * (1.0 - h * h)
+        return da, da, (None,)
+
+
+class LSTM(_Recurrent):
+    __doc__ = """Long short-term memory, gates ``(i, f, g, o)`` as in PyTorch::
+
+        i, f, o = sigmoid(...), g = tanh(...)
+        c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
+    """ + _RECURRENT_DOC + """
+    Examples
+    --------
+    >>> import portnn
+    >>> lstm = portnn.LSTM(3, 5, return_sequences=False)
+    >>> x = portnn.get_backend().xp.ones((2, 7, 3), dtype=lstm.W_ih.dtype)
+    >>> lstm(x).shape
+    (2, 5)
+    """
+
+    gates = 4
+    state_names = ("h", "c")
+
+    def _step(self, gx, state, gh):
+        xp = namespace(gx)
+        _, c = state
+        a = gx + gh
+        hs = self.hidden_size
+        i = _sigmoid(xp, a[:, :hs])
+        f = _sigmoid(xp, a[:, hs:2 * hs])
+        g = xp.tanh(a[:, 2 * hs:3 * hs])
+        o = _sigmoid(xp, a[:, 3 * hs:])
+        c_new = f * c + i * g
+        tc = xp.tanh(c_new)
+        h_new = o * tc
+        return (h_new, c_new), (i, f, g, o, c, tc)
+
+    def _step_backward(self, cache, dstate):
+        xp = namespace(dstate[0])
+        i, f, g, o, c_prev, tc = cache
+        dh, dc = dstate
+        dc = dc + dh * o * (1.0 - tc * tc)
+        da = xp.concat([
+            dc * g * i * (1.0 - i),
+            dc * c_prev * f * (1.0 - f),
+            dc * i * (1.0 - g * g),
+            dh * tc * o * (1.0 - o),
+        ], axis=1)
+        return da, da, (None, dc * f)
+
+
+class GRU(_Recurrent):
+    __doc__ = """Gated recurrent unit, gates ``(r, z, n)`` as in PyTorch::
+
+        r, z = sigmoid(...),  n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+    """ + _RECURRENT_DOC + """
+    Examples
+    --------
+    >>> import portnn
+    >>> gru = portnn.GRU(3, 5)
+    >>> x = portnn.get_backend().xp.ones((2, 7, 3), dtype=gru.W_ih.dtype)
+    >>> gru(x).shape
+    (2, 7, 5)
+    """
+
+    gates = 3
+
+    def _step(self, gx, state, gh):
+        xp = namespace(gx)
+        (h,) = state
+        hs = self.hidden_size
+        r = _sigmoid(xp, gx[:, :hs] + gh[:, :hs])
+        z = _sigmoid(xp, gx[:, hs:2 * hs] + gh[:, hs:2 * hs])
+        ghn = gh[:, 2 * hs:]
+        n = xp.tanh(gx[:, 2 * hs:] + r * ghn)
+        h_new = (1.0 - z) * n + z * h
+        return (h_new,), (r, z, n, ghn, h)
+
+    def _step_backward(self, cache, dstate):
+        xp = namespace(dstate[0])
+        r, z, n, ghn, h = cache
+        (dh,) = dstate
+        dn = dh * (1.0 - z) * (1.0 - n * n)
+        dr = dn * ghn * r * (1.0 - r)
+        dz = dh * (h - n) * z * (1.0 - z)
+        dgx = xp.concat([dr, dz, dn], axis=1)
+        dgh = xp.concat([dr, dz, dn * r], axis=1)
+        return dgx, dgh, (dh * z,)

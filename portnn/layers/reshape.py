@@ -1,0 +1,89 @@
+"""`Flatten` and `Reshape`: change the shape after the batch axis."""
+
+from __future__ import annotations
+
+from .._namespace import namespace
+from .activations import Activation
+
+
+class Flatten(Activation):
+    """``(N, d1, d2, ...) -> (N, d1 * d2 * ...)``, e.g. between convolutions
+    and dense layers.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().xp.ones((2, 3, 4, 4))
+    >>> portnn.Flatten()(x).shape
+    (2, 48)
+    """
+
+    def forward(self, x, training=False):
+        if x.ndim < 1:
+            msg = f"Flatten: expected at least a batch axis, got shape {tuple(x.shape)}"
+            raise ValueError(msg)
+        self._x_shape = tuple(x.shape)
+        return namespace(x).reshape(x, (x.shape[0], -1))
+
+    def backward(self, dy):
+        return namespace(dy).reshape(dy, self._x_shape)
+
+    def get_config(self) -> dict:
+        """No arguments."""
+        return {}
+
+
+class Reshape(Activation):
+    """Reshape every sample to `shape` (the batch axis is kept).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Target shape of one sample; one entry may be ``-1``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().xp.ones((2, 64))
+    >>> portnn.Reshape((1, 8, 8))(x).shape
+    (2, 1, 8, 8)
+    """
+
+    def __init__(self, shape) -> None:
+        super().__init__()
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        if not all(isinstance(s, int) and (s > 0 or s == -1) for s in shape) or (
+                shape.count(-1) > 1):
+            msg = (
+                "Reshape: shape must be positive ints with at most one -1, "
+                f"got {shape!r}"
+            )
+            raise ValueError(msg)
+        self.shape = shape
+
+    def forward(self, x, training=False):
+        self._x_shape = tuple(x.shape)
+        size = 1
+        for s in x.shape[1:]:
+            size *= s
+        known = 1
+        for s in self.shape:
+            known *= s if s != -1 else 1
+        if (size % known if -1 in self.shape else size != known):
+            msg = (
+                f"Reshape: cannot reshape samples of shape {tuple(x.shape[1:])} "
+                f"({size} elements) to {self.shape}; got input shape "
+                f"{tuple(x.shape)}"
+            )
+            raise ValueError(msg)
+        return namespace(x).reshape(x, (x.shape[0], *self.shape))
+
+    def backward(self, dy):
+        return namespace(dy).reshape(dy, self._x_shape)
+
+    def get_config(self) -> dict:
+        """The target shape."""
+        return {"shape": list(self.shape)}
+
+    def __repr__(self) -> str:
+        return f"Reshape({self.shape})"

@@ -1,0 +1,110 @@
+"""Sliding windows over the two trailing axes, in standard slicing.
+
+Convolution and pooling have no primitive in the array API. Both are built
+here from strided slices: a window of size ``(KH, KW)`` is seen as the
+``KH * KW`` strided views ``x[..., i*d :: s, j*d :: s]``, one per kernel
+offset. The forward reads those views; the backward adds gradients back
+through the same views (:func:`add_windows`, the adjoint of
+:func:`window_views`), so overlapping windows sum, as they must.
+"""
+
+from __future__ import annotations
+
+from .._namespace import namespace
+
+
+def output_size(size: int, kernel: int, stride: int, dilation: int) -> int:
+    """Number of window positions along one (already padded) axis; 0 or
+    less when the dilated kernel does not fit."""
+    return (size - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pad2d(x, pads, value=0.0):
+    """Pad the two trailing axes of `x`.
+
+    Parameters
+    ----------
+    x : array
+        ``(..., H, W)``.
+    pads : tuple
+        ``((top, bottom), (left, right))``.
+    value : float
+        Fill value (``-inf`` for max pooling).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().xp.ones((1, 2))
+    >>> pad2d(x, ((1, 0), (0, 1))).tolist()
+    [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0]]
+    """
+    (top, bottom), (left, right) = pads
+    if top == bottom == left == right == 0:
+        return x
+    xp = namespace(x)
+    *lead, h, w = x.shape
+    out = xp.full((*lead, h + top + bottom, w + left + right), value,
+                  dtype=x.dtype, device=x.device)
+    out[..., top:top + h, left:left + w] = x
+    return out
+
+
+def unpad2d(x, pads):
+    """The inverse of :func:`pad2d`: a view without the padded border."""
+    (top, bottom), (left, right) = pads
+    if top == bottom == left == right == 0:
+        return x
+    h, w = x.shape[-2], x.shape[-1]
+    return x[..., top:h - bottom, left:w - right]
+
+
+def window_views(x, kernel, stride, dilation):
+    """The ``KH * KW`` strided views of `x` that make up its windows.
+
+    Parameters
+    ----------
+    x : array
+        ``(..., H, W)``, already padded.
+    kernel, stride, dilation : tuple of int
+        ``(KH, KW)``, ``(SH, SW)``, ``(DH, DW)``.
+
+    Returns
+    -------
+    list of arrays
+        View ``i * KW + j`` has shape ``(..., OH, OW)`` and holds, at each
+        output position, the input element under kernel offset ``(i, j)``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().xp.reshape(portnn.get_backend().xp.arange(9), (3, 3))
+    >>> [v.tolist() for v in window_views(x, (2, 2), (1, 1), (1, 1))][0]
+    [[0, 1], [3, 4]]
+    """
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    oh = output_size(x.shape[-2], kh, sh, dh)
+    ow = output_size(x.shape[-1], kw, sw, dw)
+    return [
+        x[..., i * dh:i * dh + sh * (oh - 1) + 1:sh,
+          j * dw:j * dw + sw * (ow - 1) + 1:sw]
+        for i in range(kh) for j in range(kw)
+    ]
+
+
+def add_windows(pieces, shape, kernel, stride, dilation, dtype, device):
+    """The adjoint of :func:`window_views`: a zero array of `shape` with
+    ``pieces[i * KW + j]`` added at the positions view ``(i, j)`` reads.
+
+    Overlapping windows (stride smaller than the dilated kernel) add up.
+    """
+    xp = namespace(pieces[0])
+    kw = kernel[1]
+    (sh, sw), (dh, dw) = stride, dilation
+    oh, ow = pieces[0].shape[-2], pieces[0].shape[-1]
+    out = xp.zeros(shape, dtype=dtype, device=device)
+    for k, piece in enumerate(pieces):
+        i, j = divmod(k, kw)
+        rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
+        cols = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
+        out[..., rows, cols] = out[..., rows, cols] + piece
+    return out
