@@ -47,3 +47,32 @@ def test_digits_quick(backend, tmp_path):
         _args(backend, "--epochs", "12", "--batch-size", "32", "--plot", str(png)))
     assert result["test_accuracy"] > 0.95
     assert png.stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_cnn_digits_quick(backend):
+    pytest.importorskip("sklearn")
+    result = _example("cnn_digits").main(
+        _args(backend, "--epochs", "4", "--width", "8"))
+    assert result["test_accuracy"] > 0.9  # 0.98+ with the full 15 epochs
+    history = result["history"]
+    assert history["loss"][-1] < history["loss"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("cell", "epochs"), [("lstm", "8"), ("gru", "3")])
+def test_lstm_sequence_quick(backend, cell, epochs):
+    # the LSTM sits on the baseline for a few epochs before it finds the markers
+    result = _example("lstm_sequence").main(_args(
+        backend, "--cell", cell, "--epochs", epochs, "--train-size", "2000",
+        "--steps", "10"))
+    # the full run (20 steps, 10 epochs) is over 100x below the baseline
+    assert result["test_mse"] < result["baseline_mse"] / 4
+
+
+@pytest.mark.slow
+def test_transformer_sort_quick(backend):
+    result = _example("transformer_sort").main(_args(
+        backend, "--epochs", "4", "--train-size", "2000", "--length", "5"))
+    assert result["token_accuracy"] > 0.85  # 0.999 with the full 10 epochs
+    assert result["sequence_accuracy"] > 0.4
