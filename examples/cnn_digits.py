@@ -18,16 +18,9 @@ import portnn
 
 
 def build_model(width: int = 32) -> portnn.Sequential:
-    """8x8 -> conv, conv, pool (4x4) -> conv, pool (2x2) -> dense."""
-    return portnn.Sequential(
-        portnn.Conv2D(1, width, 3, padding=1), portnn.BatchNorm2D(width),
-        portnn.ReLU(),
-        portnn.Conv2D(width, width, 3, padding=1), portnn.BatchNorm2D(width),
-        portnn.ReLU(), portnn.MaxPool2D(2),
-        portnn.Conv2D(width, 2 * width, 3, padding=1),
-        portnn.BatchNorm2D(2 * width), portnn.ReLU(), portnn.MaxPool2D(2),
-        portnn.Flatten(), portnn.Dropout(0.3), portnn.Dense(2 * width * 4, 10),
-    )
+    """8x8 -> conv, conv, pool (4x4) -> conv, pool (2x2) -> dense
+    (the network of ``portnn train digits-cnn``)."""
+    return portnn.models.digits_cnn(width)
 
 
 def load(backend):

@@ -19,11 +19,8 @@ import portnn
 
 
 def build_model() -> portnn.Sequential:
-    return portnn.Sequential(
-        portnn.Dense(64, 256), portnn.ReLU(), portnn.Dropout(0.3),
-        portnn.Dense(256, 128), portnn.ReLU(), portnn.Dropout(0.3),
-        portnn.Dense(128, 10),
-    )
+    """64-256-128-10 with dropout (the network of ``portnn train digits-mlp``)."""
+    return portnn.models.digits_mlp()
 
 
 def main(argv=None) -> dict:

@@ -12,7 +12,8 @@ from . import __version__
 _PACKAGES = ("numpy", "array-api-compat", "array-api-strict", "torch",
              "cupy-cuda12x", "cupy-cuda13x", "scikit-learn", "matplotlib",
              "safetensors")
-EXAMPLES = ("digits-mlp",)
+#: built-in examples of ``portnn train`` and their default epochs
+EXAMPLES = {"digits-mlp": 60, "digits-cnn": 15}
 
 
 def _version(name: str) -> str:
@@ -45,42 +46,72 @@ def info(out=None) -> int:
     return 0
 
 
-def train(args, out=None) -> int:
-    """Train a built-in example and optionally save the checkpoint."""
-    import portnn
-
-    out = out or sys.stdout
-    if args.example != "digits-mlp":  # pragma: no cover - argparse restricts it
-        msg = f"unknown example {args.example!r}; choose one of {EXAMPLES}"
-        raise SystemExit(msg)
+def _digits(backend, example):
+    """The 8x8 digits as the example's network takes them, split 80/20, and
+    the per-pixel ``(mean, scale)`` that maps raw pixels to that input."""
     from sklearn.datasets import load_digits
 
-    backend = portnn.set_backend(args.backend)
-    portnn.seed(args.seed)
+    import portnn
+
     digits = load_digits()
     x = backend.asarray(digits.data, dtype="float32")
     y = backend.asarray(digits.target, dtype="int64")
     x_tr, x_te, y_tr, y_te = portnn.data.train_test_split(x, y, 0.2, stratify=True)
-    scaler = portnn.data.Standardizer().fit(x_tr)
-    model = portnn.Sequential(
-        portnn.Dense(64, 256), portnn.ReLU(), portnn.Dropout(0.3),
-        portnn.Dense(256, 128), portnn.ReLU(), portnn.Dropout(0.3),
-        portnn.Dense(128, 10))
-    # The scaler is folded into nothing: store its statistics next to the
-    # weights so the checkpoint is usable on raw pixels.
-    model.fit(scaler.transform(x_tr), y_tr, loss=portnn.CrossEntropy(0.1),
-              optimizer=portnn.AdamW(model.parameters(), lr=5e-4),
-              epochs=args.epochs, batch_size=16,
+    if example == "digits-mlp":
+        scaler = portnn.data.Standardizer().fit(x_tr)  # statistics of train only
+        mean, scale = scaler.mean_, scaler.scale_
+    else:  # the CNN takes images in [0, 1]
+        mean = backend.xp.zeros((64,), dtype=x.dtype, device=backend.device)
+        scale = mean + 16.0
+    shape = (-1, 64) if example == "digits-mlp" else (-1, 1, 8, 8)
+    xp = backend.xp
+
+    def prepare(v):
+        return xp.reshape((v - mean) / scale, shape)
+
+    return prepare(x_tr), prepare(x_te), y_tr, y_te, (mean, scale)
+
+
+def train(args, out=None) -> int:
+    """Train a built-in example and optionally save the checkpoint.
+
+    The checkpoint's user metadata holds the per-pixel ``input_mean`` and
+    ``input_scale`` (raw pixels ``p`` become ``(p - mean) / scale``), the
+    ``input_shape`` of one sample and the test accuracy reached.
+    """
+    import portnn
+
+    out = out or sys.stdout
+    if args.example not in EXAMPLES:  # pragma: no cover - argparse restricts it
+        msg = f"unknown example {args.example!r}; choose one of {EXAMPLES}"
+        raise SystemExit(msg)
+    backend = portnn.set_backend(args.backend)
+    portnn.seed(args.seed)
+    x_tr, x_te, y_tr, y_te, (mean, scale) = _digits(backend, args.example)
+    epochs = args.epochs or EXAMPLES[args.example]
+    if args.example == "digits-mlp":
+        model = portnn.models.digits_mlp()
+        opt = portnn.AdamW(model.parameters(), lr=5e-4)
+        batch_size, callbacks = 16, []
+    else:
+        model = portnn.models.digits_cnn()
+        opt = portnn.AdamW(model.parameters(), lr=2e-3)
+        schedule = portnn.optim.CosineWithWarmup(opt, total_steps=epochs)
+        batch_size = 32
+        callbacks = [portnn.training.LRSchedulerCallback(schedule)]
+    model.fit(x_tr, y_tr, loss=portnn.CrossEntropy(0.1), optimizer=opt,
+              epochs=epochs, batch_size=batch_size, callbacks=callbacks,
               verbose=0 if args.quiet else 1)
-    test = model.evaluate(scaler.transform(x_te), y_te, loss=portnn.CrossEntropy())
+    test = model.evaluate(x_te, y_te, loss=portnn.CrossEntropy())
     print(f"{args.example} on {backend.name}: test accuracy {test['accuracy']:.4f}",
           file=out)
     if args.save:
         to_host = backend.to_numpy
         model.save(args.save, metadata={
             "example": args.example,
-            "input_mean": ",".join(f"{v:.8g}" for v in to_host(scaler.mean_)),
-            "input_scale": ",".join(f"{v:.8g}" for v in to_host(scaler.scale_)),
+            "input_mean": ",".join(f"{v:.8g}" for v in to_host(mean)),
+            "input_scale": ",".join(f"{v:.8g}" for v in to_host(scale)),
+            "input_shape": ",".join(str(s) for s in x_tr.shape[1:]),
             "test_accuracy": f"{test['accuracy']:.4f}",
         })
         print(f"saved to {args.save}", file=out)
@@ -93,9 +124,10 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, backends, devices, fast paths")
     t = sub.add_parser("train", help="train a built-in example")
-    t.add_argument("example", nargs="?", default="digits-mlp", choices=EXAMPLES)
+    t.add_argument("example", nargs="?", default="digits-mlp", choices=list(EXAMPLES))
     t.add_argument("--backend", default="numpy")
-    t.add_argument("--epochs", type=int, default=60)
+    t.add_argument("--epochs", type=int, default=None,
+                   help="default: 60 for digits-mlp, 15 for digits-cnn")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--save", default=None, help="checkpoint path (.safetensors)")
     t.add_argument("--quiet", action="store_true")

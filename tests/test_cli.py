@@ -50,3 +50,22 @@ def test_train_saves_a_loadable_checkpoint(tmp_path):
 def test_bad_command_exits_with_usage():
     with pytest.raises(SystemExit):
         cli.main(["frobnicate"])
+
+
+def test_train_digits_cnn_saves_a_loadable_checkpoint(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    path = tmp_path / "cnn.safetensors"
+    assert cli.main(["train", "digits-cnn", "--epochs", "2", "--save", str(path),
+                     "--quiet"]) == 0
+    text = capsys.readouterr().out
+    accuracy = float(text.split("test accuracy")[1].split()[0].strip(":"))
+    assert accuracy > 0.5  # two epochs; the default 15 reach 0.98+
+    model = portnn.load(path)
+    assert isinstance(model[0], portnn.Conv2D) and model[0].W.shape == (32, 1, 3, 3)
+    from portnn.safetensors import read
+
+    _, meta = read(path)
+    assert meta["user.input_shape"] == "1,8,8"
+    assert meta["user.input_scale"].split(",")[:2] == ["16", "16"]
+    # the saved BatchNorm statistics are the trained ones, not the defaults
+    assert float(portnn.backends.get("numpy").xp.max(model[1].running_mean)) > 0
