@@ -144,3 +144,13 @@ class Backend:
     def __repr__(self) -> str:
         device = "" if self.device is None else f", device={self.device!r}"
         return f"Backend({self.name!r}{device})"
+
+
+def add_into_views(out, keys, pieces):
+    """Native ``add_into_views`` of libraries whose basic slices are
+    writable views (NumPy, CuPy, PyTorch): ``out[key] += piece`` in place,
+    with no temporary the size of the slice."""
+    for key, piece in zip(keys, pieces, strict=True):
+        view = out[key]
+        view += piece
+    return out

@@ -7,7 +7,7 @@ turns CUDA's own message into a `BackendUnavailableError`.
 
 from __future__ import annotations
 
-from .base import Backend, BackendUnavailableError
+from .base import Backend, BackendUnavailableError, add_into_views
 
 INSTALL_HINT = "pip install 'portnn[cuda12]'  (or 'portnn[cuda13]' for CUDA 13)"
 
@@ -51,7 +51,7 @@ def make_cupy_backend(device=None) -> Backend:
         device=dev,
         to_numpy=_to_numpy,
         array_types=(cupy.ndarray,),
-        native={"scatter_add": _scatter_add},
+        native={"scatter_add": _scatter_add, "add_into_views": add_into_views},
         synchronize=dev.synchronize,
         install_hint=INSTALL_HINT,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Backend
+from .base import Backend, add_into_views
 
 
 def _scatter_add(target, indices, values):
@@ -54,7 +54,7 @@ def make_numpy_backend(device=None) -> Backend:
         to_numpy=numpy.asarray,
         array_types=(numpy.ndarray, numpy.generic),
         # to_bytes/from_bytes: the host format of checkpoints (safetensors)
-        native={"scatter_add": _scatter_add, "to_bytes": _to_bytes,
-                "from_bytes": _from_bytes},
+        native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
+                "to_bytes": _to_bytes, "from_bytes": _from_bytes},
         install_hint="pip install numpy",
     )

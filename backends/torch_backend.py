@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Backend, BackendUnavailableError
+from .base import Backend, BackendUnavailableError, add_into_views
 
 
 def _to_numpy(x):
@@ -33,7 +33,7 @@ def make_torch_backend(device=None) -> Backend:
         device=dev,
         to_numpy=_to_numpy,
         array_types=(torch.Tensor,),
-        native={"scatter_add": _scatter_add},
+        native={"scatter_add": _scatter_add, "add_into_views": add_into_views},
         synchronize=sync,
         install_hint="pip install torch==2.13.0  (CPU build)",
     )

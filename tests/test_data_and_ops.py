@@ -107,3 +107,36 @@ def test_cross_entropy_gradient_rows_sum_to_zero(n, c, scale, seed):
     grad = to_np(loss.backward())
     assert np.isfinite(value) and value >= 0
     np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("stride", "kernel"), [((1, 1), (3, 3)), ((2, 1), (3, 2)),
+                                                ((2, 2), (2, 2))])
+def test_add_windows_native_matches_portable(backend, stride, kernel):
+    from portnn.ops.windows import add_into_views_portable, add_windows, window_views
+
+    rs = np.random.default_rng(0)
+    x = backend.asarray(rs.normal(size=(2, 3, 7, 6)))
+    views = window_views(x, kernel, stride, (1, 1))
+    pieces = [v * (k + 1.0) for k, v in enumerate(views)]  # distinct per tap
+    got = add_windows(pieces, tuple(x.shape), kernel, stride, (1, 1), x.dtype,
+                      x.device)
+    # the portable path, forced
+    xp = backend.xp
+    keys = []
+    oh, ow = views[0].shape[-2:]
+    for k in range(len(pieces)):
+        i, j = divmod(k, kernel[1])
+        keys.append((..., slice(i, i + stride[0] * (oh - 1) + 1, stride[0]),
+                     slice(j, j + stride[1] * (ow - 1) + 1, stride[1])))
+    ref = add_into_views_portable(xp.zeros(tuple(x.shape), dtype=x.dtype), keys,
+                                  pieces)
+    np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(ref))
+    # overlapping windows really add up: the centre of a 3x3 stride-1 window
+    if stride == (1, 1):
+        assert backend.to_numpy(got)[0, 0, 3, 3] == pytest.approx(
+            sum((k + 1.0) * backend.to_numpy(x)[0, 0, 3, 3] for k in range(9)))
+
+
+def test_native_add_into_views_is_registered_where_slices_are_views():
+    assert "add_into_views" in portnn.backends.get("numpy").native
+    assert "add_into_views" not in portnn.backends.get("array_api_strict").native

@@ -159,15 +159,19 @@ class _Conv(Layer):
             )
             raise ValueError(msg)
         g, k = self.groups, kernel[0] * kernel[1]
-        views = window_views(x4, kernel, stride, dilation)
-        # (C, K, N, OH, OW): each group's columns are then one contiguous matrix
-        cols = xp.stack([xp.permute_dims(v, (1, 0, 2, 3)) for v in views], axis=1)
-        cols = xp.reshape(cols, (g, (c // g) * k, n * oh * ow))
-        w = xp.reshape(W.value, (g, self.out_channels // g, (c // g) * k))
-        y = xp.reshape(w @ cols, (self.out_channels, n, oh, ow))
-        y = xp.permute_dims(y, (1, 0, 2, 3))
+        # (N, C, K, OH, OW): batch outermost, so the output comes out NCHW
+        # and every copy moves whole contiguous rows
+        cols = xp.stack(window_views(x4, kernel, stride, dilation), axis=2)
+        o = self.out_channels
+        if g == 1:
+            cols = xp.reshape(cols, (n, c * k, oh * ow))
+            w = xp.reshape(W.value, (o, c * k))
+        else:
+            cols = xp.reshape(cols, (n, g, (c // g) * k, oh * ow))
+            w = xp.reshape(W.value, (g, o // g, (c // g) * k))
+        y = xp.reshape(w @ cols, (n, o, oh, ow))
         if self.b is not None:
-            y = y + xp.reshape(self.b.value, (self.out_channels, 1, 1))
+            y = y + xp.reshape(self.b.value, (o, 1, 1))
         self._cols, self._in_shape = cols, (n, c, hp, wp)
         self._x_shape = tuple(x.shape)
         y = self._from_2d(y)
@@ -179,16 +183,19 @@ class _Conv(Layer):
         return y
 
     def _param_grads(self, dy):
-        """Accumulate dW and db; return the gradient as ``(g, O/g, N*OH*OW)``."""
+        """Accumulate dW and db; return dy as ``(N, [g,] O/g, OH*OW)``."""
         if self.activation is not None:
             dy = self.activation.backward(dy)
         xp = namespace(dy)
         dy4 = self._as_2d(dy)
-        g, o = self.groups, self.out_channels
+        n, o = dy4.shape[0], self.out_channels
         if self.b is not None:
             self.b.accumulate(xp.sum(dy4, axis=(0, 2, 3)))
-        dyg = xp.reshape(xp.permute_dims(dy4, (1, 0, 2, 3)), (g, o // g, -1))
-        dw = dyg @ xp.permute_dims(self._cols, (0, 2, 1))
+        g = self.groups
+        shape = (n, o, -1) if g == 1 else (n, g, o // g, -1)
+        dyg = xp.reshape(dy4, shape)
+        # one GEMM per sample, then the sum over the batch
+        dw = xp.sum(dyg @ xp.matrix_transpose(self._cols), axis=0)
         self.W.accumulate(xp.reshape(dw, self.weight_shape))
         return dyg, dy4.shape
 
@@ -196,10 +203,10 @@ class _Conv(Layer):
         dyg, (n, o, oh, ow) = self._param_grads(dy)
         xp = namespace(dyg)
         kernel, stride, dilation, pads = self._geometry()
-        c, k = self.in_channels, kernel[0] * kernel[1]
-        w = xp.reshape(self.W.value, (self.groups, o // self.groups, -1))
-        dcols = xp.reshape(xp.permute_dims(w, (0, 2, 1)) @ dyg, (c, k, n, oh, ow))
-        pieces = [xp.permute_dims(dcols[:, i, ...], (1, 0, 2, 3)) for i in range(k)]
+        c, k, g = self.in_channels, kernel[0] * kernel[1], self.groups
+        w = xp.reshape(self.W.value, (o, -1) if g == 1 else (g, o // g, -1))
+        dcols = xp.reshape(xp.matrix_transpose(w) @ dyg, (n, c, k, oh, ow))
+        pieces = [dcols[:, :, i, ...] for i in range(k)]
         dx = add_windows(pieces, self._in_shape, kernel, stride, dilation,
                          dyg.dtype, dyg.device)
         return xp.reshape(unpad2d(dx, pads), self._x_shape)

@@ -1,9 +1,9 @@
 """Pooling: max and average over windows, and global average pooling.
 
-Windows come from :func:`portnn.ops.windows.window_views`. Max pooling keeps
-the winning kernel offset per output (one small integer array, not a mask
-the size of the input), and its backward routes each gradient to that
-offset only; ties go to the first offset, as in PyTorch.
+Windows come from :func:`portnn.ops.windows.window_views`. Max pooling's
+forward is a running maximum over the window's taps; its backward routes
+each output's gradient to the first tap equal to that maximum (PyTorch's
+choice on ties), with no mask the size of the input kept between passes.
 """
 
 from __future__ import annotations
@@ -126,19 +126,23 @@ class MaxPool2D(_Pool):
         xp = namespace(x)
         views = self._windows(x, -float("inf"))
         best = views[0]
-        arg = xp.zeros(tuple(best.shape), dtype=xp.int16, device=x.device)
-        for k, v in enumerate(views[1:], start=1):
-            # NaN wins, so that it propagates as in PyTorch
-            better = (v > best) | xp.isnan(v)
-            best = xp.where(better, v, best)
-            arg = xp.where(better, xp.asarray(k, dtype=xp.int16, device=x.device), arg)
-        self._arg = arg
+        for v in views[1:]:
+            best = xp.maximum(best, v)  # propagates NaN, as in PyTorch
+        self._views, self._best = views, best
         return self._output(best)
 
     def backward(self, dy):
+        # Each output's gradient goes to the first tap that holds the maximum
+        # (PyTorch's choice on ties); `free` marks outputs not yet routed.
         xp = namespace(dy)
         dy = self._dy_2d(dy)
-        pieces = [xp.where(self._arg == i, dy, 0.0) for i in range(self._taps)]
+        best = self._best
+        free = xp.ones(tuple(best.shape), dtype=dy.dtype, device=dy.device)
+        pieces = []
+        for v in self._views:
+            hit = xp.astype(v == best, dy.dtype) * free
+            pieces.append(dy * hit)
+            free = free - hit
         return self._input_grad(pieces, dy)
 
 

@@ -11,6 +11,7 @@ through the same views (:func:`add_windows`, the adjoint of
 from __future__ import annotations
 
 from .._namespace import namespace
+from ..backends import backend_of
 
 
 def output_size(size: int, kernel: int, stride: int, dilation: int) -> int:
@@ -96,15 +97,30 @@ def add_windows(pieces, shape, kernel, stride, dilation, dtype, device):
     ``pieces[i * KW + j]`` added at the positions view ``(i, j)`` reads.
 
     Overlapping windows (stride smaller than the dilated kernel) add up.
+    Backends whose slices are writable views register the native
+    ``add_into_views`` (``out[key] += piece`` with no temporary); the
+    portable path writes ``out[key] = out[key] + piece``.
     """
     xp = namespace(pieces[0])
     kw = kernel[1]
     (sh, sw), (dh, dw) = stride, dilation
     oh, ow = pieces[0].shape[-2], pieces[0].shape[-1]
-    out = xp.zeros(shape, dtype=dtype, device=device)
-    for k, piece in enumerate(pieces):
+    keys = []
+    for k in range(len(pieces)):
         i, j = divmod(k, kw)
-        rows = slice(i * dh, i * dh + sh * (oh - 1) + 1, sh)
-        cols = slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)
-        out[..., rows, cols] = out[..., rows, cols] + piece
+        keys.append((..., slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                     slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)))
+    out = xp.zeros(shape, dtype=dtype, device=device)
+    backend = backend_of(out)
+    native = backend.native.get("add_into_views") if backend is not None else None
+    if native is not None:
+        native(out, keys, pieces)
+        return out
+    return add_into_views_portable(out, keys, pieces)
+
+
+def add_into_views_portable(out, keys, pieces):
+    """``out[key] += piece`` for each pair, in standard ops (returns `out`)."""
+    for key, piece in zip(keys, pieces, strict=True):
+        out[key] = out[key] + piece
     return out

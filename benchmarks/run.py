@@ -1,0 +1,180 @@
+"""The benchmark suite: every case, every implementation, one table.
+
+    OMP_NUM_THREADS=1 python benchmarks/run.py            # all cases
+    OMP_NUM_THREADS=2 python benchmarks/run.py --cases mlp cnn --reps 7
+
+For each case, portnn on every usable backend runs next to a hand-written
+NumPy version of the same network (where the suite has one) and PyTorch
+(CPU, and CUDA where a GPU exists), all from the same initial weights on
+the same batches. Repetitions are interleaved, so drift on a shared
+machine hits every implementation alike; the device is synchronized
+before each clock read; warm-up steps come first and their losses must
+agree across implementations. Printed per implementation: median and
+minimum time per step, samples/s, GFLOP/s and the fraction of the
+measured single-GEMM peak, peak memory of one step (NumPy allocations,
+through tracemalloc) and the ratio to the hand-written and PyTorch CPU
+times. ``--json`` writes the same figures.
+
+Set the thread count in the environment before Python starts: the BLAS
+reads it once, at import. array_api_strict is a portability reference, not
+a performance target, and is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+import tracemalloc
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from cases import CASES  # noqa: E402
+
+import portnn  # noqa: E402
+
+WARMUP = 5
+
+
+def gemm_peak(n=1024, reps=7) -> float:
+    """Best float32 GEMM rate of NumPy's BLAS here, in GFLOP/s."""
+    rs = np.random.default_rng(0)
+    a = rs.random((n, n), dtype=np.float32)
+    b = rs.random((n, n), dtype=np.float32)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _backends():
+    names = []
+    for spec in ("numpy", "torch", "cupy", "torch:cuda"):
+        try:
+            portnn.backends.get(spec)
+            names.append(spec)
+        except (portnn.backends.BackendUnavailableError, ValueError):
+            pass
+    return names
+
+
+def _torch_devices():
+    try:
+        import torch
+    except ImportError:
+        return []
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _peak_memory(step) -> float | None:
+    """Peak bytes NumPy allocates during one step (None if not NumPy)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    step()
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak if peak > 4096 else None  # torch/cupy memory is invisible here
+
+
+def run_case(case, reps, peak_gflops):
+    runs = {}
+    for name, factory in case.impls.items():
+        step, sync = factory()
+        losses = [float(step()) for _ in range(WARMUP)]
+        sync()
+        runs[name] = {"step": step, "sync": sync, "losses": losses, "times": []}
+    ref = runs[next(iter(runs))]["losses"]
+    for r in runs.values():
+        r["loss_ok"] = bool(np.allclose(r["losses"], ref, rtol=2e-4, atol=1e-5))
+    for _ in range(reps):
+        for r in runs.values():
+            step, sync = r["step"], r["sync"]
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(case.steps):
+                step()
+            sync()
+            r["times"].append((time.perf_counter() - t0) / case.steps)
+    rows = []
+    for name, r in runs.items():
+        med = statistics.median(r["times"])
+        gflops = case.flops / med / 1e9 if case.flops else None
+        mem = _peak_memory(r["step"]) if name.startswith(("numpy", "portnn-numpy")) \
+            else None
+        rows.append({
+            "case": case.name, "impl": name, "median_s": med, "min_s": min(r["times"]),
+            "samples_per_s": case.batch / med, "gflops": gflops,
+            "peak_fraction": gflops / peak_gflops if gflops else None,
+            "peak_mib": mem / 2 ** 20 if mem else None,
+            "losses": r["losses"], "loss_agrees": r["loss_ok"],
+        })
+    by = {row["impl"]: row for row in rows}
+    for row in rows:
+        for ref_name, key in (("numpy hand-written", "vs_handwritten"),
+                              ("pytorch-cpu", "vs_torch_cpu")):
+            ref_row = by.get(ref_name)
+            row[key] = row["median_s"] / ref_row["median_s"] if ref_row else None
+    return rows
+
+
+def _fmt(v, spec):
+    return format(v, spec) if v is not None else "-"
+
+
+def print_table(rows, header):
+    print(header)
+    print(f"{'case':28s} {'implementation':20s} {'median':>10s} {'min':>10s} "
+          f"{'samples/s':>10s} {'GFLOP/s':>8s} {'%peak':>6s} {'MiB':>7s} "
+          f"{'/hand':>6s} {'/torch':>6s}  loss")
+    last = None
+    for r in rows:
+        case = r["case"] if r["case"] != last else ""
+        last = r["case"]
+        unit = 1e3 if r["median_s"] > 1e-3 else 1e6
+        suffix = "ms" if unit == 1e3 else "us"
+        print(f"{case:28s} {r['impl']:20s} "
+              f"{r['median_s'] * unit:8.3f}{suffix} {r['min_s'] * unit:8.3f}{suffix} "
+              f"{r['samples_per_s']:10.0f} {_fmt(r['gflops'], '8.1f')} "
+              f"{_fmt(r['peak_fraction'] and 100 * r['peak_fraction'], '6.0f')} "
+              f"{_fmt(r['peak_mib'], '7.1f')} {_fmt(r['vs_handwritten'], '6.2f')} "
+              f"{_fmt(r['vs_torch_cpu'], '6.2f')}  "
+              f"{'ok' if r['loss_agrees'] else 'MISMATCH'} {r['losses'][0]:.4f}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--json", default=None, help="also write the figures here")
+    args = p.parse_args(argv)
+    backends, devices = _backends(), _torch_devices()
+    peak = gemm_peak()
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    header = (f"portnn {portnn.__version__}, {platform.machine()}, "
+              f"OMP_NUM_THREADS={threads}, float32, {args.reps} interleaved reps, "
+              f"single-GEMM peak {peak:.1f} GFLOP/s; times per training step")
+    rows = []
+    for name in args.cases:
+        rows += run_case(CASES[name](backends, devices), args.reps, peak)
+    print_table(rows, header)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(
+            {"threads": threads, "gemm_peak_gflops": peak, "rows": rows}, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The benchmark suite runs, and its implementations agree on the losses
+(a benchmark of a wrong network would be meaningless)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_suite_runs_and_implementations_agree(tmp_path, capsys):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(BENCH))
+    out = tmp_path / "bench.json"
+    rows = run.main(["--cases", "xor", "mlp-b16", "--reps", "1", "--json", str(out)])
+    assert {r["impl"] for r in rows} >= {"numpy hand-written", "portnn-numpy"}
+    assert all(r["loss_agrees"] for r in rows), [
+        (r["impl"], r["losses"]) for r in rows]
+    assert json.loads(out.read_text())["rows"][0]["median_s"] > 0
+    assert "samples/s" in capsys.readouterr().out
