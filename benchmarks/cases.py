@@ -113,7 +113,7 @@ def _state(build):
     with portnn.use_backend("numpy"):
         portnn.seed(0)
         model = build()
-        return {k: np.array(v) for k, v in model.state_dict().items()}, model
+        return {k: np.array(v) for k, v in model.state_dict().items()}
 
 
 def mlp(batch, optimizer, backends, torch_devices):
@@ -124,7 +124,7 @@ def mlp(batch, optimizer, backends, torch_devices):
                                  portnn.Dense(512, 512), portnn.ReLU(),
                                  portnn.Dense(512, 10))
 
-    state, _ = _state(build)
+    state = _state(build)
     weights = [state[k] for k in ("0.W", "0.b", "2.W", "2.b", "4.W", "4.b")]
     pool = _pool(lambda rs: (rs.normal(size=(batch, 784)).astype(np.float32),
                              rs.integers(0, 10, size=batch)))
@@ -159,7 +159,7 @@ def xor(backends, torch_devices):
         return portnn.Sequential(portnn.Dense(2, 16), portnn.Tanh(),
                                  portnn.Dense(16, 1))
 
-    state, _ = _state(build)
+    state = _state(build)
     weights = [state[k] for k in ("0.W", "0.b", "2.W", "2.b")]
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
     y = np.array([[0], [1], [1], [0]], dtype=np.float32)
@@ -191,7 +191,7 @@ def cnn(backends, torch_devices, batch=128):
             portnn.ReLU(), portnn.MaxPool2D(2), portnn.Flatten(),
             portnn.Dense(32 * 12 * 12, 10))
 
-    state, _ = _state(build)
+    state = _state(build)
     weights = [state[k] for k in ("0.W", "0.b", "2.W", "2.b", "6.W", "6.b")]
     pool = _pool(lambda rs: (rs.normal(size=(batch, 1, 28, 28)).astype(np.float32),
                              rs.integers(0, 10, size=batch)))
@@ -226,7 +226,7 @@ def lstm(backends, torch_devices, batch=64, steps=50, features=32, hidden=128):
         return portnn.Sequential(portnn.LSTM(features, hidden, return_sequences=False),
                                  portnn.Dense(hidden, 10))
 
-    state, _ = _state(build)
+    state = _state(build)
     pool = _pool(lambda rs: (
         rs.normal(size=(batch, steps, features)).astype(np.float32),
         rs.integers(0, 10, size=batch)))
@@ -269,7 +269,7 @@ def transformer(backends, torch_devices, batch=32, steps=64, width=128, heads=4)
     def build():
         return portnn.Sequential(portnn.TransformerEncoderLayer(width, heads, ff))
 
-    state, _ = _state(build)
+    state = _state(build)
     pool = _pool(lambda rs: (
         rs.normal(size=(batch, steps, width)).astype(np.float32),
         rs.normal(size=(batch, steps, width)).astype(np.float32)))

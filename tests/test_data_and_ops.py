@@ -112,7 +112,12 @@ def test_cross_entropy_gradient_rows_sum_to_zero(n, c, scale, seed):
 @pytest.mark.parametrize(("stride", "kernel"), [((1, 1), (3, 3)), ((2, 1), (3, 2)),
                                                 ((2, 2), (2, 2))])
 def test_add_windows_native_matches_portable(backend, stride, kernel):
-    from portnn.ops.windows import add_into_views_portable, add_windows, window_views
+    from portnn.ops.windows import (
+        add_into_views_portable,
+        add_windows,
+        window_keys,
+        window_views,
+    )
 
     rs = np.random.default_rng(0)
     x = backend.asarray(rs.normal(size=(2, 3, 7, 6)))
@@ -122,12 +127,7 @@ def test_add_windows_native_matches_portable(backend, stride, kernel):
                       x.device)
     # the portable path, forced
     xp = backend.xp
-    keys = []
-    oh, ow = views[0].shape[-2:]
-    for k in range(len(pieces)):
-        i, j = divmod(k, kernel[1])
-        keys.append((..., slice(i, i + stride[0] * (oh - 1) + 1, stride[0]),
-                     slice(j, j + stride[1] * (ow - 1) + 1, stride[1])))
+    keys = window_keys(kernel, stride, (1, 1), tuple(views[0].shape[-2:]))
     ref = add_into_views_portable(xp.zeros(tuple(x.shape), dtype=x.dtype), keys,
                                   pieces)
     np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(ref))

@@ -6,9 +6,7 @@ import math
 
 from .. import init as initializers
 from .._namespace import namespace
-from .base import Layer
-from .dense import _dtype_name
-from .normalization import _float_dtype
+from .base import Layer, dtype_name, float_dtype
 
 
 def masked_softmax(scores, keep):
@@ -80,7 +78,7 @@ class MultiHeadAttention(Layer):
             )
             raise ValueError(msg)
         self.embed_dim, self.num_heads, self.causal = embed_dim, num_heads, causal
-        self._dtype = _float_dtype(self.backend, dtype)
+        self._dtype = float_dtype(self.backend, dtype)
         kw = {"backend": self.backend, "dtype": self._dtype}
         self.W_in = self.add_parameter("W_in", initializers.glorot_uniform(
             (3 * embed_dim, embed_dim), rng=rng, **kw))
@@ -196,7 +194,7 @@ class MultiHeadAttention(Layer):
         """Constructor arguments."""
         return {"embed_dim": self.embed_dim, "num_heads": self.num_heads,
                 "bias": self.b_in is not None, "causal": self.causal,
-                "dtype": _dtype_name(self._dtype)}
+                "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
         causal = ", causal=True" if self.causal else ""

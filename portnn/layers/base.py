@@ -213,6 +213,23 @@ class Layer:
         return f"{type(self).__name__}()"
 
 
+def float_dtype(backend, dtype):
+    """The backend dtype object a layer's weights use: the default float
+    dtype when `dtype` is None, a name looked up on `backend`, or as given."""
+    from ..config import float_dtype as default_float_dtype
+
+    dtype = default_float_dtype(backend) if dtype is None else dtype
+    return backend.dtype(dtype) if isinstance(dtype, str) else dtype
+
+
+def dtype_name(dtype) -> str:
+    """``"float32"`` etc. for any library's dtype object (for configs)."""
+    for name in ("float32", "float64", "float16"):
+        if name in str(dtype):
+            return name
+    return str(dtype)
+
+
 def _walk(layer):
     yield layer
     for child in layer.children():

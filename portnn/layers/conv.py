@@ -8,14 +8,12 @@ flattened kernel; the backward is two GEMMs and the adjoint of the gather.
 
 from __future__ import annotations
 
-from .. import config
 from .. import init as initializers
 from .._namespace import namespace
 from ..ops.windows import add_windows, output_size, pad2d, unpad2d, window_views
-from .activations import Activation
 from .activations import get as get_activation
-from .base import Layer
-from .dense import _dtype_name
+from .base import Layer, dtype_name, float_dtype
+from .dense import initial_weights
 
 
 def _pair(value, name, layer, nd):
@@ -90,9 +88,7 @@ class _Conv(Layer):
                               name, nd)
         self.init = init
         self.activation = None if activation is None else get_activation(activation)
-        self._dtype = config.float_dtype(self.backend) if dtype is None else dtype
-        if isinstance(self._dtype, str):
-            self._dtype = self.backend.dtype(self._dtype)
+        self._dtype = float_dtype(self.backend, dtype)
         self.W = self.add_parameter("W", self._initial_weights(self.activation, rng))
         self.b = None
         if bias:
@@ -107,12 +103,8 @@ class _Conv(Layer):
                 *self.kernel_size)
 
     def _initial_weights(self, activation, rng):
-        name = self.init
-        if name == "auto":
-            name = (activation.init if isinstance(activation, Activation)
-                    else "glorot_uniform")
-        fn = initializers.get(name)
-        return fn(self.weight_shape, backend=self.backend, dtype=self._dtype, rng=rng)
+        return initial_weights(self.init, activation, self.weight_shape,
+                               self.backend, self._dtype, rng)
 
     def reset_parameters(self, next_activation=None, rng=None) -> None:
         """Draw ``W`` again (zero ``b``); `next_activation` guides ``"auto"``."""
@@ -229,7 +221,7 @@ class _Conv(Layer):
             "padding": padding, "dilation": list(self.dilation),
             "groups": self.groups, "bias": self.b is not None,
             "init": self.init if isinstance(self.init, str) else "auto",
-            "activation": act, "dtype": _dtype_name(self._dtype),
+            "activation": act, "dtype": dtype_name(self._dtype),
         }
 
     def __repr__(self) -> str:

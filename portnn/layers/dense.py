@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from .. import config
 from .. import init as initializers
 from .._namespace import namespace
 from .activations import Activation
 from .activations import get as get_activation
-from .base import Layer
+from .base import Layer, dtype_name, float_dtype
+
+
+def initial_weights(init, activation, shape, backend, dtype, rng):
+    """Weights of `shape` from initializer `init`; ``"auto"`` picks the one
+    `activation` asks for (He for ReLU-like) or Glorot uniform."""
+    if init == "auto":
+        init = activation.init if isinstance(activation, Activation) else (
+            "glorot_uniform")
+    return initializers.get(init)(shape, backend=backend, dtype=dtype, rng=rng)
 
 
 class Dense(Layer):
@@ -71,9 +79,7 @@ class Dense(Layer):
         self.out_features = out_features
         self.init = init
         self.activation = None if activation is None else get_activation(activation)
-        self._dtype = config.float_dtype(self.backend) if dtype is None else dtype
-        if isinstance(self._dtype, str):
-            self._dtype = self.backend.dtype(self._dtype)
+        self._dtype = float_dtype(self.backend, dtype)
         self.W = self.add_parameter("W", self._initial_weights(self.activation, rng))
         self.b = None
         if bias:
@@ -83,14 +89,9 @@ class Dense(Layer):
             )
 
     def _initial_weights(self, activation, rng):
-        name = self.init
-        if name == "auto":
-            name = activation.init if isinstance(activation, Activation) else (
-                "glorot_uniform"
-            )
-        fn = initializers.get(name)
-        return fn((self.in_features, self.out_features), backend=self.backend,
-                  dtype=self._dtype, rng=rng)
+        return initial_weights(self.init, activation,
+                               (self.in_features, self.out_features),
+                               self.backend, self._dtype, rng)
 
     def reset_parameters(self, next_activation=None, rng=None) -> None:
         """Draw ``W`` again (zero ``b``); `next_activation` guides ``"auto"``."""
@@ -154,17 +155,10 @@ class Dense(Layer):
             "bias": self.b is not None,
             "init": self.init if isinstance(self.init, str) else "auto",
             "activation": act,
-            "dtype": str(_dtype_name(self._dtype)),
+            "dtype": dtype_name(self._dtype),
         }
 
     def __repr__(self) -> str:
         act = f", activation={self.activation!r}" if self.activation else ""
         bias = "" if self.b is not None else ", bias=False"
         return f"Dense({self.in_features}, {self.out_features}{bias}{act})"
-
-
-def _dtype_name(dtype) -> str:
-    for name in ("float32", "float64", "float16"):
-        if name in str(dtype):
-            return name
-    return str(dtype)

@@ -5,9 +5,7 @@ from __future__ import annotations
 from .. import init as initializers
 from .._namespace import namespace
 from ..ops.scatter import scatter_add
-from .base import Layer
-from .dense import _dtype_name
-from .normalization import _float_dtype
+from .base import Layer, dtype_name, float_dtype
 
 
 class Embedding(Layer):
@@ -53,7 +51,7 @@ class Embedding(Layer):
                 raise ValueError(msg)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.init = init
-        self._dtype = _float_dtype(self.backend, dtype)
+        self._dtype = float_dtype(self.backend, dtype)
         self.W = self.add_parameter("W", initializers.get(init)(
             (num_embeddings, embedding_dim), backend=self.backend, dtype=self._dtype,
             rng=rng))
@@ -95,7 +93,7 @@ class Embedding(Layer):
         return {"num_embeddings": self.num_embeddings,
                 "embedding_dim": self.embedding_dim,
                 "init": self.init if isinstance(self.init, str) else "uniform",
-                "dtype": _dtype_name(self._dtype)}
+                "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
         return f"Embedding({self.num_embeddings}, {self.embedding_dim})"

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import math
 
-from .. import config
 from .. import init as initializers
 from .._namespace import namespace
-from .base import Layer
-from .dense import _dtype_name
+from .base import Layer, dtype_name, float_dtype
 
 
 def _normalize_backward(dxhat, xhat, inv_std, axes):
@@ -24,11 +22,6 @@ def _normalize_backward(dxhat, xhat, inv_std, axes):
     mean_dxhat = xp.mean(dxhat, axis=axes, keepdims=True)
     mean_dxhat_xhat = xp.mean(dxhat * xhat, axis=axes, keepdims=True)
     return (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * inv_std
-
-
-def _float_dtype(backend, dtype):
-    dtype = config.float_dtype(backend) if dtype is None else dtype
-    return backend.dtype(dtype) if isinstance(dtype, str) else dtype
 
 
 class _BatchNorm(Layer):
@@ -48,7 +41,7 @@ class _BatchNorm(Layer):
             msg = f"{name}: need 0 < momentum <= 1 and eps > 0, got {momentum}, {eps}"
             raise ValueError(msg)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self._dtype = _float_dtype(self.backend, dtype)
+        self._dtype = float_dtype(self.backend, dtype)
         shape, kw = (num_features,), {"backend": self.backend, "dtype": self._dtype}
         self.gamma = self.beta = None
         if affine:
@@ -124,7 +117,7 @@ class _BatchNorm(Layer):
         """Constructor arguments."""
         return {"num_features": self.num_features, "eps": self.eps,
                 "momentum": self.momentum, "affine": self.gamma is not None,
-                "dtype": _dtype_name(self._dtype)}
+                "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.num_features})"
@@ -214,7 +207,7 @@ class LayerNorm(Layer):
             msg = f"LayerNorm: normalized_shape must be positive ints, got {shape!r}"
             raise ValueError(msg)
         self.normalized_shape, self.eps = shape, eps
-        self._dtype = _float_dtype(self.backend, dtype)
+        self._dtype = float_dtype(self.backend, dtype)
         kw = {"backend": self.backend, "dtype": self._dtype}
         self.gamma = self.beta = None
         if elementwise_affine:
@@ -252,7 +245,7 @@ class LayerNorm(Layer):
         """Constructor arguments."""
         return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
                 "elementwise_affine": self.gamma is not None,
-                "dtype": _dtype_name(self._dtype)}
+                "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
         return f"LayerNorm({self.normalized_shape})"

@@ -17,9 +17,7 @@ import math
 
 from .. import init as initializers
 from .._namespace import namespace
-from .base import Layer
-from .dense import _dtype_name
-from .normalization import _float_dtype
+from .base import Layer, dtype_name, float_dtype
 
 
 def _sigmoid(xp, x):
@@ -45,7 +43,7 @@ class _Recurrent(Layer):
                 raise ValueError(msg)
         self.input_size, self.hidden_size = input_size, hidden_size
         self.return_sequences = bool(return_sequences)
-        self._dtype = _float_dtype(self.backend, dtype)
+        self._dtype = float_dtype(self.backend, dtype)
         g = self.gates * hidden_size
         # PyTorch's init: every weight and bias uniform in +-1/sqrt(hidden)
         bound = 1.0 / math.sqrt(hidden_size)
@@ -171,7 +169,7 @@ class _Recurrent(Layer):
         """Constructor arguments."""
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
                 "return_sequences": self.return_sequences,
-                "bias": self.b_ih is not None, "dtype": _dtype_name(self._dtype)}
+                "bias": self.b_ih is not None, "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
         last = "" if self.return_sequences else ", return_sequences=False"

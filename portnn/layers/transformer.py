@@ -9,10 +9,10 @@ from .._namespace import namespace
 from ..backends import backend_of
 from .activations import GELU
 from .attention import MultiHeadAttention
-from .base import Layer
-from .dense import Dense, _dtype_name
+from .base import Layer, dtype_name, float_dtype
+from .dense import Dense
 from .dropout import Dropout
-from .normalization import LayerNorm, _float_dtype
+from .normalization import LayerNorm
 
 
 class PositionalEncoding(Layer):
@@ -47,7 +47,7 @@ class PositionalEncoding(Layer):
                 msg = f"PositionalEncoding: {arg} must be a positive int, got {v!r}"
                 raise ValueError(msg)
         self.max_len, self.d_model, self.learned = max_len, d_model, learned
-        self._dtype = _float_dtype(self.backend, dtype)
+        self._dtype = float_dtype(self.backend, dtype)
         if learned:
             self.P = self.add_parameter("P", initializers.uniform(
                 (max_len, d_model), backend=self.backend, dtype=self._dtype,
@@ -95,7 +95,7 @@ class PositionalEncoding(Layer):
     def get_config(self) -> dict:
         """Constructor arguments."""
         return {"max_len": self.max_len, "d_model": self.d_model,
-                "learned": self.learned, "dtype": _dtype_name(self._dtype)}
+                "learned": self.learned, "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
         kind = ", learned=True" if self.learned else ""
@@ -149,7 +149,7 @@ class TransformerEncoderLayer(Layer):
         self.d_model, self.num_heads = d_model, num_heads
         self.dim_feedforward = dim_feedforward or 4 * d_model
         self.dropout, self.causal = dropout, causal
-        self._dtype = _float_dtype(self.backend, dtype)
+        self._dtype = float_dtype(self.backend, dtype)
         kw = {"backend": self.backend, "dtype": self._dtype}
         self.norm1 = LayerNorm(d_model, **kw)
         self.attn = MultiHeadAttention(d_model, num_heads, causal=causal, rng=rng, **kw)
@@ -183,7 +183,7 @@ class TransformerEncoderLayer(Layer):
         """Constructor arguments."""
         return {"d_model": self.d_model, "num_heads": self.num_heads,
                 "dim_feedforward": self.dim_feedforward, "dropout": self.dropout,
-                "causal": self.causal, "dtype": _dtype_name(self._dtype)}
+                "causal": self.causal, "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
         return (f"TransformerEncoderLayer({self.d_model}, num_heads={self.num_heads}, "

@@ -85,9 +85,17 @@ def window_views(x, kernel, stride, dilation):
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     oh = output_size(x.shape[-2], kh, sh, dh)
     ow = output_size(x.shape[-1], kw, sw, dw)
+    return [x[key] for key in window_keys(kernel, stride, dilation, (oh, ow))]
+
+
+def window_keys(kernel, stride, dilation, out_shape):
+    """The index of view ``i * KW + j``: ``(..., rows, cols)`` slices that
+    pick kernel offset ``(i, j)`` at every one of the ``(OH, OW)`` outputs."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    oh, ow = out_shape
     return [
-        x[..., i * dh:i * dh + sh * (oh - 1) + 1:sh,
-          j * dw:j * dw + sw * (ow - 1) + 1:sw]
+        (..., slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+         slice(j * dw, j * dw + sw * (ow - 1) + 1, sw))
         for i in range(kh) for j in range(kw)
     ]
 
@@ -102,14 +110,7 @@ def add_windows(pieces, shape, kernel, stride, dilation, dtype, device):
     portable path writes ``out[key] = out[key] + piece``.
     """
     xp = namespace(pieces[0])
-    kw = kernel[1]
-    (sh, sw), (dh, dw) = stride, dilation
-    oh, ow = pieces[0].shape[-2], pieces[0].shape[-1]
-    keys = []
-    for k in range(len(pieces)):
-        i, j = divmod(k, kw)
-        keys.append((..., slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
-                     slice(j * dw, j * dw + sw * (ow - 1) + 1, sw)))
+    keys = window_keys(kernel, stride, dilation, tuple(pieces[0].shape[-2:]))
     out = xp.zeros(shape, dtype=dtype, device=device)
     backend = backend_of(out)
     native = backend.native.get("add_into_views") if backend is not None else None
