@@ -10,9 +10,11 @@ from .base import Backend, BackendUnavailableError
 
 
 def _to_numpy(x):
+    import array_api_strict as xp
     import numpy
 
-    return numpy.from_dlpack(x)
+    # an explicit copy to the host first, as CuPy's .get() is on a GPU
+    return numpy.from_dlpack(x.to_device(xp.asarray(0).device))
 
 
 def make_array_api_strict_backend(device=None) -> Backend:

@@ -40,6 +40,9 @@ class Backend:
         Blocks until queued device work is done (a no-op on CPU).
     install_hint : str
         What to install to make this backend usable.
+    single_device : bool
+        True for libraries with one device (NumPy): arrays of the type are
+        then ours without a device check.
 
     Examples
     --------
@@ -62,6 +65,7 @@ class Backend:
         native: dict[str, Callable[..., Any]] | None = None,
         synchronize: Callable[[], None] | None = None,
         install_hint: str = "",
+        single_device: bool = False,
     ) -> None:
         self.name = name
         self.spec = name  # the registry sets "name:device" when one was asked for
@@ -71,6 +75,7 @@ class Backend:
         self.inplace = inplace
         self.native = dict(native or {})
         self.install_hint = install_hint
+        self.single_device = single_device
         self._to_numpy = to_numpy
         self._synchronize = synchronize
 
@@ -89,30 +94,45 @@ class Backend:
         Returns
         -------
         array
-            An array of this backend on ``self.device``.
+            An array of this backend on ``self.device``: an array of this
+            library on another device is moved here (a device-to-device or
+            host-to-device copy, never silently left where it was).
         """
         if isinstance(dtype, str):
             dtype = self.dtype(dtype)
+        xp = self.xp
         if isinstance(x, self.array_types):
+            moved = not self.owns(x)
+            if moved:
+                x = self.to_device(x)
             if dtype is not None and x.dtype != dtype:
-                return self.xp.astype(x, dtype)
-            return self.xp.asarray(x, copy=True) if copy else x
+                return xp.astype(x, dtype)
+            return xp.asarray(x, copy=True) if copy and not moved else x
         if hasattr(x, "__dlpack__") and copy is not True:
             try:  # zero-copy where the producer shares our device
-                out = self.xp.from_dlpack(x)
-                if dtype is not None and out.dtype != dtype:
-                    out = self.xp.astype(out, dtype)
-                return out
+                out = xp.from_dlpack(x)
             except (TypeError, ValueError, BufferError, RuntimeError, AttributeError):
-                pass
+                out = None
+            if out is not None:
+                if not self.owns(out):  # e.g. a host array for a GPU backend
+                    out = self.to_device(out)
+                if dtype is not None and out.dtype != dtype:
+                    out = xp.astype(out, dtype)
+                return out
         try:
-            return self.xp.asarray(x, dtype=dtype, device=self.device, copy=copy)
+            return xp.asarray(x, dtype=dtype, device=self.device, copy=copy)
         except (TypeError, ValueError, BufferError, RuntimeError):
             # Host fallback for producers the library cannot read directly.
             import numpy
 
             host = numpy.asarray(x)
-            return self.xp.asarray(host, dtype=dtype, device=self.device, copy=copy)
+            return xp.asarray(host, dtype=dtype, device=self.device, copy=copy)
+
+    def to_device(self, x: Any) -> Any:
+        """Copy an array of this library to this backend's device."""
+        from array_api_compat import to_device
+
+        return to_device(x, self.device)
 
     def to_numpy(self, x: Any) -> Any:
         """Copy an array of this backend to a NumPy array on the host."""
@@ -132,8 +152,14 @@ class Backend:
             raise TypeError(msg) from None
 
     def owns(self, x: Any) -> bool:
-        """Whether `x` is an array of this backend."""
-        return isinstance(x, self.array_types)
+        """Whether `x` is an array of this backend: its library and its device."""
+        if not isinstance(x, self.array_types):
+            return False
+        if self.single_device or self.device is None:
+            return True
+        from array_api_compat import device
+
+        return device(x) == self.device
 
     def __reduce__(self):
         # Pickled by registry name (namespaces are modules, which do not pickle).

@@ -57,4 +57,5 @@ def make_numpy_backend(device=None) -> Backend:
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
                 "to_bytes": _to_bytes, "from_bytes": _from_bytes},
         install_hint="pip install numpy",
+        single_device=True,
     )

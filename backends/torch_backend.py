@@ -26,6 +26,9 @@ def make_torch_backend(device=None) -> Backend:
     if dev.type == "cuda" and not torch.cuda.is_available():
         msg = "PyTorch is installed but no CUDA device is available to it"
         raise BackendUnavailableError(msg)
+    if dev.type == "cuda" and dev.index is None:
+        # "cuda" and "cuda:0" must compare equal when arrays are checked
+        dev = torch.device("cuda", torch.cuda.current_device())
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
     return Backend(
         "torch",

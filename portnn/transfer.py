@@ -16,11 +16,15 @@ def move(x: Any, target) -> Any:
     """
     if target.owns(x):
         return x
+    if isinstance(x, target.array_types):  # same library, another device
+        return target.to_device(x)
     if hasattr(x, "__dlpack__"):
         try:
-            return target.xp.from_dlpack(x)
+            out = target.xp.from_dlpack(x)
         except (TypeError, ValueError, BufferError, RuntimeError, AttributeError):
             pass  # another device, or a library that refuses foreign arrays
+        else:
+            return out if target.owns(out) else target.to_device(out)
     source = backend_of(x)
     host = source.to_numpy(x) if source is not None else x
     return target.asarray(host, copy=True)

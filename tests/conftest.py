@@ -1,7 +1,10 @@
 """Shared fixtures: one `backend` fixture over every registered backend.
 
 array-api-strict is always in the set (a missing install is a failure, not a
-skip); CuPy and torch skip with the registry's reason where unusable.
+skip), on its CPU device and on ``device1``, the GPU proxy: arrays there
+refuse to mix with CPU arrays and to turn into NumPy arrays implicitly, as
+CuPy arrays on a GPU do. CuPy and torch skip with the registry's reason where
+unusable.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import pytest
 import portnn
 from portnn.backends import BackendUnavailableError
 
-ALWAYS = ("numpy", "array_api_strict")
-BUILTIN = ("numpy", "array_api_strict", "torch", "cupy")
+ALWAYS = ("numpy", "array_api_strict", "array_api_strict:device1")
+BUILTIN = ("numpy", "array_api_strict", "array_api_strict:device1", "torch", "cupy")
 
 
 def _get(name):

@@ -60,7 +60,7 @@ def test_load_on_another_backend(backend, target, tmp_path):
     path = tmp_path / "m.safetensors"
     model.save(path)
     loaded = portnn.load(path, backend=target)
-    assert loaded.backend.name == target
+    assert loaded.backend.spec == target
     x = _data(8, 1)[0]
     np.testing.assert_allclose(to_np(loaded.predict(x)), to_np(model.predict(x)),
                                rtol=1e-5, atol=1e-6)
@@ -210,7 +210,7 @@ def test_model_to_moves_parameters_and_optimizer_state(backend):
     model = _trained()
     x = _data(8, 1)[0]
     before = to_np(model.predict(x))
-    model.to(backend.name)
+    model.to(backend.spec)
     assert all(backend.owns(p.value) for p in model.parameters())
     assert all(backend.owns(v) for s in model.optimizer.state for v in s.values()
                if hasattr(v, "shape"))

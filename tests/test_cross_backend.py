@@ -42,7 +42,7 @@ def _train(backend_name, steps=20):
 
 def test_same_seed_same_initial_weights(backend):
     ref, _ = _train("numpy", steps=0)
-    got, _ = _train(backend.name, steps=0)
+    got, _ = _train(backend.spec, steps=0)
     assert sorted(got) == sorted(ref)
     for key in ref:
         np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
@@ -50,7 +50,7 @@ def test_same_seed_same_initial_weights(backend):
 
 def test_twenty_steps_give_the_same_losses(backend):
     _, ref = _train("numpy")
-    _, got = _train(backend.name)
+    _, got = _train(backend.spec)
     # float32 through 20 Adam steps: rounding differences of matmul orders
     # are allowed, nothing more.
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
@@ -69,7 +69,7 @@ def test_fit_histories_agree(backend):
                           epochs=3, batch_size=16, verbose=0)
             return np.array(h["loss"] + h["accuracy"])
 
-    np.testing.assert_allclose(run(backend.name), run("numpy"), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(run(backend.spec), run("numpy"), rtol=1e-4, atol=1e-5)
 
 
 def test_normal_initializers_agree_to_float_tolerance(backend):
@@ -78,5 +78,5 @@ def test_normal_initializers_agree_to_float_tolerance(backend):
             portnn.seed(3)
             return to_np(portnn.init.he_normal((64, 32)))
 
-    np.testing.assert_allclose(draw(backend.name), draw("numpy"), rtol=1e-6,
+    np.testing.assert_allclose(draw(backend.spec), draw("numpy"), rtol=1e-6,
                                atol=1e-7)

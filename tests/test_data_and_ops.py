@@ -69,7 +69,7 @@ def test_split_is_the_same_on_every_backend(backend):
             x = b.asarray(np.arange(40, dtype=np.float32).reshape(40, 1))
             return to_np(portnn.data.train_test_split(x, x[:, 0], 0.25)[1])
 
-    np.testing.assert_array_equal(split(backend.name), split("numpy"))
+    np.testing.assert_array_equal(split(backend.spec), split("numpy"))
 
 
 @pytest.mark.parametrize("shape", [(5,), (5, 3)])
@@ -128,7 +128,8 @@ def test_add_windows_native_matches_portable(backend, stride, kernel):
     # the portable path, forced
     xp = backend.xp
     keys = window_keys(kernel, stride, (1, 1), tuple(views[0].shape[-2:]))
-    ref = add_into_views_portable(xp.zeros(tuple(x.shape), dtype=x.dtype), keys,
+    ref = add_into_views_portable(xp.zeros(tuple(x.shape), dtype=x.dtype,
+                                           device=x.device), keys,
                                   pieces)
     np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(ref))
     # overlapping windows really add up: the centre of a 3x3 stride-1 window

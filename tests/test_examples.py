@@ -18,7 +18,7 @@ def _example(name):
 
 
 def _args(backend, *extra):
-    return ["--backend", backend.name, "--quiet", *extra]
+    return ["--backend", backend.spec, "--quiet", *extra]
 
 
 def test_perceptron(backend):

@@ -26,7 +26,7 @@ def _reference(name):
 
 def test_streams_are_identical_on_every_backend(backend):
     ref = _reference("numpy")
-    got = _reference(backend.name)
+    got = _reference(backend.spec)
     for key in ("bits", "u32", "u64", "perm", "ints"):
         np.testing.assert_array_equal(got[key], ref[key], err_msg=key)
     np.testing.assert_allclose(got["normal"], ref["normal"], rtol=1e-12, atol=1e-12)

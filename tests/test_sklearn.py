@@ -59,7 +59,7 @@ def test_same_random_state_same_model_on_every_backend(backend):
     y = y[:300]
     ref = MLPClassifier(hidden_layer_sizes=(16,), epochs=5, random_state=3).fit(X, y)
     got = MLPClassifier(hidden_layer_sizes=(16,), epochs=5, random_state=3,
-                        backend=backend.name).fit(X, y)
+                        backend=backend.spec).fit(X, y)
     np.testing.assert_allclose(got.loss_curve_, ref.loss_curve_, rtol=1e-4)
     assert (got.predict(X) == ref.predict(X)).mean() > 0.99
 
@@ -67,7 +67,7 @@ def test_same_random_state_same_model_on_every_backend(backend):
 def test_early_stopping_stops(backend):
     X, y = _digits()
     clf = MLPClassifier(epochs=500, early_stopping=True, patience=3, random_state=0,
-                        backend=backend.name)
+                        backend=backend.spec)
     clf.fit(X / 16.0, y)
     assert clf.n_iter_ < 500
 
