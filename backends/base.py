@@ -43,6 +43,12 @@ class Backend:
     single_device : bool
         True for libraries with one device (NumPy): arrays of the type are
         then ours without a device check.
+    synchronous : bool
+        True where arrays live in host memory and every operation has
+        finished when it returns (NumPy, PyTorch on the CPU): reading a
+        value to Python then waits for nothing, so code may branch on it.
+        False (the default) for accelerators and lazy libraries, where the
+        core keeps decisions on the device instead.
 
     Examples
     --------
@@ -66,6 +72,7 @@ class Backend:
         synchronize: Callable[[], None] | None = None,
         install_hint: str = "",
         single_device: bool = False,
+        synchronous: bool = False,
     ) -> None:
         self.name = name
         self.spec = name  # the registry sets "name:device" when one was asked for
@@ -76,6 +83,7 @@ class Backend:
         self.native = dict(native or {})
         self.install_hint = install_hint
         self.single_device = single_device
+        self.synchronous = synchronous
         self._to_numpy = to_numpy
         self._synchronize = synchronize
 

@@ -58,4 +58,5 @@ def make_numpy_backend(device=None) -> Backend:
                 "to_bytes": _to_bytes, "from_bytes": _from_bytes},
         install_hint="pip install numpy",
         single_device=True,
+        synchronous=True,
     )

@@ -38,5 +38,6 @@ def make_torch_backend(device=None) -> Backend:
         array_types=(torch.Tensor,),
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views},
         synchronize=sync,
+        synchronous=dev.type == "cpu",
         install_hint="pip install torch==2.13.0  (CPU build)",
     )

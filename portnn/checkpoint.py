@@ -144,7 +144,7 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
             msg = "the optimizer does not hold exactly this model's parameters"
             raise ValueError(msg)
         scalars = []
-        for i, state in enumerate(optimizer.state):
+        for i, state in enumerate(optimizer.state_dict()["state"]):
             scalars.append({k: v for k, v in state.items() if not hasattr(v, "shape")})
             for k, v in state.items():
                 if hasattr(v, "shape"):

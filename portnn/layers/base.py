@@ -76,6 +76,12 @@ class Layer:
     def __call__(self, x: Any, training: bool = False) -> Any:
         return self.forward(x, training=training)
 
+    def check_input(self, x: Any) -> None:
+        """Validate a whole input array once, before a loop over its batches
+        (``fit`` and ``evaluate`` call it; token-id ranges, for example).
+        Checks that read device values belong here rather than in every
+        ``forward``. The default checks nothing."""
+
     # -- parameters and children --------------------------------------------
     def add_parameter(self, name: str, value: Any) -> Parameter:
         """Register a trainable array under `name` and return its Parameter."""

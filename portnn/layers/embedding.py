@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from .. import init as initializers
+from .._host import read_scalars
 from .._namespace import namespace
+from .._validation import data_validated
 from ..ops.scatter import scatter_add
 from .base import Layer, dtype_name, float_dtype
 
@@ -68,16 +72,31 @@ class Embedding(Layer):
             )
             raise TypeError(msg)
         flat = xp.reshape(x, (-1,))
-        # NOTE: one host sync per call; CuPy's take would silently wrap around
-        if flat.shape[0] and bool(xp.any((flat < 0) | (flat >= self.num_embeddings))):
-            msg = (
-                f"Embedding: ids must lie in [0, {self.num_embeddings}), got values "
-                f"from {int(xp.min(flat))} to {int(xp.max(flat))}"
-            )
-            raise IndexError(msg)
+        if not data_validated():  # fit checks the whole array once instead
+            self.check_input(flat)
         self._ids = flat
         out = xp.take(W.value, flat, axis=0)
         return xp.reshape(out, (*x.shape, self.embedding_dim))
+
+    def check_input(self, x) -> None:
+        """Ids must lie in ``[0, num_embeddings)``: CuPy's ``take`` would
+        wrap around silently. One host read for the whole array."""
+        xp = namespace(x)
+        if not xp.isdtype(x.dtype, "integral"):
+            msg = (
+                f"Embedding: expected integer token ids, got dtype {x.dtype}; "
+                "convert with xp.astype(ids, xp.int64)"
+            )
+            raise TypeError(msg)
+        if math.prod(x.shape) == 0:
+            return
+        low, high = (int(v) for v in read_scalars([xp.min(x), xp.max(x)]))
+        if low < 0 or high >= self.num_embeddings:
+            msg = (
+                f"Embedding: ids must lie in [0, {self.num_embeddings}), got values "
+                f"from {low} to {high}"
+            )
+            raise IndexError(msg)
 
     def backward(self, dy):
         self.backward_params(dy)

@@ -37,6 +37,10 @@ class Residual(Layer):
     def children(self) -> list[Layer]:
         return [self.layer]
 
+    def check_input(self, x) -> None:
+        """The wrapped layer sees the input: it checks it."""
+        self.layer.check_input(x)
+
     def forward(self, x, training=False):
         y = self.layer.forward(x, training)
         if tuple(y.shape) != tuple(x.shape):

@@ -73,6 +73,11 @@ class Sequential(Model):
     def children(self) -> list[Layer]:
         return self.layers
 
+    def check_input(self, x) -> None:
+        """The first layer sees the input: it checks it."""
+        if self.layers:
+            self.layers[0].check_input(x)
+
     def forward(self, x, training=False):
         for layer in self.layers:
             x = layer.forward(x, training)

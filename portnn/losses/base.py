@@ -38,6 +38,24 @@ class Loss:
         """Gradient of the last `forward` with respect to `pred`."""
         raise NotImplementedError
 
+    def check_target(self, pred, target) -> None:
+        """Validate a whole target array once, before a loop over batches.
+
+        Parameters
+        ----------
+        pred : array
+            Predictions for the first samples (their trailing shape counts).
+        target : array
+            Every target of the data set.
+
+        Raises
+        ------
+        ValueError
+            If the targets cannot go with such predictions.
+        """
+        n = min(int(pred.shape[0]), int(target.shape[0]))
+        self._match(pred[:n, ...], target[:n, ...])
+
     def _scale(self, n_elements: int) -> float:
         return 1.0 / n_elements if self.reduction == "mean" else 1.0
 

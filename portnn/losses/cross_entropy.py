@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 
+from .._host import read_scalars
 from .._namespace import namespace
+from .._validation import data_validated
 from ..backends import check_same_backend
 from .base import Loss
 
@@ -80,33 +82,60 @@ class CrossEntropy(Loss):
             return (p - q) * self._k
         return (p * xp.sum(q, axis=-1, keepdims=True) - q) * self._k
 
+    def check_target(self, pred, target) -> None:
+        """Shapes, and the range of integer labels over the whole array (one
+        host read)."""
+        xp = namespace(target)
+        n_classes = pred.shape[-1]
+        if xp.isdtype(target.dtype, "integral"):
+            self._check_label_shape(pred.shape, target.shape, whole=True)
+            self._check_label_range(xp, target, n_classes)
+        else:
+            n = min(int(pred.shape[0]), int(target.shape[0]))
+            self._check_soft_shape(pred[:n, ...].shape, target[:n, ...].shape)
+
+    def _check_label_shape(self, pred_shape, target_shape, whole=False):
+        want = tuple(pred_shape[:-1])
+        got = tuple(target_shape)
+        if (got[1:] != want[1:]) if whole else (got != want):
+            msg = (
+                f"CrossEntropy: integer labels must have shape (N, ...) = "
+                f"{want} for logits of shape {tuple(pred_shape)} (classes in the "
+                f"last axis), got {got}"
+            )
+            raise ValueError(msg)
+
+    def _check_soft_shape(self, pred_shape, target_shape):
+        if tuple(target_shape) != tuple(pred_shape):
+            msg = (
+                f"CrossEntropy: probability/one-hot targets must have the "
+                f"logits' shape {tuple(pred_shape)}, got {tuple(target_shape)}"
+            )
+            raise ValueError(msg)
+
+    @staticmethod
+    def _check_label_range(xp, target, n_classes):
+        if math.prod(target.shape) == 0:
+            return
+        low, high = (int(v) for v in read_scalars([xp.min(target), xp.max(target)]))
+        if low < 0 or high >= n_classes:
+            msg = (
+                f"CrossEntropy: labels must lie in [0, {n_classes}) for "
+                f"{n_classes} classes; got min {low}, max {high}"
+            )
+            raise ValueError(msg)
+
     def _target_distribution(self, xp, pred, target, n_classes):
         eps = self.label_smoothing
         if xp.isdtype(target.dtype, "integral"):
-            if tuple(target.shape) != tuple(pred.shape[:-1]):
-                msg = (
-                    f"CrossEntropy: integer labels must have shape "
-                    f"{tuple(pred.shape[:-1])} for logits of shape "
-                    f"{tuple(pred.shape)}, got {tuple(target.shape)}"
-                )
-                raise ValueError(msg)
-            if bool(xp.any((target < 0) | (target >= n_classes))):
-                msg = (
-                    f"CrossEntropy: labels must lie in [0, {n_classes}) for "
-                    f"{n_classes} classes; got min {int(xp.min(target))}, "
-                    f"max {int(xp.max(target))}"
-                )
-                raise ValueError(msg)
+            self._check_label_shape(pred.shape, target.shape)
+            if not data_validated():  # fit checks the whole array once instead
+                self._check_label_range(xp, target, n_classes)
             classes = xp.arange(n_classes, dtype=target.dtype, device=target.device)
             q = xp.astype(xp.expand_dims(target, axis=-1) == classes, pred.dtype)
             self._q_sums_to_one = True
         else:
-            if tuple(target.shape) != tuple(pred.shape):
-                msg = (
-                    f"CrossEntropy: probability/one-hot targets must have the "
-                    f"logits' shape {tuple(pred.shape)}, got {tuple(target.shape)}"
-                )
-                raise ValueError(msg)
+            self._check_soft_shape(pred.shape, target.shape)
             q = xp.astype(target, pred.dtype)
             # Soft targets need not sum to one; then the general gradient is used.
             self._q_sums_to_one = False

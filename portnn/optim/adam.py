@@ -58,8 +58,17 @@ class Adam(Optimizer):
         v += (1.0 - b2) * (g * g)
         state["m"], state["v"], state["t"] = m, v, t
         xp = namespace(v)
-        denom = xp.sqrt(v) * (1.0 / math.sqrt(1.0 - b2**t)) + self.eps
-        p.value -= (self.lr / (1.0 - b1**t)) * (m / denom)
+        denom = xp.sqrt(v) * _one_minus_pow(b2, t) ** -0.5 + self.eps
+        p.value -= (self.lr / _one_minus_pow(b1, t)) * (m / denom)
+
+
+def _one_minus_pow(b: float, t):
+    """``1 - b**t``, the bias correction. `t` is a Python int, or a device
+    scalar after device-side guarded steps; then it is computed as
+    ``-expm1(t log b)``, which float32 keeps accurate near ``t = 1``."""
+    if hasattr(t, "shape"):
+        return -namespace(t).expm1(t * math.log(b))
+    return 1.0 - b**t
 
 
 class AdamW(Adam):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..backends import backend_of, get_backend
 from ..parameter import Parameter
 
 
@@ -44,12 +45,69 @@ class Optimizer:
         self.state: list[dict[str, Any]] = [{} for _ in params]
         self.steps = 0
 
-    def step(self) -> None:
-        """Apply one update to every parameter that has a gradient."""
+    def step(self, where=None) -> None:
+        """Apply one update to every parameter that has a gradient.
+
+        Parameters
+        ----------
+        where : 0-d boolean array, optional
+            Update only if it is True; where it is False, parameters and
+            optimizer state stay exactly as they were. The decision is taken
+            without a device-to-host read on accelerators (both outcomes are
+            computed and one is kept, on the device), and by a plain branch
+            on synchronous CPU backends, where reading a value is free.
+            ``fit`` passes the finiteness of the loss and gradients here.
+
+        Examples
+        --------
+        >>> import portnn
+        >>> layer = portnn.Dense(2, 1)
+        >>> xp = portnn.get_backend().xp
+        >>> layer.W.grad = xp.full((2, 1), float("nan"), dtype=layer.W.dtype)
+        >>> before = layer.W.value + 0
+        >>> portnn.SGD(layer.parameters(), lr=0.1).step(where=xp.asarray(False))
+        >>> bool(xp.all(layer.W.value == before))
+        True
+        """
+        if where is None:
+            return self._step()
+        backend = backend_of(where) or get_backend()
+        if backend.synchronous or any(
+                not s for p, s in zip(self.params, self.state, strict=True)
+                if p.grad is not None):
+            # Free on the CPU; elsewhere only at an optimizer's first step,
+            # before its state exists (there is nothing to keep to select).
+            if bool(where):
+                self._step()
+            return None
+        return self._masked_step(where, backend)
+
+    def _step(self) -> None:
         self.steps += 1
         for p, state in zip(self.params, self.state, strict=True):
             if p.grad is not None:
                 self.update(p, p.grad, state)
+
+    def _masked_step(self, ok, backend) -> None:
+        """Both outcomes on the device, the one `ok` names kept: the update
+        runs on copies, then every array is selected with ``where``."""
+        xp = backend.xp
+        self.steps += 1  # counts attempts; per-parameter counters are exact
+        for p, state in zip(self.params, self.state, strict=True):
+            if p.grad is None:
+                continue
+            for key, value in state.items():
+                if not hasattr(value, "shape"):
+                    # step counters become device scalars of the parameter's
+                    # dtype (no promotion of the update), so they can be kept too
+                    state[key] = xp.asarray(float(value), dtype=p.value.dtype,
+                                            device=backend.device)
+            work = Parameter(_copy(xp, p.value, backend), p.name)
+            new = {k: _copy(xp, v, backend) for k, v in state.items()}
+            self.update(work, p.grad, new)
+            p.value = xp.where(ok, work.value, p.value)
+            for key, value in new.items():
+                state[key] = xp.where(ok, value, state[key])
 
     def update(self, p: Parameter, g: Any, state: dict[str, Any]) -> None:
         """Update one parameter (implemented by each optimizer)."""
@@ -61,11 +119,12 @@ class Optimizer:
             p.grad = None
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyper-parameters, step count and per-parameter state arrays."""
+        """Hyper-parameters, step count and per-parameter state arrays
+        (step counters as Python numbers, also after device-side steps)."""
         return {
             "lr": self.lr,
             "steps": self.steps,
-            "state": [dict(s) for s in self.state],
+            "state": [{k: _as_number(v) for k, v in s.items()} for s in self.state],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -101,6 +160,20 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr})"
+
+
+def _copy(xp, x, backend):
+    # in-place updates must not reach the kept outcome; immutable arrays
+    # (JAX) are rebound by the update and need no copy
+    return xp.asarray(x, copy=True) if backend.inplace else x
+
+
+def _as_number(value):
+    """A 0-d step counter as a Python number (one host read, at save time)."""
+    if hasattr(value, "shape") and tuple(value.shape) == ():
+        number = float(value)
+        return int(number) if number.is_integer() else number
+    return value
 
 
 def zeros_like(x):

@@ -30,7 +30,9 @@ class Callback:
         """Called after each epoch with its training and validation figures."""
 
     def on_batch_end(self, batch, logs=None):
-        """Called after each optimizer step with the batch's figures."""
+        """Called after each optimizer step with the batch's figures:
+        ``loss`` (a 0-d array still on the model's device: ``float()`` of
+        it waits for the device) and ``size`` (an int)."""
 
 
 class EarlyStopping(Callback):
@@ -145,26 +147,34 @@ def _fmt(logs: dict) -> str:
 
 
 class ProgressBar(Callback):
-    """A one-line progress display per epoch, with running loss and speed.
+    """A one-line progress display per epoch, with the loss and speed.
 
-    On a terminal it redraws in place (through tqdm when it is installed);
-    elsewhere (a log file, CI) it prints one summary line per epoch, or
-    nothing with ``quiet_off_terminal=True``.
+    On a terminal it redraws in place (through tqdm when it is installed) at
+    most every `refresh` seconds: each redraw reads the latest batch loss
+    from the device, so a GPU is not made to wait on every batch. Elsewhere
+    (a log file, CI) it reads nothing per batch and prints one summary line
+    per epoch, or nothing with ``quiet_off_terminal=True``.
     """
 
     def __init__(self, epochs: int, batches: int, stream=None,
-                 quiet_off_terminal: bool = False, width: int = 24) -> None:
+                 quiet_off_terminal: bool = False, width: int = 24,
+                 refresh: float = 0.2, clock=time.perf_counter) -> None:
         self.epochs = epochs
         self.batches = batches
         self.stream = stream or sys.stderr
         self.width = width
+        self.refresh = float(refresh)
+        self.clock = clock
         isatty = getattr(self.stream, "isatty", lambda: False)()
         self.live = bool(isatty)
         self.silent = quiet_off_terminal and not self.live
+        self.draws = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
-        self.t0 = time.perf_counter()
+        self.t0 = self.clock()
+        self._drawn_at = -math.inf
+        self._drawn_batch = 0
         self.samples = 0
         self._tqdm = None
         if self.live:
@@ -180,18 +190,24 @@ class ProgressBar(Callback):
         self.samples += logs.get("size", 0)
         if not self.live:
             return
+        now = self.clock()
+        if now - self._drawn_at < self.refresh and batch + 1 < self.batches:
+            return
+        self._drawn_at = now
+        self.draws += 1
+        loss = float(logs.get("loss", math.nan))  # the one device read of a redraw
+        rate = self.samples / max(now - self.t0, 1e-9)
         if self._tqdm is not None:
-            rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
-            self._tqdm.set_postfix(loss=f"{logs.get('loss', math.nan):.4f}",
-                                   samples_s=f"{rate:,.0f}", refresh=False)
-            self._tqdm.update(1)
+            self._tqdm.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:,.0f}",
+                                   refresh=False)
+            self._tqdm.update(batch + 1 - self._drawn_batch)
+            self._drawn_batch = batch + 1
             return
         done = (batch + 1) / self.batches
         bar = "#" * int(done * self.width)
-        rate = self.samples / max(time.perf_counter() - self.t0, 1e-9)
         self.stream.write(
             f"\repoch {self.epoch + 1}/{self.epochs} [{bar:<{self.width}}] "
-            f"{batch + 1}/{self.batches}  loss {logs.get('loss', math.nan):.4f}  "
+            f"{batch + 1}/{self.batches}  loss {loss:.4f}  "
             f"{rate:,.0f} samples/s"
         )
         self.stream.flush()
@@ -202,7 +218,7 @@ class ProgressBar(Callback):
             self._tqdm = None
         if self.silent:
             return
-        seconds = time.perf_counter() - self.t0
+        seconds = self.clock() - self.t0
         speed = ""
         if self.samples:
             speed = f", {self.samples / max(seconds, 1e-9):,.0f} samples/s"

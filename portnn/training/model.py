@@ -5,21 +5,19 @@ from __future__ import annotations
 import math
 import sys
 
+from .. import data as data_mod
 from .. import losses as losses_mod
 from .. import optim as optim_mod
+from .._validation import validated_data
 from ..layers.base import Layer
 from ..random import global_generator
 from .callbacks import Callback, ProgressBar
+from .guard import StepGuard, TrainingDivergedError
 from .history import History
-from .metrics import accuracy
+from .meters import Meters
+from .metrics import Accuracy, Metric
 
-
-class TrainingDivergedError(FloatingPointError):
-    """The loss became NaN or infinite; ``history`` holds the epochs before."""
-
-    def __init__(self, msg: str, history: History) -> None:
-        super().__init__(msg)
-        self.history = history
+__all__ = ["Model", "TrainingDivergedError"]
 
 
 _CLASSIFICATION = (losses_mod.CrossEntropy, losses_mod.BCE, losses_mod.BCEWithLogits)
@@ -38,20 +36,30 @@ class Model(Layer):
     optimizer = None
 
     # -- one step: the whole algorithm ---------------------------------------
-    def train_step(self, x, y, loss, optimizer):
+    def train_step(self, x, y, loss, optimizer, guard=None):
         """Forward, loss, backward, optimizer step, zero_grad.
+
+        Parameters
+        ----------
+        guard : StepGuard, optional
+            Decides on the device whether the step may update the weights
+            (``fit`` passes one); without it the step always runs.
 
         Returns
         -------
         (loss value, predictions)
-            The 0-d loss and the batch predictions (for metrics).
+            The 0-d loss and the batch predictions (for metrics), both still
+            on the device.
         """
         pred = self.forward(x, training=True)
         value = loss.forward(pred, y)
         self.backward_params(loss.backward())  # no d loss / d input needed
         # Gradients are complete and the step has not run: this is the one
         # place where data-parallel training all-reduces them across ranks.
-        optimizer.step()
+        if guard is None:
+            optimizer.step()
+        else:
+            guard.step(optimizer, value)
         optimizer.zero_grad()
         return value, pred
 
@@ -66,12 +74,14 @@ class Model(Layer):
         ----------
         x, y : array_like
             Training inputs and targets (any array the backend can take:
-            NumPy, lists, arrays of the model's backend). Floating data is
-            cast to the model's dtype.
+            NumPy, lists, arrays of the model's backend). They are moved to
+            the model's device once; floating data is cast to the model's
+            dtype.
         loss : Loss or str
             For example ``portnn.CrossEntropy()`` or ``"mse"``.
         optimizer : Optimizer or str, default "adam"
-            An optimizer over ``self.parameters()``, or its name.
+            An optimizer over this model's parameters (all or some), or its
+            name.
         epochs, batch_size : int
             Passes over the data and samples per gradient step.
         validation_data : (x_val, y_val), optional
@@ -83,7 +93,7 @@ class Model(Layer):
             Reshuffle every epoch (from `rng`, so ``portnn.seed`` fixes it).
         callbacks : list of Callback, optional
             For example ``[portnn.EarlyStopping(patience=3)]``.
-        metrics : "auto", list of str, or None
+        metrics : "auto", list of str or Metric, or None
             ``"auto"`` adds ``"accuracy"`` for classification losses.
         verbose : "auto", 0, 1 or 2
             0 silent; 1 a live progress bar (one line per epoch off a
@@ -100,7 +110,17 @@ class Model(Layer):
         Raises
         ------
         TrainingDivergedError
-            If the loss becomes NaN or infinite (names the epoch and batch).
+            If the loss or a gradient becomes NaN or infinite (names the
+            epoch and batch; that batch and the rest of its epoch do not
+            change the weights).
+
+        Notes
+        -----
+        Everything is validated before anything changes: a bad argument
+        leaves the model, its optimizer and its loss as they were. The loss
+        and metrics of an epoch are summed on the device and read once at
+        its end, so a GPU never waits for the host between batches; label
+        and token-id ranges are checked once, on the whole arrays.
 
         Examples
         --------
@@ -116,91 +136,71 @@ class Model(Layer):
         >>> h["loss"][-1] < 0.01
         True
         """
-        _check_positive_int("epochs", epochs)
-        _check_positive_int("batch_size", batch_size)
+        # -- validate everything before changing anything --------------------
+        epochs = _positive_int("epochs", epochs)
+        batch_size = _positive_int("batch_size", batch_size)
         loss = losses_mod.get(loss)
-        optimizer = optim_mod.get(optimizer, self.parameters())
-        self.loss, self.optimizer = loss, optimizer
-        metric_names = self._metric_names(metrics, loss)
+        optimizer = self._resolve_optimizer(optimizer)
+        metric_list = self._metrics(metrics, loss)
         rng = rng or global_generator()
-        xp = self.backend.xp
-
-        x, y = self._as_data(x, y, loss)
-        n = x.shape[0]
-        if validation_data is None and validation_split:
-            if not 0.0 < validation_split < 1.0:
-                msg = f"validation_split must be in (0, 1), got {validation_split!r}"
-                raise ValueError(msg)
-            n_val = int(math.ceil(n * validation_split))
-            if n_val >= n:
-                msg = f"validation_split={validation_split} leaves no training data"
-                raise ValueError(msg)
-            validation_data = (x[n - n_val:, ...], y[n - n_val:, ...])
-            x, y = x[: n - n_val, ...], y[: n - n_val, ...]
-            n = n - n_val
-        if validation_data is not None:
-            validation_data = self._as_data(*validation_data, loss)
-
-        n_batches = -(-n // batch_size)
         callbacks = list(callbacks or [])
-        if verbose == "auto":
-            verbose = 1 if _isatty(sys.stderr) else 0
-        if verbose:
-            callbacks.append(ProgressBar(epochs, n_batches))
         for cb in callbacks:
             if not isinstance(cb, Callback):
                 msg = f"callbacks must be Callback instances, got {type(cb).__name__}"
                 raise TypeError(msg)
-            cb.model = self
+        x, y = self._as_data(x, y, loss)
+        x, y, validation_data = self._split_validation(x, y, validation_data,
+                                                       validation_split, loss)
+        self._check_data(x, y, loss)
+        if validation_data is not None:
+            self._check_data(*validation_data, loss)
+        n = x.shape[0]
+        n_batches = -(-n // batch_size)
+        if verbose == "auto":
+            verbose = 1 if _isatty(sys.stderr) else 0
+        if verbose:
+            callbacks.append(ProgressBar(epochs, n_batches))
 
+        # -- train ---------------------------------------------------------------
+        self.loss, self.optimizer = loss, optimizer
+        for cb in callbacks:
+            cb.model = self
+        meters = Meters(self.backend, metric_list)
+        guard = StepGuard(self.backend)
         history = History()
         self.stop_training = False
-        for cb in callbacks:
-            cb.on_train_begin()
-        for epoch in range(epochs):
+        try:
             for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            if shuffle:
-                perm = rng.permutation(n, backend=self.backend)
-                xs, ys = xp.take(x, perm, axis=0), xp.take(y, perm, axis=0)
-            else:
-                xs, ys = x, y
-            totals = dict.fromkeys(["loss", *metric_names], 0.0)
-            for b in range(n_batches):
-                lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
-                xb, yb = xs[lo:hi, ...], ys[lo:hi, ...]
-                value, pred = self.train_step(xb, yb, loss, optimizer)
-                v = float(value)
-                if not math.isfinite(v):
-                    msg = (
-                        f"training diverged: the loss became {v} at epoch "
-                        f"{epoch + 1}, batch {b + 1} of {n_batches}. Lower the "
-                        f"learning rate (now {optimizer.lr:g}) or clip gradients "
-                        "(portnn.clip_grad_norm), and check the data for NaN/inf."
-                    )
-                    raise TrainingDivergedError(msg, history)
-                size = hi - lo
-                batch_logs = {"loss": v, "size": size}
-                totals["loss"] += v * size
-                for name in metric_names:
-                    m = self._metric(name, pred, yb, loss)
-                    batch_logs[name] = m
-                    totals[name] += m * size
-                for cb in callbacks:
-                    cb.on_batch_end(b, batch_logs)
-            logs = {k: t / n for k, t in totals.items()}
-            if validation_data is not None:
-                val = self.evaluate(*validation_data, loss=loss,
-                                    batch_size=max(batch_size, 256),
-                                    metrics=metric_names)
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
-            history.append(epoch, logs)  # last, so callbacks may add figures
-            if self.stop_training:
-                break
-        for cb in callbacks:
-            cb.on_train_end()
+                cb.on_train_begin()
+            with validated_data():
+                for epoch in range(epochs):
+                    for cb in callbacks:
+                        cb.on_epoch_begin(epoch)
+                    meters.reset()
+                    guard.reset()
+                    for b, (xb, yb) in enumerate(data_mod.batches(
+                            x, y, batch_size=batch_size, shuffle=shuffle, rng=rng)):
+                        value, pred = self.train_step(xb, yb, loss, optimizer, guard)
+                        meters.update(value, pred, yb)
+                        batch_logs = {"loss": value, "size": int(xb.shape[0])}
+                        for cb in callbacks:
+                            cb.on_batch_end(b, batch_logs)
+                    # the epoch's one host read: figures and the guard's verdict
+                    logs, verdict = meters.read(guard.totals())
+                    StepGuard.check(verdict, epoch=epoch, batches=n_batches,
+                                    lr=optimizer.lr, history=history)
+                    if validation_data is not None:
+                        val = self._evaluate(*validation_data, loss,
+                                             max(batch_size, 256), metric_list)
+                        logs.update({f"val_{k}": v for k, v in val.items()})
+                    for cb in callbacks:
+                        cb.on_epoch_end(epoch, logs)
+                    history.append(epoch, logs)  # last, so callbacks may add figures
+                    if self.stop_training:
+                        break
+        finally:
+            for cb in callbacks:  # also when training fails: files close
+                cb.on_train_end()
         return history
 
     def evaluate(self, x, y, *, loss=None, batch_size: int = 256,
@@ -210,24 +210,33 @@ class Model(Layer):
         Returns
         -------
         dict
-            ``{"loss": ..., "accuracy": ...}`` averaged over samples.
+            ``{"loss": ..., "accuracy": ...}`` averaged over samples, read
+            from the device once.
         """
+        batch_size = _positive_int("batch_size", batch_size)
         loss = losses_mod.get(loss if loss is not None else self._require_loss())
-        names = self._metric_names(metrics, loss)
+        metric_list = self._metrics(metrics, loss)
         x, y = self._as_data(x, y, loss)
+        self._check_data(x, y, loss)
+        with validated_data():
+            return self._evaluate(x, y, loss, batch_size, metric_list)
+
+    def _evaluate(self, x, y, loss, batch_size, metric_list):
+        meters = Meters(self.backend, metric_list)
         n = x.shape[0]
-        totals = dict.fromkeys(["loss", *names], 0.0)
         for lo in range(0, n, batch_size):
             hi = min(n, lo + batch_size)
             xb, yb = x[lo:hi, ...], y[lo:hi, ...]
             pred = self.forward(xb, training=False)
-            totals["loss"] += float(loss.forward(pred, yb)) * (hi - lo)
-            for name in names:
-                totals[name] += self._metric(name, pred, yb, loss) * (hi - lo)
-        return {k: t / n for k, t in totals.items()}
+            meters.update(loss.forward(pred, yb), pred, yb)
+        logs, _ = meters.read()
+        return logs
 
     def predict(self, x, batch_size: int | None = None):
-        """Outputs for `x` in evaluation mode, in batches if `batch_size`."""
+        """Outputs for `x` in evaluation mode, in batches if `batch_size`,
+        as an array on the model's device."""
+        if batch_size is not None:
+            batch_size = _positive_int("batch_size", batch_size)
         x = self._as_input(x)
         if batch_size is None or x.shape[0] <= batch_size:
             return self.forward(x, training=False)
@@ -279,6 +288,7 @@ class Model(Layer):
         return x
 
     def _as_data(self, x, y, loss=None):
+        """`x` and `y` as arrays on the model's device (moved once)."""
         xp = self.backend.xp
         x = self._as_input(x)
         y = self.backend.asarray(y)
@@ -298,29 +308,85 @@ class Model(Layer):
             raise ValueError(msg)
         return x, y
 
+    def _split_validation(self, x, y, validation_data, validation_split, loss):
+        if validation_data is None and validation_split:
+            if not 0.0 < validation_split < 1.0:
+                msg = f"validation_split must be in (0, 1), got {validation_split!r}"
+                raise ValueError(msg)
+            n = x.shape[0]
+            n_val = int(math.ceil(n * validation_split))
+            if n_val >= n:
+                msg = f"validation_split={validation_split} leaves no training data"
+                raise ValueError(msg)
+            validation_data = (x[n - n_val:, ...], y[n - n_val:, ...])
+            x, y = x[: n - n_val, ...], y[: n - n_val, ...]
+        elif validation_data is not None:
+            if not (isinstance(validation_data, (tuple, list))
+                    and len(validation_data) == 2):
+                msg = (
+                    "validation_data must be a pair (x_val, y_val), got "
+                    f"{type(validation_data).__name__}"
+                )
+                raise ValueError(msg)
+            validation_data = self._as_data(*validation_data, loss)
+        return x, y, validation_data
+
+    def _check_data(self, x, y, loss) -> None:
+        """Validate whole arrays once: the model takes `x` (one sample run in
+        evaluation mode), token ids and labels are in range, targets fit."""
+        pred = self.forward(x[:1, ...], training=False)
+        self.check_input(x)
+        loss.check_target(pred, y)
+
+    def _resolve_optimizer(self, optimizer):
+        if not isinstance(optimizer, optim_mod.Optimizer):
+            return optim_mod.get(optimizer, self.parameters())
+        mine = {id(p) for p in self.parameters()}
+        foreign = [p for p in optimizer.params if id(p) not in mine]
+        if foreign:
+            msg = (
+                f"the optimizer holds {len(foreign)} parameter(s) that are not "
+                f"this model's ({foreign[0]!r}, ...): it would train another "
+                "model. Build it from this model: "
+                f"portnn.{type(optimizer).__name__}(model.parameters(), ...)"
+            )
+            raise ValueError(msg)
+        return optimizer
+
     @staticmethod
-    def _metric_names(metrics, loss) -> list[str]:
+    def _metrics(metrics, loss) -> list[Metric]:
+        threshold = 0.0 if isinstance(loss, losses_mod.BCEWithLogits) else 0.5
         if metrics == "auto":
-            return ["accuracy"] if isinstance(loss, _CLASSIFICATION) else []
+            return [Accuracy(threshold)] if isinstance(loss, _CLASSIFICATION) else []
         if metrics is None:
             return []
-        names = [metrics] if isinstance(metrics, str) else list(metrics)
-        for name in names:
-            if name not in ("accuracy", "acc"):
-                msg = f"unknown metric {name!r}; available: 'accuracy'"
+        items = [metrics] if isinstance(metrics, (str, Metric)) else list(metrics)
+        out = []
+        for item in items:
+            if isinstance(item, Metric):
+                out.append(item)
+            elif item in ("accuracy", "acc"):
+                out.append(Accuracy(threshold))
+            else:
+                msg = f"unknown metric {item!r}; available: 'accuracy'"
                 raise ValueError(msg)
-        return ["accuracy" for _ in names]
-
-    @staticmethod
-    def _metric(name, pred, target, loss) -> float:
-        threshold = 0.0 if isinstance(loss, losses_mod.BCEWithLogits) else 0.5
-        return accuracy(pred, target, threshold=threshold)
+        return out
 
 
-def _check_positive_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+def _positive_int(name, value) -> int:
+    """`value` as an int if it is a positive integral number (numpy ints too)."""
+    import operator
+
+    if isinstance(value, bool):
+        value = None
+    try:
+        number = operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < 1:
         msg = f"{name} must be a positive int, got {value!r}"
         raise ValueError(msg)
+    return number
 
 
 def _isatty(stream) -> bool:

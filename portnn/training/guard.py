@@ -1,0 +1,123 @@
+"""`StepGuard`: a bad batch never reaches the weights.
+
+After the backward pass, the guard decides on the device whether the step
+may run: the loss and the gradients must be finite. A bad batch skips the
+update there (the optimizer keeps both outcomes and selects, as
+``torch.amp.GradScaler`` skips a step) and marks the epoch, so every later
+step of it is skipped too; the loop raises :class:`TrainingDivergedError`
+when it next reads the device, at the end of the epoch, with the model
+still holding the weights from before the bad batch.
+"""
+
+from __future__ import annotations
+
+from .._host import accumulator_dtype
+from .._namespace import namespace
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss or a gradient became NaN or infinite.
+
+    ``history`` holds the epochs completed before; the model keeps the
+    weights from before the bad batch.
+    """
+
+    def __init__(self, msg: str, history) -> None:
+        super().__init__(msg)
+        self.history = history
+
+
+def grad_sq_norm(params):
+    """``sum(g . g)`` over every gradient, a 0-d array (one dot product per
+    parameter, read once per array): NaN or inf if any gradient element is,
+    or if the norm itself overflows."""
+    total = None
+    for p in params:
+        g = p.grad
+        if g is None:
+            continue
+        flat = namespace(g).reshape(g, (-1,))
+        sq = flat @ flat
+        total = sq if total is None else total + sq
+    return total
+
+
+class StepGuard:
+    """Runs the optimizer step only while the epoch is healthy.
+
+    Parameters
+    ----------
+    backend : Backend
+        Where the guard's flags live (the model's device).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> layer = portnn.Dense(2, 1)
+    >>> opt = portnn.SGD(layer.parameters(), lr=0.1)
+    >>> guard = StepGuard(layer.backend)
+    >>> xp = layer.backend.xp
+    >>> layer.W.grad = xp.ones((2, 1), dtype=layer.W.dtype)
+    >>> guard.step(opt, xp.asarray(float("nan")))   # a NaN loss: skipped
+    >>> guard.batch, opt.steps
+    (1, 0)
+    """
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+        self.reset()
+
+    def reset(self) -> None:
+        """Start an epoch: healthy, no bad batch seen."""
+        xp, b = self.backend.xp, self.backend
+        acc = accumulator_dtype(b)
+        self.healthy = xp.asarray(True, device=b.device)
+        self.first_bad = xp.asarray(-1.0, dtype=acc, device=b.device)
+        self.bad_loss = xp.asarray(0.0, dtype=acc, device=b.device)
+        self.batch = 0
+
+    def step(self, optimizer, value, finite_grads=None) -> None:
+        """Step `optimizer` if the loss `value` and the gradients are finite
+        and no earlier batch of the epoch was bad; record the first bad one.
+
+        Parameters
+        ----------
+        finite_grads : 0-d boolean array, optional
+            Finiteness of the gradients when the caller already knows it (a
+            loss scaler's unscale); computed here otherwise.
+        """
+        xp = self.backend.xp
+        if finite_grads is None:
+            sq = grad_sq_norm(optimizer.params)
+            finite_grads = xp.asarray(True, device=self.backend.device) if (
+                sq is None) else xp.isfinite(sq)
+        finite = xp.isfinite(value) & finite_grads
+        first = self.healthy & ~finite
+        self.first_bad = xp.where(first, float(self.batch), self.first_bad)
+        self.bad_loss = xp.where(first, xp.astype(value, self.bad_loss.dtype),
+                                 self.bad_loss)
+        self.healthy = self.healthy & finite
+        optimizer.step(where=self.healthy)
+        self.batch += 1
+
+    def totals(self) -> list:
+        """The device values :meth:`check` needs, read with the epoch's figures."""
+        return [self.first_bad, self.bad_loss]
+
+    @staticmethod
+    def check(totals, *, epoch, batches, lr, history) -> None:
+        """Raise :class:`TrainingDivergedError` if the host values of
+        :meth:`totals` name a bad batch."""
+        first_bad, bad_loss = totals
+        if first_bad < 0:
+            return
+        what = (f"the loss became {bad_loss}" if bad_loss != bad_loss
+                or abs(bad_loss) == float("inf")
+                else f"a gradient became NaN or infinite (loss {bad_loss:.4g})")
+        msg = (
+            f"training diverged: {what} at epoch {epoch + 1}, batch "
+            f"{int(first_bad) + 1} of {batches}; the weights are those from "
+            f"before that batch. Lower the learning rate (now {lr:g}) or clip "
+            "gradients (portnn.clip_grad_norm), and check the data for NaN/inf."
+        )
+        raise TrainingDivergedError(msg, history)

@@ -1,0 +1,67 @@
+"""`Meters`: the epoch's loss and metric sums, kept on the device and read
+once.
+
+On a GPU every read of a device value waits for all queued work, so the
+loop adds each batch's figures into 0-d device arrays and reads them all in
+one transfer at the end of the epoch (:func:`portnn._host.read_scalars`).
+"""
+
+from __future__ import annotations
+
+from .._host import accumulator_dtype, read_scalars
+
+
+class Meters:
+    """Running sums of the loss and the metrics over one epoch.
+
+    Parameters
+    ----------
+    backend : Backend
+        Where the sums live (the model's backend and device).
+    metrics : list of Metric
+        Accumulated alongside the loss.
+    """
+
+    def __init__(self, backend, metrics) -> None:
+        self.backend = backend
+        self.metrics = list(metrics)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new epoch: zero sums on the device, none read yet."""
+        xp, b = self.backend.xp, self.backend
+        self.loss_sum = xp.zeros((), dtype=accumulator_dtype(b), device=b.device)
+        self.count = 0
+        for metric in self.metrics:
+            metric.reset(b)
+
+    def update(self, value, pred, target) -> None:
+        """Add one batch: its 0-d mean loss `value`, predictions and targets."""
+        xp = self.backend.xp
+        size = int(pred.shape[0])
+        self.loss_sum = self.loss_sum + xp.astype(value, self.loss_sum.dtype) * size
+        self.count += size
+        for metric in self.metrics:
+            metric.update(pred, target)
+
+    def read(self, extra=()) -> tuple[dict[str, float], list[float]]:
+        """The epoch's figures (one host transfer, `extra` arrays included).
+
+        Returns
+        -------
+        logs : dict
+            ``{"loss": mean loss, <metric name>: value, ...}``.
+        extra : list of float
+            The host values of `extra`.
+        """
+        sums = [self.loss_sum]
+        for metric in self.metrics:
+            sums.extend(metric.totals())
+        host = read_scalars([*sums, *extra], self.backend)
+        logs = {"loss": host[0] / max(self.count, 1)}
+        i = 1
+        for metric in self.metrics:
+            k = len(metric.totals())
+            logs[metric.name] = metric.result(host[i:i + k])
+            i += k
+        return logs, host[i:]
