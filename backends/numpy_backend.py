@@ -39,6 +39,13 @@ def _from_bytes(data, code, shape):
     return flat.reshape(shape).copy()
 
 
+def _quiet_overflow():
+    # float16 overflow is expected under loss scaling: the scaler sees it
+    import numpy
+
+    return numpy.errstate(over="ignore", invalid="ignore")
+
+
 def make_numpy_backend(device=None) -> Backend:
     """Build the NumPy backend (always usable once numpy is installed)."""
     import array_api_compat.numpy as xp
@@ -55,7 +62,8 @@ def make_numpy_backend(device=None) -> Backend:
         array_types=(numpy.ndarray, numpy.generic),
         # to_bytes/from_bytes: the host format of checkpoints (safetensors)
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
-                "to_bytes": _to_bytes, "from_bytes": _from_bytes},
+                "to_bytes": _to_bytes, "from_bytes": _from_bytes,
+                "quiet_overflow": _quiet_overflow},
         install_hint="pip install numpy",
         single_device=True,
         synchronous=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .._namespace import namespace
-from .base import Layer
+from .base import Layer, upcast
 
 __all__ = [
     "Identity",
@@ -206,16 +206,20 @@ class Softmax(Activation):
 
     def forward(self, x, training=False):
         xp = namespace(x)
+        dtype = x.dtype
+        x = upcast(xp, x)  # float32 under mixed precision
         # NOTE: subtracting the max keeps exp from overflowing; softmax is
         # invariant to the shift.
         e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
         self._y = y = e / xp.sum(e, axis=self.axis, keepdims=True)
-        return y
+        return xp.astype(y, dtype, copy=False)
 
     def backward(self, dy):
         xp = namespace(dy)
         y = self._y
-        return y * (dy - xp.sum(dy * y, axis=self.axis, keepdims=True))
+        d = upcast(xp, dy)
+        dx = y * (d - xp.sum(d * y, axis=self.axis, keepdims=True))
+        return xp.astype(dx, dy.dtype, copy=False)
 
 
 _BY_NAME = {

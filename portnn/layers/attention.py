@@ -6,7 +6,7 @@ import math
 
 from .. import init as initializers
 from .._namespace import namespace
-from .base import Layer, dtype_name, float_dtype
+from .base import Layer, dtype_name, float_dtype, upcast
 
 
 def masked_softmax(scores, keep):
@@ -16,6 +16,8 @@ def masked_softmax(scores, keep):
     sequence contributes nothing instead of poisoning the batch.
     """
     xp = namespace(scores)
+    dtype = scores.dtype
+    scores = upcast(xp, scores)  # float32 under mixed precision
     if keep is not None:
         scores = xp.where(keep, scores, xp.finfo(scores.dtype).min)
     e = xp.exp(scores - xp.max(scores, axis=-1, keepdims=True))
@@ -24,7 +26,7 @@ def masked_softmax(scores, keep):
     total = xp.sum(e, axis=-1, keepdims=True)
     if keep is not None:
         total = xp.where(total == 0.0, 1.0, total)
-    return e / total
+    return xp.astype(e / total, dtype, copy=False)
 
 
 class MultiHeadAttention(Layer):

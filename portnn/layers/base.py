@@ -228,9 +228,21 @@ def float_dtype(backend, dtype):
     return backend.dtype(dtype) if isinstance(dtype, str) else dtype
 
 
+def is_half(xp, dtype) -> bool:
+    """Whether `dtype` is a 16-bit float type (float16, bfloat16)."""
+    return xp.isdtype(dtype, "real floating") and dtype not in (xp.float32,
+                                                                 xp.float64)
+
+
+def upcast(xp, x):
+    """`x` in float32 if it is a half type (else unchanged): statistics,
+    softmaxes and random draws under mixed precision are computed in float32."""
+    return xp.astype(x, xp.float32) if is_half(xp, x.dtype) else x
+
+
 def dtype_name(dtype) -> str:
     """``"float32"`` etc. for any library's dtype object (for configs)."""
-    for name in ("float32", "float64", "float16"):
+    for name in ("float32", "float64", "float16", "bfloat16"):
         if name in str(dtype):
             return name
     return str(dtype)

@@ -6,6 +6,7 @@ from .._namespace import namespace
 from ..backends import backend_of
 from ..random import global_generator
 from .activations import Activation
+from .base import is_half
 
 
 class Dropout(Activation):
@@ -43,7 +44,9 @@ class Dropout(Activation):
         xp = namespace(x)
         rng = self.rng or global_generator()
         backend = backend_of(x) or self.backend
-        u = rng.uniform(tuple(x.shape), dtype=x.dtype, backend=backend)
+        # a half type cannot hold the 24 random bits: draw float32 masks then
+        draw = xp.float32 if is_half(xp, x.dtype) else x.dtype
+        u = rng.uniform(tuple(x.shape), dtype=draw, backend=backend)
         # The mask already holds the 1/(1-p) scale: backward is one product.
         self._mask = mask = xp.astype(u >= self.p, x.dtype) * (1.0 / (1.0 - self.p))
         return x * mask

@@ -14,7 +14,7 @@ import math
 
 from .. import init as initializers
 from .._namespace import namespace
-from .base import Layer, dtype_name, float_dtype
+from .base import Layer, dtype_name, float_dtype, upcast
 
 
 def _normalize_backward(dxhat, xhat, inv_std, axes):
@@ -71,6 +71,8 @@ class _BatchNorm(Layer):
     def forward(self, x, training=False):
         self._check(x)
         xp = namespace(x)
+        self._in_dtype = x.dtype
+        x = upcast(xp, x)  # statistics in float32 under mixed precision
         axes = (0, *range(2, x.ndim))
         bshape = (1, self.num_features) + (1,) * (x.ndim - 2)
         if training:
@@ -98,20 +100,23 @@ class _BatchNorm(Layer):
         self._xhat, self._inv_std, self._training = xc * inv_std, inv_std, training
         self._axes, self._bshape = axes, bshape
         if self.gamma is None:
-            return self._xhat
-        return (self._xhat * xp.reshape(self.gamma.value, bshape)
-                + xp.reshape(self.beta.value, bshape))
+            return xp.astype(self._xhat, self._in_dtype, copy=False)
+        y = (self._xhat * xp.reshape(upcast(xp, self.gamma.value), bshape)
+             + xp.reshape(upcast(xp, self.beta.value), bshape))
+        return xp.astype(y, self._in_dtype, copy=False)
 
     def backward(self, dy):
         xp = namespace(dy)
+        dy = upcast(xp, dy)
         dxhat = dy
         if self.gamma is not None:
             self.gamma.accumulate(xp.sum(dy * self._xhat, axis=self._axes))
             self.beta.accumulate(xp.sum(dy, axis=self._axes))
-            dxhat = dy * xp.reshape(self.gamma.value, self._bshape)
+            dxhat = dy * xp.reshape(upcast(xp, self.gamma.value), self._bshape)
         if not self._training:  # fixed statistics: an affine map
-            return dxhat * self._inv_std
-        return _normalize_backward(dxhat, self._xhat, self._inv_std, self._axes)
+            return xp.astype(dxhat * self._inv_std, self._in_dtype, copy=False)
+        dx = _normalize_backward(dxhat, self._xhat, self._inv_std, self._axes)
+        return xp.astype(dx, self._in_dtype, copy=False)
 
     def get_config(self) -> dict:
         """Constructor arguments."""
@@ -223,23 +228,28 @@ class LayerNorm(Layer):
             )
             raise ValueError(msg)
         xp = namespace(x)
+        self._in_dtype = x.dtype
+        x = upcast(xp, x)  # statistics in float32 under mixed precision
         axes = tuple(range(x.ndim - k, x.ndim))
         xc = x - xp.mean(x, axis=axes, keepdims=True)
         inv_std = 1.0 / xp.sqrt(xp.mean(xc * xc, axis=axes, keepdims=True) + self.eps)
         self._xhat, self._inv_std, self._axes = xc * inv_std, inv_std, axes
         if self.gamma is None:
-            return self._xhat
-        return self._xhat * self.gamma.value + self.beta.value
+            return xp.astype(self._xhat, self._in_dtype, copy=False)
+        y = self._xhat * upcast(xp, self.gamma.value) + upcast(xp, self.beta.value)
+        return xp.astype(y, self._in_dtype, copy=False)
 
     def backward(self, dy):
         xp = namespace(dy)
+        dy = upcast(xp, dy)
         dxhat = dy
         if self.gamma is not None:
             lead = tuple(range(dy.ndim - len(self._axes)))
             self.gamma.accumulate(xp.sum(dy * self._xhat, axis=lead))
             self.beta.accumulate(xp.sum(dy, axis=lead))
-            dxhat = dy * self.gamma.value
-        return _normalize_backward(dxhat, self._xhat, self._inv_std, self._axes)
+            dxhat = dy * upcast(xp, self.gamma.value)
+        dx = _normalize_backward(dxhat, self._xhat, self._inv_std, self._axes)
+        return xp.astype(dx, self._in_dtype, copy=False)
 
     def get_config(self) -> dict:
         """Constructor arguments."""

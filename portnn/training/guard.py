@@ -76,7 +76,8 @@ class StepGuard:
         self.bad_loss = xp.asarray(0.0, dtype=acc, device=b.device)
         self.batch = 0
 
-    def step(self, optimizer, value, finite_grads=None) -> None:
+    def step(self, optimizer, value, finite_grads=None,
+             overflow_skips: bool = False) -> None:
         """Step `optimizer` if the loss `value` and the gradients are finite
         and no earlier batch of the epoch was bad; record the first bad one.
 
@@ -85,19 +86,23 @@ class StepGuard:
         finite_grads : 0-d boolean array, optional
             Finiteness of the gradients when the caller already knows it (a
             loss scaler's unscale); computed here otherwise.
+        overflow_skips : bool
+            With dynamic loss scaling, non-finite gradients are an overflow
+            of the scale: the step is skipped but the run is not diverged.
         """
         xp = self.backend.xp
         if finite_grads is None:
             sq = grad_sq_norm(optimizer.params)
             finite_grads = xp.asarray(True, device=self.backend.device) if (
                 sq is None) else xp.isfinite(sq)
-        finite = xp.isfinite(value) & finite_grads
-        first = self.healthy & ~finite
+        finite_loss = xp.isfinite(value)
+        bad = ~finite_loss if overflow_skips else ~(finite_loss & finite_grads)
+        first = self.healthy & bad
         self.first_bad = xp.where(first, float(self.batch), self.first_bad)
         self.bad_loss = xp.where(first, xp.astype(value, self.bad_loss.dtype),
                                  self.bad_loss)
-        self.healthy = self.healthy & finite
-        optimizer.step(where=self.healthy)
+        self.healthy = self.healthy & ~bad
+        optimizer.step(where=self.healthy & finite_grads)
         self.batch += 1
 
     def totals(self) -> list:

@@ -16,11 +16,13 @@ from .guard import StepGuard, TrainingDivergedError
 from .history import History
 from .meters import Meters
 from .metrics import Accuracy, Metric
+from .precision import Precision
 
 __all__ = ["Model", "TrainingDivergedError"]
 
 
 _CLASSIFICATION = (losses_mod.CrossEntropy, losses_mod.BCE, losses_mod.BCEWithLogits)
+_FLOAT32 = Precision("float32", None)
 
 
 class Model(Layer):
@@ -36,30 +38,39 @@ class Model(Layer):
     optimizer = None
 
     # -- one step: the whole algorithm ---------------------------------------
-    def train_step(self, x, y, loss, optimizer, guard=None):
+    def train_step(self, x, y, loss, optimizer, guard=None, precision=None):
         """Forward, loss, backward, optimizer step, zero_grad.
 
         Parameters
         ----------
         guard : StepGuard, optional
             Decides on the device whether the step may update the weights
-            (``fit`` passes one); without it the step always runs.
+            (``fit`` passes one); without it the step runs unless a float16
+            loss scale overflowed.
+        precision : Precision, optional
+            The mixed-precision policy (default float32).
 
         Returns
         -------
         (loss value, predictions)
             The 0-d loss and the batch predictions (for metrics), both still
-            on the device.
+            on the device and in float32.
         """
-        pred = self.forward(x, training=True)
-        value = loss.forward(pred, y)
-        self.backward_params(loss.backward())  # no d loss / d input needed
+        policy = precision or _FLOAT32
+        with policy.weights(self):  # half copies of the weights, if mixed
+            pred = policy.output(self.forward(policy.input(x), training=True))
+            value = loss.forward(pred, y)
+            # no d loss / d input needed
+            self.backward_params(policy.loss_gradient(loss.backward()))
+        finite = policy.unscale(optimizer.params)  # float32, unscaled gradients
         # Gradients are complete and the step has not run: this is the one
         # place where data-parallel training all-reduces them across ranks.
-        if guard is None:
-            optimizer.step()
+        if guard is not None:
+            guard.step(optimizer, value, finite,
+                       overflow_skips=policy.scaler is not None)
         else:
-            guard.step(optimizer, value)
+            optimizer.step(where=finite)
+        policy.update(finite)
         optimizer.zero_grad()
         return value, pred
 
@@ -67,7 +78,8 @@ class Model(Layer):
     def fit(self, x, y, *, loss, optimizer="adam", epochs: int = 1,
             batch_size: int = 32, validation_data=None,
             validation_split: float = 0.0, shuffle: bool = True,
-            callbacks=None, metrics="auto", verbose="auto", rng=None) -> History:
+            callbacks=None, metrics="auto", verbose="auto", rng=None,
+            precision: str = "float32") -> History:
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -101,6 +113,14 @@ class Model(Layer):
             and 0 otherwise.
         rng : portnn.random.Generator, optional
             Source of the shuffles (default: the global generator).
+        precision : {"float32", "mixed_float16", "mixed_bfloat16"}
+            Keras's policy names. The mixed ones compute the layers in the
+            half type, keep float32 master weights and optimizer state,
+            compute losses, softmaxes and normalization statistics in
+            float32, and (float16) scale the loss dynamically as
+            ``torch.amp.GradScaler`` does. Evaluation runs in float32.
+            On NumPy, float16 matrix products have no BLAS: it is for
+            checking numerics, not for speed.
 
         Returns
         -------
@@ -142,6 +162,7 @@ class Model(Layer):
         loss = losses_mod.get(loss)
         optimizer = self._resolve_optimizer(optimizer)
         metric_list = self._metrics(metrics, loss)
+        policy = Precision(precision, self.backend)
         rng = rng or global_generator()
         callbacks = list(callbacks or [])
         for cb in callbacks:
@@ -180,7 +201,8 @@ class Model(Layer):
                     guard.reset()
                     for b, (xb, yb) in enumerate(data_mod.batches(
                             x, y, batch_size=batch_size, shuffle=shuffle, rng=rng)):
-                        value, pred = self.train_step(xb, yb, loss, optimizer, guard)
+                        value, pred = self.train_step(xb, yb, loss, optimizer,
+                                                      guard, policy)
                         meters.update(value, pred, yb)
                         batch_logs = {"loss": value, "size": int(xb.shape[0])}
                         for cb in callbacks:

@@ -1,0 +1,217 @@
+"""Mixed precision: Keras's policy names, ``torch.amp.GradScaler``'s loss
+scaling.
+
+Under ``"mixed_float16"`` or ``"mixed_bfloat16"`` each training step
+computes the layers in the half type: the float32 master weights are cast
+to half copies for the forward and backward passes, the input is cast, and
+the prediction is cast back to float32 for the loss. Normalization
+statistics and softmaxes are computed in float32 inside their layers; the
+optimizer updates the float32 masters with float32 gradients and keeps its
+state in float32, so checkpoints hold float32 weights and load anywhere.
+
+float16 overflows beyond 65504, so its gradients are scaled: the loss
+gradient is multiplied by a scale before the backward pass and the weight
+gradients divided by it after; a step whose gradients overflow is skipped
+(on the device) and the scale halved; after 2000 good steps in a row it is
+doubled. bfloat16 has float32's range and needs no scaling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ..layers.base import is_half
+from .guard import grad_sq_norm
+
+#: Keras's policy names -> the half type the layers compute in
+POLICIES = {"float32": None, "mixed_float16": "float16",
+            "mixed_bfloat16": "bfloat16"}
+
+
+def quiet_overflow(backend):
+    """A context without the backend's floating-point overflow warnings
+    (NumPy's ``errstate``), where overflow is expected and handled."""
+    quiet = backend.native.get("quiet_overflow")
+    return quiet() if quiet is not None else contextlib.nullcontext()
+
+
+class LossScaler:
+    """Dynamic loss scaling with the semantics of ``torch.amp.GradScaler``;
+    the scale and the count of good steps live on the device.
+
+    Parameters
+    ----------
+    backend : Backend
+    init_scale, growth_factor, backoff_factor, growth_interval
+        As in PyTorch: start at 2**16; after `growth_interval` good steps in
+        a row multiply by `growth_factor` (if the result is finite); on a
+        step with non-finite gradients multiply by `backoff_factor` (and the
+        step is skipped).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> xp = portnn.get_backend().xp
+    >>> s = LossScaler(portnn.get_backend(), growth_interval=2)
+    >>> for finite in (True, True, False):
+    ...     s.update(xp.asarray(finite))
+    >>> float(s.scale)
+    65536.0
+    """
+
+    def __init__(self, backend, init_scale: float = 2.0**16,
+                 growth_factor: float = 2.0, backoff_factor: float = 0.5,
+                 growth_interval: int = 2000) -> None:
+        xp, dev = backend.xp, backend.device
+        self.backend = backend
+        self.growth_factor = float(growth_factor)
+        self.backoff_factor = float(backoff_factor)
+        self.growth_interval = int(growth_interval)
+        self.scale = xp.asarray(float(init_scale), dtype=xp.float32, device=dev)
+        self.growth_tracker = xp.asarray(0, dtype=xp.int32, device=dev)
+
+    def scale_gradient(self, dy):
+        """``dy * scale`` (the loss gradient, before the backward pass)."""
+        xp = self.backend.xp
+        return dy * xp.astype(self.scale, dy.dtype)
+
+    def unscale(self, params):
+        """Divide every gradient by the scale; return whether all are finite
+        (a 0-d boolean array, no host read)."""
+        xp = self.backend.xp
+        inv = 1.0 / self.scale
+        for p in params:
+            if p.grad is not None:
+                p.grad = p.grad * xp.astype(inv, p.grad.dtype)
+        sq = grad_sq_norm(params)
+        return xp.asarray(True, device=self.backend.device) if sq is None else (
+            xp.isfinite(sq))
+
+    def update(self, finite) -> None:
+        """Back off after an overflow, grow after `growth_interval` good
+        steps, on the device (``torch._amp_update_scale_``)."""
+        xp = self.backend.xp
+        grown = self.growth_tracker + 1
+        due = finite & (grown >= self.growth_interval)
+        with quiet_overflow(self.backend):  # an inf candidate is never kept
+            bigger = self.scale * self.growth_factor
+        self.scale = xp.where(
+            ~finite, self.scale * self.backoff_factor,
+            xp.where(due & xp.isfinite(bigger), bigger, self.scale))
+        self.growth_tracker = xp.where(finite & ~due, grown,
+                                       xp.zeros_like(grown))
+
+    def state_dict(self) -> dict:
+        """The scale and the good-step count, as Python numbers."""
+        return {"scale": float(self.scale),
+                "growth_tracker": int(self.growth_tracker)}
+
+
+class Precision:
+    """The precision policy of a training run.
+
+    Parameters
+    ----------
+    policy : {"float32", "mixed_float16", "mixed_bfloat16"}
+        Keras's names. float32 changes nothing.
+    backend : Backend
+        The model's backend; it must have the half type.
+
+    Raises
+    ------
+    ValueError
+        For an unknown policy name.
+    TypeError
+        If the backend lacks the half type (NumPy has no bfloat16,
+        array-api-strict neither half type).
+    """
+
+    def __init__(self, policy: str, backend) -> None:
+        if policy not in POLICIES:
+            msg = f"unknown precision {policy!r}; choose one of {sorted(POLICIES)}"
+            raise ValueError(msg)
+        self.policy = policy
+        self.backend = backend
+        half = POLICIES[policy]
+        self.compute_dtype = None
+        if half is not None:
+            try:
+                self.compute_dtype = backend.dtype(half)
+            except TypeError:
+                others = [p for p, t in POLICIES.items() if t and t != half
+                          and hasattr(backend.xp, t)]
+                hint = (f"use precision={others[0]!r} here, or" if others
+                        else "use")
+                msg = (
+                    f"precision={policy!r} needs {half}, which the "
+                    f"{backend.spec!r} backend does not have; {hint} the torch "
+                    "or jax backend (both have float16 and bfloat16)"
+                )
+                raise TypeError(msg) from None
+        self.scaler = LossScaler(backend) if half == "float16" else None
+
+    @property
+    def mixed(self) -> bool:
+        return self.compute_dtype is not None
+
+    @contextlib.contextmanager
+    def weights(self, model):
+        """Half copies of the float32 weights for the forward and backward
+        passes; the masters come back afterwards (also on an error)."""
+        if not self.mixed:
+            yield
+            return
+        xp, half = self.backend.xp, self.compute_dtype
+        params = model.parameters()
+        masters = [p.value for p in params]
+        for p in params:
+            p.value = xp.astype(p.value, half)
+        try:
+            # float16 overflow is how the scaler learns its scale: no warnings
+            with quiet_overflow(self.backend) if self.scaler else (
+                    contextlib.nullcontext()):
+                yield
+        finally:
+            for p, master in zip(params, masters, strict=True):
+                p.value = master
+
+    def input(self, x):
+        """Floating input in the compute type (token ids stay integers)."""
+        if not self.mixed or not self.backend.xp.isdtype(x.dtype, "real floating"):
+            return x
+        return self.backend.xp.astype(x, self.compute_dtype)
+
+    def output(self, pred):
+        """The prediction in float32, for the loss and the metrics."""
+        if self.mixed and is_half(self.backend.xp, pred.dtype):
+            return self.backend.xp.astype(pred, self.backend.xp.float32)
+        return pred
+
+    def loss_gradient(self, dy):
+        """The loss gradient, scaled (float16) and in the compute type."""
+        if not self.mixed:
+            return dy
+        if self.scaler is not None:
+            dy = self.scaler.scale_gradient(dy)
+        return self.backend.xp.astype(dy, self.compute_dtype)
+
+    def unscale(self, params):
+        """float32 gradients, unscaled; their finiteness when it decides the
+        step here (float16), else None (the guard checks)."""
+        if not self.mixed:
+            return None
+        xp = self.backend.xp
+        for p in params:
+            if p.grad is not None and p.grad.dtype != p.value.dtype:
+                p.grad = xp.astype(p.grad, p.value.dtype)
+        if self.scaler is None:
+            return None
+        return self.scaler.unscale(params)
+
+    def update(self, finite) -> None:
+        """Advance the loss scale after a step (float16 only)."""
+        if self.scaler is not None:
+            self.scaler.update(finite)
+
+    def __repr__(self) -> str:
+        return f"Precision({self.policy!r})"
