@@ -1,7 +1,7 @@
 """The backend registry: which array library portnn computes with.
 
-Built-in backends are ``numpy`` (the default), ``cupy``, ``torch`` and
-``array_api_strict``. Third-party packages add one through the entry-point
+Built-in backends are ``numpy`` (the default), ``cupy``, ``torch``, ``jax``
+and ``array_api_strict``. Third-party packages add one through the entry-point
 group ``portnn.backends`` (the entry point names a factory) or at run time
 with :func:`register`. A name may carry a device: ``"torch:cuda"``,
 ``"cupy:1"``.
@@ -19,13 +19,19 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from .base import Backend, BackendMismatchError, BackendUnavailableError
+from .base import (
+    Backend,
+    BackendMismatchError,
+    BackendUnavailableError,
+    InvalidDeviceError,
+)
 
 __all__ = [
     "Backend",
     "BackendMismatchError",
     "BackendStatus",
     "BackendUnavailableError",
+    "InvalidDeviceError",
     "available",
     "backend_of",
     "check_same_backend",
@@ -95,11 +101,14 @@ register("numpy", _builtin("numpy_backend", "make_numpy_backend"),
          install_hint="pip install numpy")
 register("array_api_strict",
          _builtin("array_api_strict_backend", "make_array_api_strict_backend"),
-         install_hint="pip install 'portnn[test]'")
+         install_hint="pip install array-api-strict")
 register("torch", _builtin("torch_backend", "make_torch_backend"),
-         install_hint="pip install torch==2.13.0")
+         install_hint="pip install torch  (CPU only: pip install torch "
+                      "--index-url https://download.pytorch.org/whl/cpu)")
 register("cupy", _builtin("cupy_backend", "make_cupy_backend"),
-         install_hint="pip install 'portnn[cuda12]' or 'portnn[cuda13]'")
+         install_hint="pip install cupy-cuda12x  (or cupy-cuda13x for CUDA 13)")
+register("jax", _builtin("jax_backend", "make_jax_backend"),
+         install_hint="pip install jax")
 
 
 def _load_entry_points() -> None:
@@ -118,6 +127,7 @@ def _lazy_entry_point(ep) -> Callable[..., Backend]:
     def factory(device=None):
         return ep.load()(device)
 
+    factory.origin = f"entry point {ep.name!r} ({getattr(ep, 'value', '?')})"
     return factory
 
 
@@ -145,6 +155,12 @@ def get(spec: str | Backend) -> Backend:
     """
     if isinstance(spec, Backend):
         return spec
+    if not isinstance(spec, str):
+        msg = (
+            f"a backend is a name such as 'numpy' or 'torch:cuda', or a Backend; "
+            f"got {spec!r} ({type(spec).__name__})"
+        )
+        raise TypeError(msg)
     key = _split(spec)
     if key in _cache:
         return _cache[key]
@@ -156,14 +172,35 @@ def get(spec: str | Backend) -> Backend:
     if key in _failures:
         raise BackendUnavailableError(_failures[key])
     factory, hint = _factories[name]
+    origin = getattr(factory, "origin", None)
     try:
         backend = factory(device)
     except BackendUnavailableError as exc:
         reason = f"backend {spec!r} is not usable here: {exc}"
-        if hint and isinstance(exc.__cause__, ImportError) and hint not in reason:
+        if (hint and isinstance(exc.__cause__, ImportError)
+                and "pip install" not in reason):  # the adapter's own hint wins
             reason += f". To use it: {hint}"
         _failures[key] = reason
         raise BackendUnavailableError(reason) from exc
+    except InvalidDeviceError as exc:
+        msg = f"backend {spec!r}: {exc}"
+        raise ValueError(msg) from None
+    except (Exception, SystemExit) as exc:  # a broken plugin must not take us down
+        where = origin or f"the factory registered as {name!r}"
+        reason = (
+            f"backend {spec!r} is not usable here: {where} raised "
+            f"{type(exc).__name__}: {exc}"
+        )
+        _failures[key] = reason
+        raise BackendUnavailableError(reason) from exc
+    if not isinstance(backend, Backend):
+        where = origin or f"the factory registered as {name!r}"
+        reason = (
+            f"backend {spec!r} is not usable here: {where} returned a "
+            f"{type(backend).__name__}, not a portnn.backends.Backend"
+        )
+        _failures[key] = reason
+        raise BackendUnavailableError(reason)
     backend.spec = spec
     _cache[key] = backend
     return backend
@@ -194,7 +231,7 @@ def status() -> list[BackendStatus]:
             b = get(name)
         except BackendUnavailableError as exc:
             report.append(BackendStatus(name, False, str(exc)))
-        except Exception as exc:  # a broken third-party factory must not hide others
+        except (Exception, SystemExit) as exc:  # a broken plugin must not hide others
             report.append(BackendStatus(name, False, f"{type(exc).__name__}: {exc}"))
         else:
             report.append(BackendStatus(name, True, "ok", str(b.device)))
@@ -207,7 +244,17 @@ def available() -> list[str]:
 
 
 def _default() -> Backend:
-    return get(os.environ.get("PORTNN_BACKEND", DEFAULT_BACKEND))
+    spec = os.environ.get("PORTNN_BACKEND")
+    if spec is None:
+        return get(DEFAULT_BACKEND)
+    try:
+        return get(spec)
+    except (ValueError, TypeError, BackendUnavailableError) as exc:
+        msg = (
+            f"the environment variable PORTNN_BACKEND={spec!r} names no usable "
+            f"backend: {exc}. Unset it or set it to one of {available()}"
+        )
+        raise type(exc)(msg) from None
 
 
 def get_backend() -> Backend:
@@ -255,6 +302,8 @@ _MODULE_TO_BACKEND = {
     "cupy": "cupy",
     "torch": "torch",
     "array_api_strict": "array_api_strict",
+    "jax": "jax",
+    "jaxlib": "jax",
 }
 
 

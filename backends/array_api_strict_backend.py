@@ -6,7 +6,7 @@ before it fails on somebody's GPU.
 
 from __future__ import annotations
 
-from .base import Backend, BackendUnavailableError
+from .base import Backend, BackendUnavailableError, InvalidDeviceError
 
 
 def _to_numpy(x):
@@ -24,11 +24,17 @@ def make_array_api_strict_backend(device=None) -> Backend:
     except ImportError as exc:
         msg = f"array-api-strict is not installed ({exc})"
         raise BackendUnavailableError(msg) from exc
+    try:
+        dev = xp.asarray(0).device if device is None else xp.Device(device)
+    except ValueError as exc:
+        names = [d.__repr__() for d in xp.__array_namespace_info__().devices()]
+        msg = f"{exc} array-api-strict's devices are {names}"
+        raise InvalidDeviceError(msg) from None
     return Backend(
         "array_api_strict",
         xp,
-        device=xp.asarray(0).device if device is None else xp.Device(device),
+        device=dev,
         to_numpy=_to_numpy,
         array_types=(type(xp.asarray(0)),),
-        install_hint="pip install 'portnn[test]'  (or: pip install array-api-strict)",
+        install_hint="pip install array-api-strict",
     )

@@ -14,6 +14,11 @@ class BackendMismatchError(TypeError):
     """Arrays from two different backends met in one call."""
 
 
+class InvalidDeviceError(ValueError):
+    """A backend was asked for a device that its library does not know
+    (``"torch:garbage"``); raised by adapters, reported by the registry."""
+
+
 class Backend:
     """An array library seen through the Python array API.
 
@@ -43,6 +48,9 @@ class Backend:
     single_device : bool
         True for libraries with one device (NumPy): arrays of the type are
         then ours without a device check.
+    device_info : callable, optional
+        Returns a dict describing the device (``name``, ``memory_gib``,
+        ``compute_capability``, ``cuda_runtime``, ...) for ``portnn info``.
     synchronous : bool
         True where arrays live in host memory and every operation has
         finished when it returns (NumPy, PyTorch on the CPU): reading a
@@ -73,6 +81,7 @@ class Backend:
         install_hint: str = "",
         single_device: bool = False,
         synchronous: bool = False,
+        device_info: Callable[[], dict] | None = None,
     ) -> None:
         self.name = name
         self.spec = name  # the registry sets "name:device" when one was asked for
@@ -86,6 +95,7 @@ class Backend:
         self.synchronous = synchronous
         self._to_numpy = to_numpy
         self._synchronize = synchronize
+        self._device_info = device_info
 
     def asarray(self, x: Any, dtype: Any = None, copy: bool | None = None) -> Any:
         """Turn `x` (a list, a NumPy array, a DLPack producer) into an array here.
@@ -150,6 +160,11 @@ class Backend:
         """Wait for queued device work, so that a clock read after it is honest."""
         if self._synchronize is not None:
             self._synchronize()
+
+    def device_info(self) -> dict:
+        """What the adapter knows of the device: for a GPU its name, memory,
+        compute capability and CUDA runtime version; empty on a CPU."""
+        return dict(self._device_info()) if self._device_info is not None else {}
 
     def dtype(self, name: str) -> Any:
         """Return this namespace's dtype called `name` (``"float32"``, ``"int64"``)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Backend, add_into_views
+from .base import Backend, InvalidDeviceError, add_into_views
 
 
 def _scatter_add(target, indices, values):
@@ -53,7 +53,7 @@ def make_numpy_backend(device=None) -> Backend:
 
     if device not in (None, "cpu"):
         msg = f"the numpy backend runs on the CPU only, got device {device!r}"
-        raise ValueError(msg)
+        raise InvalidDeviceError(msg)
     return Backend(
         "numpy",
         xp,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Backend, BackendUnavailableError, add_into_views
+from .base import Backend, BackendUnavailableError, InvalidDeviceError, add_into_views
 
 
 def _to_numpy(x):
@@ -14,6 +14,22 @@ def _scatter_add(target, indices, values):
     return target
 
 
+def device_info(dev) -> dict:
+    """Name, memory, compute capability and CUDA runtime of a CUDA device."""
+    import torch
+
+    if dev.type != "cuda":
+        return {}
+    props = torch.cuda.get_device_properties(dev)
+    return {
+        "name": props.name,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "compute_capability": f"{props.major}.{props.minor}",
+        "cuda_runtime": torch.version.cuda,
+        "torch": torch.__version__,
+    }
+
+
 def make_torch_backend(device=None) -> Backend:
     """Build the torch backend; `device` is ``"cpu"`` (default) or ``"cuda[:N]"``."""
     try:
@@ -22,10 +38,19 @@ def make_torch_backend(device=None) -> Backend:
     except ImportError as exc:
         msg = f"PyTorch is not installed ({exc})"
         raise BackendUnavailableError(msg) from exc
-    dev = torch.device(device or "cpu")
+    try:
+        dev = torch.device(device or "cpu")
+    except RuntimeError as exc:
+        msg = f"{device!r} is not a PyTorch device ({exc}); try 'cpu' or 'cuda:0'"
+        raise InvalidDeviceError(msg) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         msg = "PyTorch is installed but no CUDA device is available to it"
         raise BackendUnavailableError(msg)
+    try:  # a device type torch knows but cannot use here (mps on Linux)
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as exc:
+        msg = f"PyTorch cannot use device {str(dev)!r} here: {exc}"
+        raise BackendUnavailableError(msg) from None
     if dev.type == "cuda" and dev.index is None:
         # "cuda" and "cuda:0" must compare equal when arrays are checked
         dev = torch.device("cuda", torch.cuda.current_device())
@@ -39,5 +64,7 @@ def make_torch_backend(device=None) -> Backend:
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views},
         synchronize=sync,
         synchronous=dev.type == "cpu",
-        install_hint="pip install torch==2.13.0  (CPU build)",
+        device_info=lambda: device_info(dev),
+        install_hint="pip install torch  (CPU only: pip install torch --index-url "
+                     "https://download.pytorch.org/whl/cpu)",
     )

@@ -58,9 +58,9 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _backends():
+def _backends(wanted=("numpy", "torch", "cupy", "torch:cuda")):
     names = []
-    for spec in ("numpy", "torch", "cupy", "torch:cuda"):
+    for spec in wanted:
         try:
             portnn.backends.get(spec)
             names.append(spec)
@@ -159,8 +159,12 @@ def main(argv=None):
     p.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument("--backends", nargs="*", default=None,
+                   help="portnn backends to time (default: numpy, torch, and cupy "
+                        "and torch:cuda where usable)")
     args = p.parse_args(argv)
-    backends, devices = _backends(), _torch_devices()
+    backends = _backends(args.backends) if args.backends else _backends()
+    devices = _torch_devices()
     peak = gemm_peak()
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     header = (f"portnn {portnn.__version__}, {platform.machine()}, "

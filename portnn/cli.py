@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 from importlib import metadata
 
 from . import __version__
 
-_PACKAGES = ("numpy", "array-api-compat", "array-api-strict", "torch",
+_PACKAGES = ("numpy", "array-api-compat", "array-api-strict", "torch", "jax",
              "cupy-cuda12x", "cupy-cuda13x", "scikit-learn", "matplotlib",
              "safetensors")
 #: built-in examples of ``portnn train`` and their default epochs
@@ -34,6 +35,13 @@ def info(out=None) -> int:
     print("packages:", file=out)
     for name in _PACKAGES:
         print(f"  {name:18s} {_version(name)}", file=out)
+    env = os.environ.get("PORTNN_BACKEND")
+    try:
+        default = backends.get_backend().spec
+    except (ValueError, TypeError, backends.BackendUnavailableError) as exc:
+        default = f"none: {exc}"
+    source = f"PORTNN_BACKEND={env!r}" if env is not None else "PORTNN_BACKEND unset"
+    print(f"default backend: {default} ({source})", file=out)
     print("backends:", file=out)
     for s in backends.status():
         if s.usable:
@@ -43,7 +51,49 @@ def info(out=None) -> int:
                   f"native fast paths: {native}", file=out)
         else:
             print(f"  {s.name:18s} unusable {s.reason}", file=out)
+    print("GPUs:", file=out)
+    for spec, usable, text in gpu_report():
+        print(f"  {spec:18s} {'usable  ' if usable else 'unusable'} {text}", file=out)
     return 0
+
+
+#: the GPU backends ``portnn info`` and ``benchmarks/gpu_check.py`` look at
+GPU_SPECS = ("cupy", "torch:cuda", "jax:gpu")
+
+
+def describe_device(info: dict) -> str:
+    """One line from a backend's ``device_info()``."""
+    parts = [info.get("name", "?")]
+    if "memory_gib" in info:
+        parts.append(f"{info['memory_gib']} GiB")
+    if "compute_capability" in info:
+        parts.append(f"compute capability {info['compute_capability']}")
+    if info.get("cuda_runtime"):
+        parts.append(f"CUDA runtime {info['cuda_runtime']}")
+    if info.get("cuda_driver"):
+        parts.append(f"driver {info['cuda_driver']}")
+    return ", ".join(parts)
+
+
+def gpu_report() -> list[tuple[str, bool, str]]:
+    """``(spec, usable, description or reason)`` for every GPU backend."""
+    from . import backends
+
+    rows = []
+    for spec in GPU_SPECS:
+        try:
+            b = backends.get(spec)
+        except (backends.BackendUnavailableError, ValueError) as exc:
+            rows.append((spec, False, str(exc)))
+            continue
+        except Exception as exc:  # a broken install must not break `info`
+            rows.append((spec, False, f"{type(exc).__name__}: {exc}"))
+            continue
+        try:
+            rows.append((spec, True, describe_device(b.device_info())))
+        except Exception as exc:
+            rows.append((spec, True, f"device={b.device} (no details: {exc})"))
+    return rows
 
 
 def _digits(backend, example):

@@ -3,8 +3,9 @@
 array-api-strict is always in the set (a missing install is a failure, not a
 skip), on its CPU device and on ``device1``, the GPU proxy: arrays there
 refuse to mix with CPU arrays and to turn into NumPy arrays implicitly, as
-CuPy arrays on a GPU do. CuPy and torch skip with the registry's reason where
-unusable.
+CuPy arrays on a GPU do. CuPy, torch and JAX skip with the registry's
+reason where unusable; ``torch:cuda`` likewise (it and ``cupy`` are what
+``benchmarks/gpu_check.py`` runs on a GPU machine).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import portnn
 from portnn.backends import BackendUnavailableError
 
 ALWAYS = ("numpy", "array_api_strict", "array_api_strict:device1")
-BUILTIN = ("numpy", "array_api_strict", "array_api_strict:device1", "torch", "cupy")
+BUILTIN = ("numpy", "array_api_strict", "array_api_strict:device1", "torch", "jax",
+           "cupy", "torch:cuda")
 
 
 def _get(name):

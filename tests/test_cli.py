@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pathlib
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -71,3 +72,43 @@ def test_train_digits_cnn_saves_a_loadable_checkpoint(tmp_path, capsys):
     assert meta["user.input_scale"].split(",")[:2] == ["16", "16"]
     # the saved BatchNorm statistics are the trained ones, not the defaults
     assert float(portnn.backends.get("numpy").xp.max(model[1].running_mean)) > 0
+
+
+def test_info_has_a_gpu_section_with_a_verdict_per_gpu_backend():
+    out = io.StringIO()
+    cli.info(out)
+    gpu_lines = out.getvalue().split("GPUs:")[1].splitlines()[1:]
+    specs = {line.split()[0]: line for line in gpu_lines}
+    assert set(specs) == set(cli.GPU_SPECS)
+    for spec, usable, text in cli.gpu_report():
+        assert specs[spec].split()[1] == ("usable" if usable else "unusable")
+        assert text in specs[spec]  # the device, or why not
+
+
+def test_describe_device_names_memory_capability_and_cuda():
+    line = cli.describe_device({"name": "NVIDIA H100", "memory_gib": 79.6,
+                                "compute_capability": "9.0", "cuda_runtime": "12.4",
+                                "cuda_driver": "12.8"})
+    assert line == ("NVIDIA H100, 79.6 GiB, compute capability 9.0, "
+                    "CUDA runtime 12.4, driver 12.8")
+
+
+def test_a_backend_reports_its_device_info():
+    from portnn.backends import Backend
+
+    b = portnn.backends.get("numpy")
+    assert b.device_info() == {}
+    fake = Backend("fake", b.xp, to_numpy=b.to_numpy, array_types=b.array_types,
+                   device_info=lambda: {"name": "Fake GPU", "memory_gib": 8.0})
+    assert cli.describe_device(fake.device_info()) == "Fake GPU, 8.0 GiB"
+
+
+def test_gpu_check_says_no_gpu_and_runs_nothing_without_one():
+    if any(usable for spec, usable, _ in cli.gpu_report() if spec != "jax:gpu"):
+        pytest.skip("a GPU is usable here: benchmarks/gpu_check.py runs for real")
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick"],
+                          capture_output=True, text=True,
+                          cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "verdict: NO GPU" in proc.stdout
+    assert "cupy" in proc.stdout and "torch:cuda" in proc.stdout

@@ -109,6 +109,19 @@ def test_cross_entropy_gradient_rows_sum_to_zero(n, c, scale, seed):
     np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("pads", [((1, 1), (1, 1)), ((0, 2), (1, 0))])
+@pytest.mark.parametrize("value", [0.0, -float("inf")])
+def test_pad2d_native_matches_portable(backend, pads, value):
+    from portnn.ops.windows import pad2d, pad2d_portable
+
+    host = np.random.default_rng(0).normal(size=(2, 3, 4, 5))
+    got = backend.to_numpy(pad2d(backend.asarray(host), pads, value))
+    numpy_backend = portnn.backends.get("numpy")
+    ref = pad2d_portable(numpy_backend.asarray(host), pads, value)
+    np.testing.assert_array_equal(got, ref)
+    assert got.shape == (2, 3, 4 + sum(pads[0]), 5 + sum(pads[1]))
+
+
 @pytest.mark.parametrize(("stride", "kernel"), [((1, 1), (3, 3)), ((2, 1), (3, 2)),
                                                 ((2, 2), (2, 2))])
 def test_add_windows_native_matches_portable(backend, stride, kernel):
@@ -125,13 +138,15 @@ def test_add_windows_native_matches_portable(backend, stride, kernel):
     pieces = [v * (k + 1.0) for k, v in enumerate(views)]  # distinct per tap
     got = add_windows(pieces, tuple(x.shape), kernel, stride, (1, 1), x.dtype,
                       x.device)
-    # the portable path, forced
-    xp = backend.xp
+    # the portable path, forced (on NumPy where arrays are immutable: JAX)
+    ref_backend = backend if backend.inplace else portnn.backends.get("numpy")
+    xp = ref_backend.xp
     keys = window_keys(kernel, stride, (1, 1), tuple(views[0].shape[-2:]))
-    ref = add_into_views_portable(xp.zeros(tuple(x.shape), dtype=x.dtype,
-                                           device=x.device), keys,
-                                  pieces)
-    np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(ref))
+    host_pieces = [ref_backend.asarray(backend.to_numpy(p)) for p in pieces]
+    ref = add_into_views_portable(xp.zeros(tuple(x.shape), dtype=host_pieces[0].dtype,
+                                           device=ref_backend.device), keys,
+                                  host_pieces)
+    np.testing.assert_allclose(backend.to_numpy(got), ref_backend.to_numpy(ref))
     # overlapping windows really add up: the centre of a 3x3 stride-1 window
     if stride == (1, 1):
         assert backend.to_numpy(got)[0, 0, 3, 3] == pytest.approx(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import os
 import pathlib
 import subprocess
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 import portnn
+import portnn.cli
 from portnn import backends
 from portnn.backends import Backend, BackendMismatchError, BackendUnavailableError
 
@@ -38,7 +40,8 @@ def test_cupy_reports_why_it_is_unusable_without_crashing():
     except ImportError:
         assert not report["cupy"].usable
         assert "not installed" in report["cupy"].reason
-        assert "portnn[cuda12]" in report["cupy"].reason
+        # a package that exists on PyPI, named once
+        assert report["cupy"].reason.count("pip install cupy-cuda12x") == 1
         return
     if not report["cupy"].usable:
         assert "CUDA" in report["cupy"].reason
@@ -203,3 +206,92 @@ def test_entry_point_backends_are_discovered(monkeypatch):
     finally:
         backends._factories.pop("plugin_np", None)
         backends._cache.pop(("plugin_np", None), None)
+
+
+@pytest.mark.parametrize(("missing", "says"), [
+    ("cupy", "CuPy is not installed; pip install cupy-cuda12x"),
+    ("cuda", "CuPy is installed but cannot be imported"),
+])
+def test_cupy_import_failures_say_what_is_missing(monkeypatch, missing, says):
+    import builtins
+
+    from portnn.backends.cupy_backend import make_cupy_backend
+
+    real_import = builtins.__import__
+
+    def fake_import(name, *args, **kwargs):
+        if name.partition(".")[0] == "cupy" or name == "array_api_compat.cupy":
+            raise ModuleNotFoundError(f"No module named {missing!r}", name=missing)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(BackendUnavailableError, match=says):
+        make_cupy_backend()
+
+
+@pytest.mark.parametrize("spec", [None, 123, 1.5])
+def test_get_takes_a_name_or_a_backend(spec):
+    with pytest.raises(TypeError, match=r"a backend is a name such as 'numpy'"):
+        backends.get(spec)
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("torch:garbage", r"backend 'torch:garbage': 'garbage' is not a PyTorch device"),
+    ("numpy:gpu", r"numpy backend runs on the CPU only"),
+    ("array_api_strict:nope", r"'nope' is not a valid choice.*devices are"),
+])
+def test_unknown_devices_are_named_early(spec, says):
+    if spec.startswith("torch"):
+        pytest.importorskip("torch")
+    with pytest.raises(ValueError, match=says):
+        backends.get(spec)
+
+
+def test_a_device_torch_knows_but_cannot_use_is_unusable():
+    torch = pytest.importorskip("torch")
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    with pytest.raises(BackendUnavailableError, match="cannot use device 'mps'"):
+        backends.get("torch:mps")
+
+
+@pytest.mark.parametrize("failure", [ImportError("no libfoo"), RuntimeError("boom"),
+                                     SystemExit(3), 42])
+def test_a_broken_plugin_is_named_and_status_keeps_working(monkeypatch, failure):
+    from importlib import metadata
+
+    class BrokenEntryPoint:
+        name = "broken"
+        value = "brokenpkg.backend:factory"
+
+        def load(self):
+            if isinstance(failure, BaseException):
+                raise failure
+            return lambda device=None: failure  # not a Backend
+
+    monkeypatch.setattr(metadata, "entry_points", lambda group=None: (
+        [BrokenEntryPoint()] if group == backends.ENTRY_POINT_GROUP else []))
+    monkeypatch.setattr(backends, "_entry_points_loaded", False)
+    try:
+        report = {s.name: s for s in backends.status()}
+        assert report["numpy"].usable
+        broken = report["broken"]
+        assert not broken.usable
+        assert "brokenpkg.backend:factory" in broken.reason
+        with pytest.raises(BackendUnavailableError, match="entry point 'broken'"):
+            portnn.set_backend("broken")
+        out = io.StringIO()
+        assert portnn.cli.info(out) == 0
+        assert "broken" in out.getvalue()
+    finally:
+        backends._factories.pop("broken", None)
+        backends._failures.clear()
+
+
+def test_a_bad_portnn_backend_variable_is_named():
+    code = ("import portnn\ntry:\n    portnn.get_backend()\n"
+            "except ValueError as e:\n    print(e)")
+    out = _run(code, PORTNN_BACKEND="garbage")
+    assert "PORTNN_BACKEND='garbage'" in out and "unknown backend 'garbage'" in out
+    info = _run("import portnn.cli; portnn.cli.info()", PORTNN_BACKEND="garbage")
+    assert "default backend: none" in info and "PORTNN_BACKEND='garbage'" in info

@@ -87,9 +87,9 @@ class PositionalEncoding(Layer):
     def backward(self, dy):
         if self.learned:
             xp = namespace(dy)
-            grad = xp.zeros(self.P.shape, dtype=dy.dtype, device=dy.device)
-            grad[:self._steps, :] = xp.sum(dy, axis=0)
-            self.P.accumulate(grad)
+            rest = xp.zeros((self.max_len - self._steps, self.d_model),
+                            dtype=dy.dtype, device=dy.device)
+            self.P.accumulate(xp.concat([xp.sum(dy, axis=0), rest], axis=0))
         return dy
 
     def get_config(self) -> dict:

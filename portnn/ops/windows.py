@@ -42,6 +42,16 @@ def pad2d(x, pads, value=0.0):
     (top, bottom), (left, right) = pads
     if top == bottom == left == right == 0:
         return x
+    backend = backend_of(x)
+    native = backend.native.get("pad2d") if backend is not None else None
+    if native is not None:
+        return native(x, pads, value)
+    return pad2d_portable(x, pads, value)
+
+
+def pad2d_portable(x, pads, value=0.0):
+    """:func:`pad2d` in standard ops: a filled array, `x` assigned inside."""
+    (top, bottom), (left, right) = pads
     xp = namespace(x)
     *lead, h, w = x.shape
     out = xp.full((*lead, h + top + bottom, w + left + right), value,
@@ -106,8 +116,9 @@ def add_windows(pieces, shape, kernel, stride, dilation, dtype, device):
 
     Overlapping windows (stride smaller than the dilated kernel) add up.
     Backends whose slices are writable views register the native
-    ``add_into_views`` (``out[key] += piece`` with no temporary); the
-    portable path writes ``out[key] = out[key] + piece``.
+    ``add_into_views`` (``out[key] += piece`` with no temporary), JAX one
+    with ``out.at[key].add(piece)``; the portable path writes
+    ``out[key] = out[key] + piece``.
     """
     xp = namespace(pieces[0])
     keys = window_keys(kernel, stride, dilation, tuple(pieces[0].shape[-2:]))
@@ -115,8 +126,7 @@ def add_windows(pieces, shape, kernel, stride, dilation, dtype, device):
     backend = backend_of(out)
     native = backend.native.get("add_into_views") if backend is not None else None
     if native is not None:
-        native(out, keys, pieces)
-        return out
+        return native(out, keys, pieces)
     return add_into_views_portable(out, keys, pieces)
 
 

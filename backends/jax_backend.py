@@ -1,0 +1,87 @@
+"""JAX arrays (CPU, or a GPU as ``jax:gpu``) through the array API.
+
+JAX arrays are immutable: ``a -= b`` rebinds (optimizers store their state
+back, so that just works), but slice assignment does not exist. The core's
+portable paths that assign into slices (padding, col2im) get native
+versions here written with ``x.at[...]`` and ``jnp.pad``, tested against the
+portable ones; scatter-add uses ``x.at[idx].add``.
+
+portnn's counter-based generator needs exact int64 arithmetic and gradient
+checks need float64, so creating this backend turns on JAX's
+``jax_enable_x64`` (float32 stays portnn's default dtype).
+"""
+
+from __future__ import annotations
+
+from .base import Backend, BackendUnavailableError
+
+INSTALL_HINT = "pip install jax  (from a checkout: pip install -e '.[jax]')"
+
+
+def _scatter_add(target, indices, values):
+    return target.at[indices].add(values)
+
+
+def _add_into_views(out, keys, pieces):
+    for key, piece in zip(keys, pieces, strict=True):
+        out = out.at[key].add(piece)
+    return out
+
+
+def _pad2d(x, pads, value):
+    import jax.numpy as jnp
+
+    widths = [(0, 0)] * (x.ndim - 2) + [tuple(p) for p in pads]
+    return jnp.pad(x, widths, constant_values=value)
+
+
+def _to_numpy(x):
+    import numpy
+
+    return numpy.asarray(x)
+
+
+def _device(jax, spec):
+    """A jax Device from ``None``, ``"cpu"``, ``"gpu"``/``"cuda"`` with an
+    optional ``:N``, or a plain index."""
+    if spec is None:
+        return jax.devices()[0]
+    kind, _, index = str(spec).partition(":")
+    if kind.isdigit():
+        kind, index = None, kind
+    if kind == "cuda":
+        kind = "gpu"
+    try:
+        devices = jax.devices(kind) if kind else jax.devices()
+    except RuntimeError as exc:
+        msg = f"JAX has no {kind!r} device here ({exc})"
+        raise BackendUnavailableError(msg) from exc
+    i = int(index or 0)
+    if not 0 <= i < len(devices):
+        msg = f"JAX device {spec!r} requested, but JAX sees {len(devices)}"
+        raise BackendUnavailableError(msg)
+    return devices[i]
+
+
+def make_jax_backend(device=None) -> Backend:
+    """Build the JAX backend on `device` (default: JAX's default device)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as exc:
+        msg = f"JAX is not installed ({exc})"
+        raise BackendUnavailableError(msg) from exc
+    jax.config.update("jax_enable_x64", True)
+    dev = _device(jax, device)
+    return Backend(
+        "jax",
+        jnp,
+        device=dev,
+        to_numpy=_to_numpy,
+        array_types=(jax.Array,),
+        inplace=False,
+        native={"scatter_add": _scatter_add, "add_into_views": _add_into_views,
+                "pad2d": _pad2d},
+        synchronize=lambda: jax.effects_barrier(),
+        install_hint=INSTALL_HINT,
+    )
