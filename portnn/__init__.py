@@ -24,6 +24,7 @@ from .backends import get_backend, set_backend, use_backend
 from .checkpoint import load
 from .config import default_dtype, get_default_dtype, set_default_dtype
 from .gradcheck import GradcheckError, gradcheck
+from .layers.base import no_grad
 from .layers import (
     ELU,
     GELU,
@@ -118,6 +119,7 @@ __all__ = [
     "set_default_dtype",
     "gradcheck",
     "GradcheckError",
+    "no_grad",
     "Layer",
     "Dense",
     "Dropout",

@@ -59,8 +59,16 @@ def _builtin_layers() -> dict[str, type]:
     return _LAYERS
 
 
-def layer_to_json(layer: Layer) -> dict[str, Any]:
-    """The architecture of `layer` (and its children) as plain JSON data."""
+def layer_to_json(layer: Layer, _shared: dict | None = None) -> dict[str, Any]:
+    """The architecture of `layer` (and its children) as plain JSON data.
+
+    A layer that appears more than once (shared weights) is written in full
+    at its first place, with an ``"id"``, and as ``{"same_as": id}`` after.
+    """
+    if _shared is None:
+        _shared = {}
+    if id(layer) in _shared:
+        return {"same_as": _shared[id(layer)]}
     name = type(layer).__name__
     if _builtin_layers().get(name) is not type(layer):
         msg = (
@@ -69,14 +77,25 @@ def layer_to_json(layer: Layer) -> dict[str, Any]:
         )
         raise TypeError(msg)
     out = {"class": name, "config": layer.get_config()}
+    if layer._uses > 1:
+        out["id"] = _shared[id(layer)] = len(_shared)
     children = layer.children()
     if children and not layer.owns_children:
-        out["children"] = [layer_to_json(c) for c in children]
+        out["children"] = [layer_to_json(c, _shared) for c in children]
     return out
 
 
-def layer_from_json(spec: dict[str, Any], backend) -> Layer:
+def layer_from_json(spec: dict[str, Any], backend, _shared: dict | None = None
+                    ) -> Layer:
     """Rebuild a layer from :func:`layer_to_json` output, on `backend`."""
+    if _shared is None:
+        _shared = {}
+    if isinstance(spec, dict) and "same_as" in spec:
+        try:
+            return _shared[spec["same_as"]]
+        except (KeyError, TypeError):
+            msg = f"checkpoint architecture refers to an unknown shared layer: {spec!r}"
+            raise CheckpointError(msg) from None
     try:
         name, config = spec["class"], dict(spec.get("config", {}))
     except (TypeError, KeyError):
@@ -92,15 +111,17 @@ def layer_from_json(spec: dict[str, Any], backend) -> Layer:
         raise CheckpointError(msg)
     for key, value in config.items():
         if isinstance(value, dict) and "class" in value:
-            config[key] = layer_from_json(value, backend)
-    children = [layer_from_json(c, backend) for c in spec.get("children", [])]
+            config[key] = layer_from_json(value, backend, _shared)
+    children = [layer_from_json(c, backend, _shared)
+                for c in spec.get("children", [])]
     try:
-        if children:
-            return cls(*children, **config)
-        return cls(**config)
+        layer = cls(*children, **config) if children else cls(**config)
     except TypeError as exc:
         msg = f"cannot rebuild {name} from config {config!r}: {exc}"
         raise CheckpointError(msg) from None
+    if "id" in spec:
+        _shared[spec["id"]] = layer
+    return layer
 
 
 def _host(x):

@@ -72,6 +72,8 @@ class Sigmoid(Activation):
     [0.5]
     """
 
+    _cache_attrs = ("_y",)
+
     def forward(self, x, training=False):
         xp = namespace(x)
         # NOTE: exp(-|x|) never overflows; both branches agree with the formula.
@@ -86,6 +88,8 @@ class Sigmoid(Activation):
 
 class Tanh(Activation):
     """``y = tanh(x)``; ``dy/dx = 1 - y**2``."""
+
+    _cache_attrs = ("_y",)
 
     def forward(self, x, training=False):
         self._y = y = namespace(x).tanh(x)
@@ -107,6 +111,8 @@ class ReLU(Activation):
     [0.0, 2.0]
     """
 
+    _cache_attrs = ("_mask",)
+
     init = "he_uniform"
 
     def forward(self, x, training=False):
@@ -123,6 +129,8 @@ class ReLU(Activation):
 
 class LeakyReLU(Activation):
     """``y = x`` for ``x > 0`` else ``negative_slope * x``."""
+
+    _cache_attrs = ("_mask",)
 
     init = "he_uniform"
 
@@ -145,6 +153,8 @@ class LeakyReLU(Activation):
 class ELU(Activation):
     """``y = x`` for ``x > 0`` else ``alpha (exp(x) - 1)``; there
     ``dy/dx = y + alpha``."""
+
+    _cache_attrs = ("_mask", "_y")
 
     init = "he_uniform"
 
@@ -179,6 +189,8 @@ class GELU(Activation):
     ``dy/dx = (1 + t)/2 + x/2 (1 - t**2) k (1 + 3 c x**2)``.
     """
 
+    _cache_attrs = ("_x", "_t")
+
     init = "he_uniform"
 
     def forward(self, x, training=False):
@@ -199,6 +211,8 @@ class Softmax(Activation):
     Backward: ``dx = y (dy - sum(dy * y))``. For classification prefer
     :class:`portnn.CrossEntropy` on logits, which fuses this gradient.
     """
+
+    _cache_attrs = ("_y",)
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()

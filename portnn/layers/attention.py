@@ -66,6 +66,8 @@ class MultiHeadAttention(Layer):
     (3, 5, 8)
     """
 
+    _cache_attrs = ("_cache",)
+
     def __init__(self, embed_dim: int, num_heads: int, bias: bool = True,
                  causal: bool = False, *, backend=None, dtype=None, rng=None):
         super().__init__(backend)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from ..backends import check_same_backend, get_backend
@@ -49,10 +51,53 @@ class Layer:
     #: (checkpoints then store the config only, not the children).
     owns_children = False
 
+    #: Attributes `forward` sets for `backward` (the input, masks, ...).
+    #: They are not state: containers free them after `backward` and under
+    #: :func:`no_grad`, pickles leave them out, and a layer used twice in a
+    #: model keeps one set per call. A custom layer lists its own here.
+    _cache_attrs: tuple[str, ...] = ()
+
+    #: Per-call results a layer exposes (an RNN's ``final_state``): kept
+    #: after `backward`, but never pickled (they derive from the data).
+    _call_outputs: tuple[str, ...] = ()
+
+    #: How many containers hold this layer; above 1 its weights are shared.
+    _uses = 0
+
     def __init__(self, backend=None) -> None:
         self._params: dict[str, Parameter] = {}
         self._buffers: dict[str, Any] = {}
         self.backend = get_backend() if backend is None else _resolve(backend)
+
+    def __getattr__(self, name: str):
+        # Only reached when normal lookup fails: free on the normal path.
+        cls = type(self).__name__
+        if name in type(self)._cache_attrs:
+            msg = (
+                f"{cls}.backward needs what its forward caches ({name!r}), and "
+                "there is none: call forward(x, training=True) first. Each "
+                "forward serves one backward (the cache is freed after it)."
+            )
+            raise AttributeError(msg)
+        if name in ("_params", "_buffers", "backend"):
+            msg = (
+                f"{cls} has no {name!r}: its __init__ must call "
+                "super().__init__() before registering parameters"
+            )
+            raise AttributeError(msg)
+        raise AttributeError(f"{cls!r} object has no attribute {name!r}")
+
+    def __getstate__(self):
+        # Caches and per-call outputs hold (functions of) the last batch:
+        # never part of a pickle.
+        state = self.__dict__.copy()
+        for name in (*type(self)._cache_attrs, *type(self)._call_outputs,
+                     "_child_calls"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
     # -- the two methods a layer writes -------------------------------------
     def forward(self, x: Any, training: bool = False) -> Any:
@@ -98,14 +143,23 @@ class Layer:
         return []
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """Yield ``(dotted name, Parameter)`` pairs in a fixed order."""
+        """Yield ``(dotted name, Parameter)`` pairs in a fixed order; a
+        parameter shared by several layers comes once, under its first name."""
+        seen: set[int] = set()
+        for name, p in self._all_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _all_parameters(self, prefix):
         for name, p in self._params.items():
             yield prefix + name, p
         for i, child in enumerate(self.children()):
-            yield from child.named_parameters(f"{prefix}{i}.")
+            yield from child._all_parameters(f"{prefix}{i}.")
 
     def parameters(self) -> list[Parameter]:
-        """All trainable parameters of this layer and its children."""
+        """All trainable parameters of this layer and its children (each
+        shared one once)."""
         return [p for _, p in self.named_parameters()]
 
     def zero_grad(self) -> None:
@@ -119,13 +173,21 @@ class Layer:
 
     # -- state ----------------------------------------------------------------
     def _named_state(self, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
-        # (name, owner, key) so that load can write back parameters and buffers
+        # (name, owner, key) so that load can write back parameters and
+        # buffers; shared ones once, under their first name
+        seen: set[tuple[int, Any]] = set()
+        for name, owner, key in self._all_state(prefix):
+            if (id(owner), key) not in seen:
+                seen.add((id(owner), key))
+                yield name, owner, key
+
+    def _all_state(self, prefix):
         for name, p in self._params.items():
             yield prefix + name, p, None
         for name in self._buffers:
             yield prefix + name, self, name
         for i, child in enumerate(self.children()):
-            yield from child._named_state(f"{prefix}{i}.")
+            yield from child._all_state(f"{prefix}{i}.")
 
     def state_dict(self) -> dict[str, Any]:
         """Name -> array for every parameter and buffer.
@@ -210,6 +272,52 @@ class Layer:
             optimizer.to(target)
         return self
 
+    # -- calling children (for containers) ---------------------------------------
+    def _owned_layers(self) -> tuple[Layer, ...]:
+        """Sub-layers without parameters of their own that this layer calls
+        (a Dense's activation); they are not children, but their caches are
+        this layer's."""
+        return ()
+
+    def _forward_child(self, child: Layer, x: Any, training: bool, **kwargs):
+        """Run `child` forward for a container, keeping what its backward
+        needs: nothing under :func:`no_grad`, one snapshot per call when
+        the child is used more than once (shared weights). A container's
+        forward starts with :meth:`_begin_calls`."""
+        y = child.forward(x, training, **kwargs)
+        if not grad_enabled():
+            free_caches(child)
+        elif child._uses > 1:
+            self.__dict__.setdefault("_child_calls", []).append(save_caches(child))
+        return y
+
+    def _begin_calls(self) -> None:
+        """Forget the snapshots of an earlier forward that had no backward."""
+        self.__dict__.pop("_child_calls", None)
+
+    def _backward_child(self, child: Layer, dy: Any, params_only: bool = False):
+        """Run `child` backward for a container (in the reverse order of the
+        forward calls), then free its caches."""
+        if child._uses > 1:
+            calls = self.__dict__.get("_child_calls")
+            if not calls:
+                msg = (
+                    f"{type(self).__name__}.backward: no forward call of the shared "
+                    f"{type(child).__name__} is waiting for its backward; call "
+                    "forward(x, training=True) first"
+                )
+                raise RuntimeError(msg)
+            restore_caches(calls.pop())
+            if not calls:
+                del self._child_calls
+        if params_only:
+            child.backward_params(dy)
+            dx = None
+        else:
+            dx = child.backward(dy)
+        free_caches(child)
+        return dx
+
     # -- helpers for subclasses -----------------------------------------------
     def _check_backend(self, x: Any, param: Parameter) -> None:
         if type(x) is not type(param.value):
@@ -217,6 +325,75 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+_grad_enabled: ContextVar[bool] = ContextVar("portnn_grad_enabled", default=True)
+
+
+def grad_enabled() -> bool:
+    """False inside :func:`no_grad`: layers keep nothing for a backward pass."""
+    return _grad_enabled.get()
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Forward passes inside the block keep no caches for `backward`
+    (``predict`` and ``evaluate`` run so): less memory, nothing of the data
+    left on the layers.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(2, 2), portnn.ReLU())
+    >>> with portnn.no_grad():
+    ...     y = model(portnn.get_backend().xp.ones((1, 2)))
+    >>> hasattr(model[0], "_x")
+    False
+    """
+    token = _grad_enabled.set(False)
+    try:
+        yield
+    finally:
+        _grad_enabled.reset(token)
+
+
+def _cached_layers(layer):
+    """`layer`, its children and the layers they own, once each."""
+    seen: set[int] = set()
+    stack = [layer]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(current._owned_layers())
+        stack.extend(current.children())
+
+
+def free_caches(layer) -> None:
+    """Drop what `layer` (and the layers it owns) cached in forward; works
+    for losses too."""
+    owned = layer._owned_layers() if isinstance(layer, Layer) else ()
+    for current in (layer, *owned):
+        d = current.__dict__
+        for name in type(current)._cache_attrs:
+            d.pop(name, None)
+        d.pop("_child_calls", None)
+
+
+def save_caches(layer: Layer) -> list:
+    """The caches of `layer` and everything below it, for one call."""
+    return [(current, {name: current.__dict__[name]
+                       for name in (*type(current)._cache_attrs, "_child_calls")
+                       if name in current.__dict__})
+            for current in _cached_layers(layer)]
+
+
+def restore_caches(snapshot) -> None:
+    """Put back what :func:`save_caches` took."""
+    for current, caches in snapshot:
+        current.__dict__.update(caches)
 
 
 def float_dtype(backend, dtype):

@@ -61,6 +61,7 @@ class _Conv(Layer):
     """Shared machinery of Conv1D and Conv2D (computed in 2-D)."""
 
     nd = 2
+    _cache_attrs = ("_cols", "_in_shape", "_x_shape")
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, init="auto", activation=None, *,
@@ -173,6 +174,9 @@ class _Conv(Layer):
 
     def _from_2d(self, y):
         return y
+
+    def _owned_layers(self):
+        return () if self.activation is None else (self.activation,)
 
     def _param_grads(self, dy):
         """Accumulate dW and db; return dy as ``(N, [g,] O/g, OH*OW)``."""

@@ -58,6 +58,8 @@ class Dense(Layer):
     (4, 2)
     """
 
+    _cache_attrs = ("_x",)
+
     def __init__(
         self,
         in_features: int,
@@ -125,6 +127,9 @@ class Dense(Layer):
 
     def backward_params(self, dy):
         self._param_grads(dy)
+
+    def _owned_layers(self):
+        return () if self.activation is None else (self.activation,)
 
     def _param_grads(self, dy):
         """Accumulate dW and db; return dy past the activation."""

@@ -29,6 +29,8 @@ class Dropout(Activation):
     True
     """
 
+    _cache_attrs = ("_mask",)
+
     def __init__(self, p: float = 0.5, rng=None) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:

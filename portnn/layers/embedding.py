@@ -44,6 +44,7 @@ class Embedding(Layer):
     """
 
     integer_input = True
+    _cache_attrs = ("_ids",)
 
     def __init__(self, num_embeddings: int, embedding_dim: int, init="uniform", *,
                  backend=None, dtype=None, rng=None) -> None:

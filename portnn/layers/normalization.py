@@ -29,6 +29,7 @@ class _BatchNorm(Layer):
 
     ndims: tuple[int, ...] = ()
     layout = ""
+    _cache_attrs = ("_xhat", "_inv_std", "_training", "_axes", "_bshape", "_in_dtype")
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
                  affine: bool = True, *, backend=None, dtype=None) -> None:
@@ -202,6 +203,8 @@ class LayerNorm(Layer):
     >>> ln(x).shape
     (2, 5, 4)
     """
+
+    _cache_attrs = ("_xhat", "_inv_std", "_axes", "_in_dtype")
 
     def __init__(self, normalized_shape, eps: float = 1e-5,
                  elementwise_affine: bool = True, *, backend=None, dtype=None):

@@ -18,6 +18,7 @@ class _Pool(Activation):
     """Shared machinery of the window pooling layers (computed in 2-D)."""
 
     nd = 2
+    _cache_attrs = ("_x_shape", "_in_shape")
 
     def __init__(self, kernel_size, stride=None, padding=0) -> None:
         super().__init__()
@@ -122,6 +123,8 @@ class MaxPool2D(_Pool):
     [[5.0, 7.0], [13.0, 15.0]]
     """
 
+    _cache_attrs = ("_x_shape", "_in_shape", "_views", "_best")
+
     def forward(self, x, training=False):
         xp = namespace(x)
         views = self._windows(x, -float("inf"))
@@ -216,6 +219,8 @@ class GlobalAvgPool2D(Activation):
     >>> portnn.GlobalAvgPool2D()(x).shape
     (2, 3)
     """
+
+    _cache_attrs = ("_x_shape",)
 
     def forward(self, x, training=False):
         if x.ndim != 4:

@@ -31,6 +31,8 @@ class _Recurrent(Layer):
 
     gates = 1
     state_names = ("h",)
+    _cache_attrs = ("_x", "_caches", "_prev")
+    _call_outputs = ("final_state", "initial_state_grad")
 
     def __init__(self, input_size: int, hidden_size: int,
                  return_sequences: bool = True, bias: bool = True, *,

@@ -18,6 +18,8 @@ class Flatten(Activation):
     (2, 48)
     """
 
+    _cache_attrs = ("_x_shape",)
+
     def forward(self, x, training=False):
         if x.ndim < 1:
             msg = f"Flatten: expected at least a batch axis, got shape {tuple(x.shape)}"
@@ -48,6 +50,8 @@ class Reshape(Activation):
     >>> portnn.Reshape((1, 8, 8))(x).shape
     (2, 1, 8, 8)
     """
+
+    _cache_attrs = ("_x_shape",)
 
     def __init__(self, shape) -> None:
         super().__init__()

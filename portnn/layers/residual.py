@@ -33,6 +33,7 @@ class Residual(Layer):
             raise TypeError(msg)
         super().__init__(layer.backend)
         self.layer = layer
+        layer._uses += 1
 
     def children(self) -> list[Layer]:
         return [self.layer]
@@ -41,8 +42,11 @@ class Residual(Layer):
         """The wrapped layer sees the input: it checks it."""
         self.layer.check_input(x)
 
+    _cache_attrs = ("_child_calls",)
+
     def forward(self, x, training=False):
-        y = self.layer.forward(x, training)
+        self._begin_calls()
+        y = self._forward_child(self.layer, x, training)
         if tuple(y.shape) != tuple(x.shape):
             msg = (
                 f"Residual: the wrapped {type(self.layer).__name__} must keep the "
@@ -52,7 +56,7 @@ class Residual(Layer):
         return x + y
 
     def backward(self, dy):
-        return dy + self.layer.backward(dy)
+        return dy + self._backward_child(self.layer, dy)
 
     def get_config(self) -> dict:
         """No arguments of its own: the wrapped layer is stored as a child."""

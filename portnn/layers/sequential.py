@@ -16,7 +16,9 @@ class Sequential(Model):
     *layers : Layer
         Applied in order. A :class:`Dense` with ``init="auto"`` followed by
         an activation is initialized for that activation (He for ReLU-like,
-        Glorot otherwise).
+        Glorot otherwise). A layer may appear more than once: its weights
+        are shared, its gradients summed over the uses, and its parameters
+        listed (and saved) once.
 
     Examples
     --------
@@ -45,7 +47,11 @@ class Sequential(Model):
             backend = owners[0].backend if owners else None
         super().__init__(backend)
         self.layers: list[Layer] = list(layers)
+        for layer in self.layers:
+            layer._uses += 1
         self._auto_init()
+
+    _cache_attrs = ("_child_calls",)
 
     def _auto_init(self) -> None:
         for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
@@ -64,6 +70,7 @@ class Sequential(Model):
             msg = f"Sequential.add takes a Layer, got {type(layer).__name__}"
             raise TypeError(msg)
         self.layers.append(layer)
+        layer._uses += 1
         return self
 
     def get_config(self) -> dict:
@@ -79,21 +86,22 @@ class Sequential(Model):
             self.layers[0].check_input(x)
 
     def forward(self, x, training=False):
+        self._begin_calls()
         for layer in self.layers:
-            x = layer.forward(x, training)
+            x = self._forward_child(layer, x, training)
         return x
 
     def backward(self, dy):
         for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+            dy = self._backward_child(layer, dy)
         return dy
 
     def backward_params(self, dy):
         layers = self.layers
         for layer in reversed(layers[1:]):
-            dy = layer.backward(dy)
+            dy = self._backward_child(layer, dy)
         if layers:
-            layers[0].backward_params(dy)
+            self._backward_child(layers[0], dy, params_only=True)
 
     def __getitem__(self, i):
         return self.layers[i]

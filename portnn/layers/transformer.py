@@ -39,6 +39,8 @@ class PositionalEncoding(Layer):
     [0.8415, 0.5403, 0.01, 1.0]
     """
 
+    _cache_attrs = ("_steps",)
+
     def __init__(self, max_len: int, d_model: int, learned: bool = False, *,
                  backend=None, dtype=None, rng=None) -> None:
         super().__init__(backend)
@@ -141,6 +143,7 @@ class TransformerEncoderLayer(Layer):
 
     #: built from its config: checkpoints store the config, not the sub-layers
     owns_children = True
+    _cache_attrs = ("_child_calls",)
 
     def __init__(self, d_model: int, num_heads: int, dim_feedforward: int | None = None,
                  dropout: float = 0.0, causal: bool = False, *, backend=None,
@@ -162,22 +165,28 @@ class TransformerEncoderLayer(Layer):
     def children(self) -> list[Layer]:
         return [self.norm1, self.attn, self.norm2, self.ff1, self.ff2]
 
+    def _owned_layers(self):
+        return (self.drop1, self.drop2)
+
     def __call__(self, x, training=False, attn_mask=None, key_padding_mask=None):
         return self.forward(x, training, attn_mask, key_padding_mask)
 
     def forward(self, x, training=False, attn_mask=None, key_padding_mask=None):
-        a = self.attn.forward(self.norm1.forward(x, training), training, attn_mask,
-                              key_padding_mask)
-        x = x + self.drop1.forward(a, training)
-        f = self.ff2.forward(self.ff1.forward(self.norm2.forward(x, training),
-                                              training), training)
-        return x + self.drop2.forward(f, training)
+        self._begin_calls()
+        run = self._forward_child
+        a = run(self.attn, run(self.norm1, x, training), training,
+                attn_mask=attn_mask, key_padding_mask=key_padding_mask)
+        x = x + run(self.drop1, a, training)
+        f = run(self.ff2, run(self.ff1, run(self.norm2, x, training), training),
+                training)
+        return x + run(self.drop2, f, training)
 
     def backward(self, dy):
-        df = self.ff1.backward(self.ff2.backward(self.drop2.backward(dy)))
-        dx = dy + self.norm2.backward(df)
-        da = self.attn.backward(self.drop1.backward(dx))
-        return dx + self.norm1.backward(da)
+        back = self._backward_child
+        df = back(self.ff1, back(self.ff2, back(self.drop2, dy)))
+        dx = dy + back(self.norm2, df)
+        da = back(self.attn, back(self.drop1, dx))
+        return dx + back(self.norm1, da)
 
     def get_config(self) -> dict:
         """Constructor arguments."""

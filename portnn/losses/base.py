@@ -20,6 +20,10 @@ class Loss:
         Average or add the per-element losses.
     """
 
+    #: What `forward` keeps for `backward` (predictions, targets): not
+    #: state, so pickles leave it out.
+    _cache_attrs: tuple[str, ...] = ()
+
     def __init__(self, reduction: str = "mean") -> None:
         if reduction not in _REDUCTIONS:
             msg = f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, "
@@ -29,6 +33,24 @@ class Loss:
 
     def __call__(self, pred, target):
         return self.forward(pred, target)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in type(self)._cache_attrs:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def __getattr__(self, name):
+        if name in type(self)._cache_attrs:
+            msg = (
+                f"{type(self).__name__}.backward needs a forward(pred, target) "
+                f"first (no {name!r} cached)"
+            )
+            raise AttributeError(msg)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def forward(self, pred, target):
         """Loss of `pred` against `target`, as a 0-d array."""

@@ -25,6 +25,8 @@ class BCE(Loss):
     0.6931
     """
 
+    _cache_attrs = ("_p", "_t", "_k")
+
     def forward(self, pred, target):
         target = self._match(pred, target)
         xp = namespace(pred)
@@ -49,6 +51,8 @@ class BCEWithLogits(Loss):
     ``l = max(z, 0) - z t + log(1 + exp(-|z|))`` (never overflows) and
     ``dl/dz = sigmoid(z) - t``.
     """
+
+    _cache_attrs = ("_sig", "_t", "_k")
 
     def forward(self, pred, target):
         target = self._match(pred, target)

@@ -44,6 +44,8 @@ class CrossEntropy(Loss):
     0.2395
     """
 
+    _cache_attrs = ("_p", "_q", "_k", "_q_sums_to_one")
+
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
         if not 0.0 <= label_smoothing <= 1.0:

@@ -20,6 +20,8 @@ class MSE(Loss):
     2.0
     """
 
+    _cache_attrs = ("_d", "_k")
+
     def forward(self, pred, target):
         target = self._match(pred, target)
         xp = namespace(pred)
@@ -34,6 +36,8 @@ class MSE(Loss):
 class MAE(Loss):
     """Mean absolute error (L1): ``mean(|pred - target|)``; the gradient is
     ``sign(pred - target) / n`` (0 where they are equal, as in PyTorch)."""
+
+    _cache_attrs = ("_d", "_k")
 
     def forward(self, pred, target):
         target = self._match(pred, target)
@@ -52,6 +56,8 @@ class Huber(Loss):
     ``l = d**2 / 2`` for ``|d| <= delta`` else ``delta (|d| - delta / 2)``;
     ``dl/dd = clip(d, -delta, delta)``. Matches ``torch.nn.HuberLoss``.
     """
+
+    _cache_attrs = ("_d", "_k")
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)

@@ -9,7 +9,7 @@ from .. import data as data_mod
 from .. import losses as losses_mod
 from .. import optim as optim_mod
 from .._validation import validated_data
-from ..layers.base import Layer
+from ..layers.base import Layer, free_caches, no_grad
 from ..random import global_generator
 from .callbacks import Callback, ProgressBar
 from .guard import StepGuard, TrainingDivergedError
@@ -221,6 +221,7 @@ class Model(Layer):
                     if self.stop_training:
                         break
         finally:
+            free_caches(loss)  # the last batch's predictions and targets
             for cb in callbacks:  # also when training fails: files close
                 cb.on_train_end()
         return history
@@ -246,11 +247,13 @@ class Model(Layer):
     def _evaluate(self, x, y, loss, batch_size, metric_list):
         meters = Meters(self.backend, metric_list)
         n = x.shape[0]
-        for lo in range(0, n, batch_size):
-            hi = min(n, lo + batch_size)
-            xb, yb = x[lo:hi, ...], y[lo:hi, ...]
-            pred = self.forward(xb, training=False)
-            meters.update(loss.forward(pred, yb), pred, yb)
+        with no_grad():
+            for lo in range(0, n, batch_size):
+                hi = min(n, lo + batch_size)
+                xb, yb = x[lo:hi, ...], y[lo:hi, ...]
+                pred = self.forward(xb, training=False)
+                meters.update(loss.forward(pred, yb), pred, yb)
+        free_caches(loss)
         logs, _ = meters.read()
         return logs
 
@@ -260,13 +263,13 @@ class Model(Layer):
         if batch_size is not None:
             batch_size = _positive_int("batch_size", batch_size)
         x = self._as_input(x)
-        if batch_size is None or x.shape[0] <= batch_size:
-            return self.forward(x, training=False)
-        xp = self.backend.xp
-        n = x.shape[0]
-        parts = [self.forward(x[i:min(n, i + batch_size), ...], training=False)
-                 for i in range(0, n, batch_size)]
-        return xp.concat(parts, axis=0)
+        with no_grad():  # nothing of x stays on the layers
+            if batch_size is None or x.shape[0] <= batch_size:
+                return self.forward(x, training=False)
+            n = x.shape[0]
+            parts = [self.forward(x[i:min(n, i + batch_size), ...], training=False)
+                     for i in range(0, n, batch_size)]
+        return self.backend.xp.concat(parts, axis=0)
 
     # -- checkpoints ----------------------------------------------------------
     def save(self, path, optimizer=None, metadata=None) -> None:
@@ -356,7 +359,8 @@ class Model(Layer):
     def _check_data(self, x, y, loss) -> None:
         """Validate whole arrays once: the model takes `x` (one sample run in
         evaluation mode), token ids and labels are in range, targets fit."""
-        pred = self.forward(x[:1, ...], training=False)
+        with no_grad():
+            pred = self.forward(x[:1, ...], training=False)
         self.check_input(x)
         loss.check_target(pred, y)
 
