@@ -84,12 +84,17 @@ def _loss_cases(backend):
         "ce_soft": (portnn.CrossEntropy(), pred, _float_target(backend, (3, 4))),
         "ce_sequence": (portnn.CrossEntropy(), _input(backend, (2, 3, 4)),
                         backend.asarray([[0, 1, 2], [3, 3, 0]])),
+        # Keras's categorical_crossentropy: unnormalized probabilities in
+        "ce_probs_labels": (portnn.CrossEntropy(from_logits=False), probs, labels),
+        "ce_probs_smoothing": (
+            portnn.CrossEntropy(label_smoothing=0.1, from_logits=False), probs,
+            onehot),
     }
 
 
 LOSS_NAMES = ["mse", "mse_sum", "mae", "huber", "bce", "bce_soft", "bce_logits",
               "ce_labels", "ce_onehot", "ce_smoothing", "ce_sum", "ce_soft",
-              "ce_sequence"]
+              "ce_sequence", "ce_probs_labels", "ce_probs_smoothing"]
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)

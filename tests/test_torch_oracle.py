@@ -117,12 +117,18 @@ def _loss_pairs(torch):
                    nn.CrossEntropyLoss(reduction="sum"), "labels"),
         "ce_probs": (portnn.CrossEntropy(label_smoothing=0.1),
                      nn.CrossEntropyLoss(label_smoothing=0.1), "probs"),
+        # Keras's categorical_crossentropy on (unnormalized, one tiny) probabilities
+        "ce_from_probabilities": (
+            portnn.CrossEntropy(from_logits=False),
+            lambda p, y: nn.NLLLoss()(torch.log(torch.clamp(
+                p / p.sum(-1, keepdim=True), 1e-7, 1 - 1e-7)), y),
+            "probabilities"),
     }
 
 
 @pytest.mark.parametrize("name", ["mse", "mse_sum", "mae", "huber", "bce",
                                   "bce_logits", "ce", "ce_smooth", "ce_sum",
-                                  "ce_probs"])
+                                  "ce_probs", "ce_from_probabilities"])
 def test_loss_matches_torch(backend, torch, name):
     loss, tloss, kind = _loss_pairs(torch)[name]
     rs = np.random.default_rng(3)
@@ -136,6 +142,11 @@ def test_loss_matches_torch(backend, torch, name):
         target = (rs.uniform(size=(6, 4)) > 0.5).astype(np.float64)
     elif kind == "labels":
         target = rs.integers(0, 4, size=6)
+    elif kind == "probabilities":
+        pred = rs.uniform(0.05, 1.0, size=(6, 4))
+        pred[0, 1] = 1e-12  # clipped: no gradient there, as in torch.clamp
+        target = rs.integers(0, 4, size=6)
+        target[0] = 1
     else:
         target = rs.dirichlet(np.ones(4), size=6)
     value = loss.forward(backend.asarray(pred), backend.asarray(target))

@@ -3,6 +3,8 @@ d loss / d pred from `backward()`."""
 
 from __future__ import annotations
 
+import functools
+
 from .base import Loss
 from .binary import BCE, BCEWithLogits
 from .cross_entropy import CrossEntropy
@@ -20,14 +22,22 @@ _BY_NAME = {
     "bce": BCE,
     "binary_crossentropy": BCE,
     "bce_with_logits": BCEWithLogits,
-    "cross_entropy": CrossEntropy,
+    "cross_entropy": CrossEntropy,  # portnn's: logits
     "crossentropy": CrossEntropy,
-    "categorical_crossentropy": CrossEntropy,
+    # Keras's names keep Keras's meaning: probabilities (a softmax output)
+    "categorical_crossentropy": functools.partial(CrossEntropy, from_logits=False),
+    "sparse_categorical_crossentropy": functools.partial(CrossEntropy,
+                                                         from_logits=False),
 }
 
 
 def get(loss) -> Loss:
     """A loss from a name (``"mse"``, ``"cross_entropy"``), a class or an instance.
+
+    ``"cross_entropy"`` takes logits; Keras's ``"categorical_crossentropy"``
+    and ``"sparse_categorical_crossentropy"`` take probabilities, as in Keras
+    (``CrossEntropy(from_logits=False)``); ``"binary_crossentropy"`` is
+    :class:`BCE` on probabilities.
 
     Examples
     --------

@@ -1,5 +1,5 @@
 """`CrossEntropy`: softmax cross-entropy on logits, with the softmax gradient
-fused in."""
+fused in (or, Keras style, on probabilities)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .base import Loss
 
 
 class CrossEntropy(Loss):
-    """Softmax cross-entropy from logits.
+    """Softmax cross-entropy from logits (or from probabilities).
 
     Parameters
     ----------
@@ -22,6 +22,14 @@ class CrossEntropy(Loss):
         ``q = (1 - eps) q + eps / C`` (as ``torch.nn.CrossEntropyLoss``).
     reduction : {"mean", "sum"}
         Average or sum over samples.
+    from_logits : bool, default True
+        True: `pred` holds logits (the last layer has no softmax; the
+        softmax gradient is fused, the stable and fast way). False: `pred`
+        holds probabilities (a softmax output), as Keras's
+        ``categorical_crossentropy``: each row is normalized to sum 1 and
+        clipped to ``[1e-7, 1 - 1e-7]`` before the log. The names
+        ``"categorical_crossentropy"`` and
+        ``"sparse_categorical_crossentropy"`` mean this, as in Keras.
 
     Notes
     -----
@@ -32,7 +40,11 @@ class CrossEntropy(Loss):
 
         l = -sum(q * log p)        dl/dz = p - q
 
-    the fused gradient: no softmax Jacobian is ever formed.
+    the fused gradient: no softmax Jacobian is ever formed. On probabilities
+    ``p`` (``from_logits=False``) with ``p^ = clip(p / sum p)``::
+
+        l = -sum(q * log p^)       g = -q / p^ (0 where clipped)
+        dl/dp = (g - sum(g * p^)) / sum p
 
     Examples
     --------
@@ -44,10 +56,15 @@ class CrossEntropy(Loss):
     0.2395
     """
 
-    _cache_attrs = ("_p", "_q", "_k", "_q_sums_to_one")
+    _cache_attrs = ("_p", "_q", "_k", "_q_sums_to_one", "_s", "_inside")
 
-    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
+    #: Keras's clip of probabilities before the log
+    EPSILON = 1e-7
+
+    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean",
+                 from_logits: bool = True) -> None:
         super().__init__(reduction)
+        self.from_logits = bool(from_logits)
         if not 0.0 <= label_smoothing <= 1.0:
             msg = (
                 "CrossEntropy: label_smoothing must be in [0, 1], "
@@ -65,6 +82,10 @@ class CrossEntropy(Loss):
             raise ValueError(msg)
         n_classes = pred.shape[-1]
         q = self._target_distribution(xp, pred, target, n_classes)
+        self._q = q
+        self._k = self._scale(math.prod(pred.shape[:-1]))
+        if not self.from_logits:
+            return self._forward_probabilities(xp, pred, q)
         # NOTE: log-softmax via the max shift: exp never overflows and
         # log never sees 0.
         shifted = pred - xp.max(pred, axis=-1, keepdims=True)
@@ -72,14 +93,25 @@ class CrossEntropy(Loss):
         s = xp.sum(e, axis=-1, keepdims=True)
         log_p = shifted - xp.log(s)
         self._p = e / s
-        self._q = q
-        self._k = self._scale(math.prod(pred.shape[:-1]))
         total = -xp.sum(q * log_p)
         return total * self._k
+
+    def _forward_probabilities(self, xp, pred, q):
+        # NOTE: normalize then clip, as Keras does: log never sees 0
+        s = xp.sum(pred, axis=-1, keepdims=True)
+        eps = self.EPSILON
+        p = pred / s
+        self._inside = (p > eps) & (p < 1.0 - eps)
+        self._p = xp.clip(p, eps, 1.0 - eps)
+        self._s = s
+        return -xp.sum(q * xp.log(self._p)) * self._k
 
     def backward(self):
         xp = namespace(self._p)
         p, q = self._p, self._q
+        if not self.from_logits:
+            g = xp.where(self._inside, -q / p, 0.0)
+            return (g - xp.sum(g * p, axis=-1, keepdims=True)) / self._s * self._k
         if self._q_sums_to_one:
             return (p - q) * self._k
         return (p * xp.sum(q, axis=-1, keepdims=True) - q) * self._k
@@ -146,7 +178,8 @@ class CrossEntropy(Loss):
         return q
 
     def __repr__(self) -> str:
+        probs = "" if self.from_logits else ", from_logits=False"
         return (
             f"CrossEntropy(label_smoothing={self.label_smoothing}, "
-            f"reduction={self.reduction!r})"
+            f"reduction={self.reduction!r}{probs})"
         )

@@ -146,19 +146,31 @@ def _fmt(logs: dict) -> str:
     return "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
 
 
+def in_notebook() -> bool:
+    """Whether Python runs in a Jupyter kernel (tqdm then draws a widget)."""
+    shell = sys.modules.get("IPython")
+    try:
+        ip = shell.get_ipython() if shell is not None else None
+    except Exception:
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
 class ProgressBar(Callback):
     """A one-line progress display per epoch, with the loss and speed.
 
-    On a terminal it redraws in place (through tqdm when it is installed) at
-    most every `refresh` seconds: each redraw reads the latest batch loss
-    from the device, so a GPU is not made to wait on every batch. Elsewhere
-    (a log file, CI) it reads nothing per batch and prints one summary line
+    On a terminal it redraws in place (through tqdm when it is installed;
+    in Jupyter, tqdm's notebook widget) at most every `refresh` seconds:
+    each redraw reads the latest batch loss from the device, so a GPU is
+    not made to wait on every batch. Elsewhere (a log file, CI), or with
+    ``live=False``, it reads nothing per batch and prints one summary line
     per epoch, or nothing with ``quiet_off_terminal=True``.
     """
 
     def __init__(self, epochs: int, batches: int, stream=None,
                  quiet_off_terminal: bool = False, width: int = 24,
-                 refresh: float = 0.2, clock=time.perf_counter) -> None:
+                 refresh: float = 0.2, clock=time.perf_counter,
+                 live: bool = True) -> None:
         self.epochs = epochs
         self.batches = batches
         self.stream = stream or sys.stderr
@@ -166,7 +178,8 @@ class ProgressBar(Callback):
         self.refresh = float(refresh)
         self.clock = clock
         isatty = getattr(self.stream, "isatty", lambda: False)()
-        self.live = bool(isatty)
+        self.notebook = stream is None and in_notebook()
+        self.live = live and (bool(isatty) or self.notebook)
         self.silent = quiet_off_terminal and not self.live
         self.draws = 0
 
@@ -179,10 +192,11 @@ class ProgressBar(Callback):
         self._tqdm = None
         if self.live:
             try:
-                from tqdm.auto import tqdm
+                from tqdm.auto import tqdm  # the notebook widget in Jupyter
             except ImportError:
                 return
-            self._tqdm = tqdm(total=self.batches, file=self.stream, leave=False,
+            stream = None if self.notebook else self.stream
+            self._tqdm = tqdm(total=self.batches, file=stream, leave=False,
                               unit="batch", desc=f"epoch {epoch + 1}/{self.epochs}")
 
     def on_batch_end(self, batch, logs=None):

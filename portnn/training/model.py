@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 
 from .. import data as data_mod
 from .. import losses as losses_mod
@@ -108,9 +107,9 @@ class Model(Layer):
         metrics : "auto", list of str or Metric, or None
             ``"auto"`` adds ``"accuracy"`` for classification losses.
         verbose : "auto", 0, 1 or 2
-            0 silent; 1 a live progress bar (one line per epoch off a
-            terminal); 2 one line per epoch; ``"auto"`` is 1 on a terminal
-            and 0 otherwise.
+            0 silent; 1 a live progress bar on a terminal (tqdm's widget in
+            Jupyter) and one line per epoch elsewhere (a log file, CI); 2
+            one line per epoch; ``"auto"`` is 1.
         rng : portnn.random.Generator, optional
             Source of the shuffles (default: the global generator).
         precision : {"float32", "mixed_float16", "mixed_bfloat16"}
@@ -169,6 +168,7 @@ class Model(Layer):
             if not isinstance(cb, Callback):
                 msg = f"callbacks must be Callback instances, got {type(cb).__name__}"
                 raise TypeError(msg)
+        self._check_head(loss)
         x, y = self._as_data(x, y, loss)
         x, y, validation_data = self._split_validation(x, y, validation_data,
                                                        validation_split, loss)
@@ -177,10 +177,11 @@ class Model(Layer):
             self._check_data(*validation_data, loss)
         n = x.shape[0]
         n_batches = -(-n // batch_size)
-        if verbose == "auto":
-            verbose = 1 if _isatty(sys.stderr) else 0
+        if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
+            msg = f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}"
+            raise ValueError(msg)
         if verbose:
-            callbacks.append(ProgressBar(epochs, n_batches))
+            callbacks.append(ProgressBar(epochs, n_batches, live=verbose != 2))
 
         # -- train ---------------------------------------------------------------
         self.loss, self.optimizer = loss, optimizer
@@ -356,6 +357,29 @@ class Model(Layer):
             validation_data = self._as_data(*validation_data, loss)
         return x, y, validation_data
 
+    def _check_head(self, loss) -> None:
+        """Refuse a loss that does not match the model's last activation: a
+        softmax head under a logits loss trains a double softmax."""
+        head = _output_activation(self)
+        name = type(head).__name__ if head is not None else None
+        fix = None
+        if isinstance(loss, losses_mod.CrossEntropy):
+            if loss.from_logits and name == "Softmax":
+                fix = ("CrossEntropy() expects logits, but the model ends in a "
+                       "softmax: that trains a double softmax. Remove the final "
+                       "softmax (CrossEntropy fuses it, the stable way) or use "
+                       "CrossEntropy(from_logits=False) / "
+                       "loss='categorical_crossentropy'")
+            elif not loss.from_logits and head is None and _ends_linear(self):
+                fix = ("CrossEntropy(from_logits=False) expects probabilities, but "
+                       "the model ends in a linear layer (logits). Use "
+                       "CrossEntropy() (from logits) or end the model in a softmax")
+        elif isinstance(loss, losses_mod.BCEWithLogits) and name == "Sigmoid":
+            fix = ("BCEWithLogits expects logits, but the model ends in a sigmoid. "
+                   "Remove the final sigmoid or use BCE() on probabilities")
+        if fix:
+            raise ValueError(fix)
+
     def _check_data(self, x, y, loss) -> None:
         """Validate whole arrays once: the model takes `x` (one sample run in
         evaluation mode), token ids and labels are in range, targets fit."""
@@ -399,6 +423,33 @@ class Model(Layer):
         return out
 
 
+def _last_layer(model):
+    layer = model
+    while True:
+        children = getattr(layer, "layers", None)
+        if not children:
+            return layer
+        layer = children[-1]
+
+
+def _output_activation(model):
+    """The activation a Sequential ends in (a layer, or a Dense/Conv's
+    ``activation=``), or None."""
+    from ..layers.activations import Activation
+
+    last = _last_layer(model)
+    act = getattr(last, "activation", None)
+    if isinstance(act, Activation):
+        return act
+    return last if type(last).__name__ in ("Softmax", "Sigmoid") else None
+
+
+def _ends_linear(model) -> bool:
+    last = _last_layer(model)
+    return type(last).__name__ in ("Dense", "Conv1D", "Conv2D") and (
+        last.activation is None)
+
+
 def _positive_int(name, value) -> int:
     """`value` as an int if it is a positive integral number (numpy ints too)."""
     import operator
@@ -415,8 +466,3 @@ def _positive_int(name, value) -> int:
     return number
 
 
-def _isatty(stream) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
