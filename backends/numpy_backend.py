@@ -32,11 +32,13 @@ def _to_bytes(x):
 
 
 def _from_bytes(data, code, shape):
-    """A NumPy array (a copy) from the raw bytes of one safetensors tensor."""
+    """A NumPy array from the raw bytes of one safetensors tensor: a view
+    of a `bytearray` (which it then owns), a copy of anything else."""
     import numpy
 
     flat = numpy.frombuffer(data, dtype=numpy.dtype(_CODES[code]))
-    return flat.reshape(shape).copy()
+    out = flat.reshape(shape)
+    return out if isinstance(data, bytearray) else out.copy()
 
 
 def _quiet_overflow():

@@ -11,14 +11,16 @@ loading a file never runs code named by the file.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+from . import init as init_mod
 from . import losses as losses_mod
 from . import optim as optim_mod
 from . import random as random_mod
-from .backends import backend_of, get, get_backend
+from .backends import backend_of, get, get_backend, use_backend
 from .layers.base import Layer
-from .safetensors import CheckpointError, read, write_atomic
+from .safetensors import CheckpointError, SafetensorsFile, read, write_atomic
 
 __all__ = ["CheckpointError", "load", "read_tensors", "register_layer", "save"]
 
@@ -130,9 +132,13 @@ def _host(x):
 
 
 def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> None:
-    """Write `model` (and `optimizer`, and the global RNG state) to `path`.
+    """Write `model` (and `optimizer`, its learning-rate schedule, and the
+    RNG state) to `path`.
 
-    The write is atomic: a crash leaves the previous file intact.
+    The write is atomic: a crash leaves the previous file intact. A new file
+    gets the mode an ordinary write would give it (the umask applies); an
+    existing one keeps its mode; a symbolic link is written through to its
+    target.
 
     Parameters
     ----------
@@ -141,9 +147,12 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
     path : str or os.PathLike
         Usually ending in ``.safetensors``.
     optimizer : Optimizer, optional
-        Defaults to ``model.optimizer`` (set by ``fit``) when there is one.
+        Defaults to ``model.optimizer`` (set by ``fit``) when there is one;
+        it may hold all of the model's parameters or some of them.
     metadata : dict of str to str, optional
-        Extra user metadata, stored under ``user.<key>``.
+        Extra user metadata (default: ``model.metadata``, if any), stored
+        under ``user.<key>``; :func:`load` gives it back as
+        ``model.metadata``.
     """
     tensors = {f"model.{k}": _host(v) for k, v in model.state_dict().items()}
     meta = {
@@ -160,14 +169,16 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
     if optimizer is None:
         optimizer = getattr(model, "optimizer", None)
     if optimizer is not None:
-        params = {id(p): i for i, p in enumerate(model.parameters())}
-        if [params.get(id(p)) for p in optimizer.params] != list(range(len(params))):
-            msg = "the optimizer does not hold exactly this model's parameters"
+        positions = {id(p): i for i, p in enumerate(model.parameters())}
+        indices = [positions.get(id(p)) for p in optimizer.params]
+        if None in indices:
+            msg = "the optimizer holds parameters that are not this model's"
             raise ValueError(msg)
+        state = optimizer.state_dict()
         scalars = []
-        for i, state in enumerate(optimizer.state_dict()["state"]):
-            scalars.append({k: v for k, v in state.items() if not hasattr(v, "shape")})
-            for k, v in state.items():
+        for i, entry in enumerate(state["state"]):
+            scalars.append({k: v for k, v in entry.items() if not hasattr(v, "shape")})
+            for k, v in entry.items():
                 if hasattr(v, "shape"):
                     tensors[f"optimizer.{i}.{k}"] = _host(v)
         meta["portnn.optimizer"] = json.dumps({
@@ -175,7 +186,17 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
             "config": optimizer.get_config(),
             "steps": optimizer.steps,
             "scalars": scalars,
+            "params": indices,
         })
+        scheduler = getattr(optimizer, "scheduler", None)
+        if scheduler is not None:
+            meta["portnn.scheduler"] = json.dumps({
+                "class": type(scheduler).__name__,
+                "config": scheduler.get_config(),
+                "state": scheduler.state_dict(),
+            })
+    if metadata is None:
+        metadata = getattr(model, "metadata", None)
     for k, v in (metadata or {}).items():
         meta[f"user.{k}"] = str(v)
     write_atomic(path, tensors, meta)
@@ -186,11 +207,17 @@ def read_tensors(path, backend=None) -> dict[str, Any]:
     of `backend` (default: the current one)."""
     backend = get(backend) if backend is not None else get_backend()
     tensors, _ = read(path)
-    return {k: backend.asarray(v, copy=True) for k, v in tensors.items()}
+    return {k: backend.asarray(v) for k, v in tensors.items()}
 
 
 def load(path, backend=None, restore_rng: bool = False):
     """Rebuild the model saved at `path`, with its optimizer if one was saved.
+
+    Everything in the file is checked before anything is allocated: the
+    header, the metadata, and every stored shape against the architecture
+    (built with placeholder weights, no random draws). The tensors are then
+    read one at a time straight into their places, so a load needs little
+    more memory than the tensors themselves.
 
     Parameters
     ----------
@@ -199,76 +226,265 @@ def load(path, backend=None, restore_rng: bool = False):
         Where to load it (default: the current backend); any backend can
         load a checkpoint saved on any other.
     restore_rng : bool, default False
-        Also restore the global generator, so that dropout masks and
-        shuffles continue exactly where the saved run stopped (resume).
+        Also restore the generator of the current context, so that dropout
+        masks and shuffles continue exactly where the saved run stopped
+        (resume).
 
     Returns
     -------
     Model
-        With ``model.optimizer`` (and ``model.loss``) set when saved.
+        With ``model.optimizer`` (and its learning-rate ``scheduler``),
+        ``model.loss`` and ``model.metadata`` (the user metadata given to
+        ``save``) set when saved.
 
     Raises
     ------
     CheckpointError
-        Truncated, corrupted or foreign files, and unknown layer classes.
+        For anything wrong with the file (truncated, corrupted, foreign,
+        hostile, or naming an unregistered layer); the message names the
+        file.
+    OSError
+        If the file cannot be read.
     """
     backend = get(backend) if backend is not None else get_backend()
-    tensors, meta = read(path)
-    if meta.get("format") != FORMAT:
-        msg = (
-            f"{str(path)!r} is a safetensors file but not a portnn checkpoint (no "
-            "portnn metadata); read its tensors with portnn.checkpoint.read_tensors"
-        )
-        raise CheckpointError(msg)
-    try:
-        arch = json.loads(meta["portnn.architecture"])
-        rng_state = json.loads(meta["portnn.rng"])
-        opt_spec = json.loads(meta["portnn.optimizer"]) if (
-            "portnn.optimizer" in meta) else None
-        loss_spec = json.loads(meta["portnn.loss"]) if "portnn.loss" in meta else None
-    except (KeyError, json.JSONDecodeError) as exc:
-        msg = f"{str(path)!r}: portnn metadata is missing or corrupted ({exc})"
-        raise CheckpointError(msg) from None
-    from .backends import use_backend
-
-    saved_rng = random_mod.get_state()
-    try:
-        with use_backend(backend):
-            model = layer_from_json(arch, backend)
-    finally:
-        random_mod.set_state(saved_rng)  # building drew initial weights
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(state)
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{str(path)!r}: {exc}") from None
-    if loss_spec is not None:
-        cls = getattr(losses_mod, loss_spec.get("class", ""), None)
-        if isinstance(cls, type) and issubclass(cls, losses_mod.Loss):
-            model.loss = cls(**loss_spec.get("config", {}))
-    if opt_spec is not None:
-        model.optimizer = _load_optimizer(opt_spec, tensors, model, backend, path)
+    with SafetensorsFile(path) as f:
+        where = repr(f.path)
+        if f.metadata.get("format") != FORMAT:
+            msg = (
+                f"{where} is a safetensors file but not a portnn checkpoint (no "
+                "portnn metadata); read its tensors with "
+                "portnn.checkpoint.read_tensors"
+            )
+            raise CheckpointError(msg)
+        meta = f.metadata
+        arch = _json(meta, "portnn.architecture", where, required=True)
+        rng_state = _rng_state(_json(meta, "portnn.rng", where, required=True), where)
+        opt_spec = _json(meta, "portnn.optimizer", where)
+        loss_spec = _json(meta, "portnn.loss", where)
+        sched_spec = _json(meta, "portnn.scheduler", where)
+        with use_backend(backend), init_mod.deferred():
+            model = _build(arch, backend, where)
+        entries = _model_entries(model, f, where)
+        loss = _build_loss(loss_spec, where)
+        optimizer, pending = (_build_optimizer(opt_spec, f, model, where)
+                              if opt_spec is not None else (None, []))
+        if optimizer is not None and sched_spec is not None:
+            _build_scheduler(sched_spec, optimizer, where)
+        # Everything checked: now read the tensors, one at a time.
+        for name, (owner, key, dtype) in entries.items():
+            value = backend.asarray(f.read(f"model.{name}"), dtype=dtype)
+            if key is None:
+                owner.value = value
+            else:
+                owner._buffers[key] = value
+        for index, key, stored in pending:
+            dtype = optimizer.params[index].value.dtype
+            optimizer.state[index][key] = backend.asarray(f.read(stored), dtype=dtype)
+        if optimizer is not None:
+            model.optimizer = optimizer
+        if loss is not None:
+            model.loss = loss
+        model.metadata = {k[len("user."):]: v for k, v in meta.items()
+                          if k.startswith("user.")}
     if restore_rng:
         random_mod.set_state(rng_state)
     return model
 
 
-def _load_optimizer(spec, tensors, model, backend, path):
-    classes = {c.__name__: c for c in vars(optim_mod).values()
-               if isinstance(c, type) and issubclass(c, optim_mod.Optimizer)}
-    cls = classes.get(spec.get("class"))
-    if cls is None or cls is optim_mod.Optimizer:
-        msg = f"{str(path)!r}: unknown optimizer class {spec.get('class')!r}"
+# -- validation of what a file says ------------------------------------------------
+
+_MAX_DEPTH = 100  # nesting of layers in an architecture
+
+
+def _json(meta, key, where, required=False):
+    if key not in meta:
+        if required:
+            msg = f"{where}: portnn metadata {key!r} is missing"
+            raise CheckpointError(msg)
+        return None
+    try:
+        return json.loads(meta[key])
+    except (ValueError, RecursionError) as exc:
+        msg = f"{where}: portnn metadata {key!r} is corrupted ({type(exc).__name__}: "
+        msg += f"{str(exc)[:200]})"
+        raise CheckpointError(msg) from None
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _rng_state(state, where):
+    if not (isinstance(state, dict) and set(state) == {"seed", "counter"}
+            and _is_count(state["seed"]) and _is_count(state["counter"])):
+        msg = (f"{where}: the RNG state must be {{'seed': int >= 0, 'counter': "
+               f"int >= 0}}, got {str(state)[:200]}")
         raise CheckpointError(msg)
-    config = dict(spec.get("config", {}))
-    if "betas" in config:
+    return state
+
+
+def _build(arch, backend, where):
+    try:
+        _check_layer_spec(arch, where, 0)
+        return layer_from_json(arch, backend)
+    except CheckpointError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise CheckpointError(f"{where}: {exc}") from None
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError,
+            RecursionError, AttributeError) as exc:
+        msg = (f"{where}: the architecture cannot be built ({type(exc).__name__}: "
+               f"{str(exc)[:300]})")
+        raise CheckpointError(msg) from None
+
+
+def _check_layer_spec(spec, where, depth):
+    if depth > _MAX_DEPTH:
+        msg = f"{where}: the architecture nests layers more than {_MAX_DEPTH} deep"
+        raise CheckpointError(msg)
+    if isinstance(spec, dict) and set(spec) == {"same_as"}:
+        if not _is_count(spec["same_as"]):
+            msg = f"{where}: malformed shared-layer reference {str(spec)[:200]}"
+            raise CheckpointError(msg)
+        return
+    if not (isinstance(spec, dict) and isinstance(spec.get("class"), str)
+            and set(spec) <= {"class", "config", "children", "id"}
+            and isinstance(spec.get("config", {}), dict)
+            and isinstance(spec.get("children", []), list)
+            and _is_count(spec.get("id", 0))):
+        msg = f"{where}: malformed layer entry in the architecture: {str(spec)[:200]}"
+        raise CheckpointError(msg)
+    for value in spec.get("config", {}).values():
+        if isinstance(value, dict) and "class" in value:
+            _check_layer_spec(value, where, depth + 1)
+    for child in spec.get("children", []):
+        _check_layer_spec(child, where, depth + 1)
+
+
+def _model_entries(model, f, where):
+    """Stored tensors against the built model: names and shapes, before any
+    tensor is read. Returns name -> (owner, buffer key or None, dtype)."""
+    entries = {}
+    for name, owner, key in model._named_state():
+        ref = owner.value if key is None else owner._buffers[key]
+        entries[name] = (owner, key, ref.dtype)
+        stored = f"model.{name}"
+        if stored not in f.entries:
+            msg = f"{where}: tensor {stored!r} of the architecture is missing"
+            raise CheckpointError(msg)
+        if f.shape(stored) != tuple(ref.shape):
+            msg = (
+                f"{where}: tensor {stored!r} has shape {f.shape(stored)}, but the "
+                f"architecture needs {tuple(ref.shape)}"
+            )
+            raise CheckpointError(msg)
+    extra = sorted(k for k in f.entries if k.startswith("model.")
+                   and k[len("model."):] not in entries)
+    foreign = sorted(k for k in f.entries
+                     if not k.startswith(("model.", "optimizer.")))
+    if extra or foreign:
+        msg = f"{where}: tensors the architecture does not have: {(extra + foreign)[:5]}"
+        raise CheckpointError(msg)
+    return entries
+
+
+def _concrete(module, base, name):
+    classes = {c.__name__: c for c in vars(module).values()
+               if isinstance(c, type) and issubclass(c, base) and c is not base}
+    return classes.get(name) if isinstance(name, str) else None
+
+
+def _spec(spec, where, what):
+    if not (isinstance(spec, dict) and isinstance(spec.get("class"), str)
+            and isinstance(spec.get("config", {}), dict)):
+        msg = f"{where}: malformed {what} entry {str(spec)[:200]}"
+        raise CheckpointError(msg)
+    return spec["class"], dict(spec.get("config", {}))
+
+
+def _construct(cls, args, config, where, what):
+    try:
+        return cls(*args, **config)
+    except (TypeError, ValueError, OverflowError) as exc:
+        msg = f"{where}: cannot rebuild the {what} {cls.__name__}({config}): {exc}"
+        raise CheckpointError(msg) from None
+
+
+def _build_loss(spec, where):
+    if spec is None:
+        return None
+    name, config = _spec(spec, where, "loss")
+    cls = _concrete(losses_mod, losses_mod.Loss, name)
+    if cls is None:
+        msg = f"{where}: unknown loss class {name!r}"
+        raise CheckpointError(msg)
+    return _construct(cls, (), config, where, "loss")
+
+
+def _build_optimizer(spec, f, model, where):
+    name, config = _spec(spec, where, "optimizer")
+    cls = _concrete(optim_mod, optim_mod.Optimizer, name)
+    if cls is None:
+        msg = f"{where}: unknown optimizer class {name!r}"
+        raise CheckpointError(msg)
+    params = model.parameters()
+    indices = spec.get("params", list(range(len(params))))
+    steps, scalars = spec.get("steps", 0), spec.get("scalars", [])
+    if not (isinstance(indices, list) and indices
+            and all(_is_count(i) and i < len(params) for i in indices)
+            and len(set(indices)) == len(indices)):
+        msg = f"{where}: the optimizer's parameter list is malformed"
+        raise CheckpointError(msg)
+    if not (_is_count(steps) and isinstance(scalars, list)
+            and len(scalars) <= len(indices)
+            and all(isinstance(d, dict) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool)
+                and math.isfinite(v) for v in d.values()) for d in scalars)):
+        msg = f"{where}: the optimizer's steps or scalar state are malformed"
+        raise CheckpointError(msg)
+    lr = config.get("lr")
+    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool)
+            and math.isfinite(lr) and lr >= 0):
+        msg = f"{where}: the optimizer's learning rate must be a finite number >= 0, "
+        msg += f"got {lr!r}"
+        raise CheckpointError(msg)
+    if "betas" in config and isinstance(config["betas"], list):
         config["betas"] = tuple(config["betas"])
-    opt = cls(model.parameters(), **config)
-    opt.steps = int(spec.get("steps", 0))
+    mine = [params[i] for i in indices]
+    opt = _construct(cls, (mine,), config, where, "optimizer")
+    opt.steps = steps
     for i, state in enumerate(opt.state):
-        state.update(spec["scalars"][i] if i < len(spec.get("scalars", [])) else {})
-        prefix = f"optimizer.{i}."
-        for k, v in tensors.items():
-            if k.startswith(prefix):
-                state[k[len(prefix):]] = backend.asarray(v, copy=True)
-    return opt
+        state.update(scalars[i] if i < len(scalars) else {})
+    pending = []  # (parameter index, state key, stored name), read later
+    for stored in f.entries:
+        if not stored.startswith("optimizer."):
+            continue
+        _, index, key = (stored.split(".", 2) + ["", ""])[:3]
+        if not (index.isdigit() and int(index) < len(mine) and key):
+            msg = f"{where}: tensor {stored!r} names no parameter of the optimizer"
+            raise CheckpointError(msg)
+        shape = tuple(mine[int(index)].shape)
+        if f.shape(stored) != shape:
+            msg = (f"{where}: optimizer state {stored!r} has shape "
+                   f"{f.shape(stored)}, its parameter {shape}")
+            raise CheckpointError(msg)
+        pending.append((int(index), key, stored))
+    return opt, pending
+
+
+def _build_scheduler(spec, optimizer, where):
+    name, config = _spec(spec, where, "learning-rate schedule")
+    cls = _concrete(optim_mod, optim_mod.LRScheduler, name)
+    if cls is None:
+        msg = f"{where}: unknown learning-rate schedule {name!r}"
+        raise CheckpointError(msg)
+    lr = optimizer.lr
+    sched = _construct(cls, (optimizer,), config, where, "learning-rate schedule")
+    state = spec.get("state")
+    try:
+        sched.load_state_dict(state)
+    except (TypeError, ValueError, KeyError, OverflowError):
+        optimizer.lr = lr
+        msg = f"{where}: malformed learning-rate schedule state {str(state)[:200]}"
+        raise CheckpointError(msg) from None
+    return sched

@@ -9,14 +9,18 @@ for a convolution kernel ``(out, in, *k)`` ``fan_in = in * prod(k)``.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 
 from . import config
 from .backends import get_backend
 from .random import global_generator
 
 __all__ = [
+    "Unallocated",
+    "deferred",
     "get",
     "zeros",
     "ones",
@@ -43,6 +47,51 @@ def fans(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[1] * receptive, shape[0] * receptive
 
 
+class Unallocated:
+    """What an initializer returns inside :func:`deferred`: the shape and
+    dtype of a weight, no memory and no random draw. Loading a checkpoint
+    builds the model so, checks every stored shape against these, and only
+    then reads the stored arrays into their places."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype) -> None:
+        self.shape = tuple(int(s) for s in ((shape,) if isinstance(shape, int)
+                                            else shape))
+        self.dtype = dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        name = getattr(self.dtype, "__name__", str(self.dtype))
+        return f"Unallocated(shape={self.shape}, dtype={name.removeprefix('torch.')})"
+
+
+_deferred: ContextVar[bool] = ContextVar("portnn_deferred_init", default=False)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Build layers without weights: initializers return :class:`Unallocated`
+    placeholders (no allocation, no draw from the generator).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> with portnn.init.deferred():
+    ...     layer = portnn.Dense(10**6, 10**6)
+    >>> layer.W.value
+    Unallocated(shape=(1000000, 1000000), dtype=float32)
+    """
+    token = _deferred.set(True)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+
+
 def _setup(backend, dtype, rng):
     backend = backend or get_backend()
     dtype = config.float_dtype(backend) if dtype is None else dtype
@@ -54,24 +103,32 @@ def _setup(backend, dtype, rng):
 def zeros(shape, *, backend=None, dtype=None, rng=None):
     """All zeros (the usual bias initializer)."""
     backend, dtype, _ = _setup(backend, dtype, rng)
+    if _deferred.get():
+        return Unallocated(shape, dtype)
     return backend.xp.zeros(shape, dtype=dtype, device=backend.device)
 
 
 def ones(shape, *, backend=None, dtype=None, rng=None):
     """All ones (normalization scales)."""
     backend, dtype, _ = _setup(backend, dtype, rng)
+    if _deferred.get():
+        return Unallocated(shape, dtype)
     return backend.xp.ones(shape, dtype=dtype, device=backend.device)
 
 
 def normal(shape, std: float = 0.01, *, backend=None, dtype=None, rng=None):
     """``N(0, std**2)``; the classic tutorials' ``randn * 0.01``."""
     backend, dtype, rng = _setup(backend, dtype, rng)
+    if _deferred.get():
+        return Unallocated(shape, dtype)
     return rng.normal(shape, std=std, dtype=dtype, backend=backend)
 
 
 def uniform(shape, bound: float = 0.05, *, backend=None, dtype=None, rng=None):
     """``U(-bound, bound)``."""
     backend, dtype, rng = _setup(backend, dtype, rng)
+    if _deferred.get():
+        return Unallocated(shape, dtype)
     return rng.uniform(shape, -bound, bound, dtype=dtype, backend=backend)
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
+import stat
 from typing import Any
 
-__all__ = ["CheckpointError", "read", "write_atomic"]
+__all__ = ["CheckpointError", "SafetensorsFile", "read", "write_atomic"]
 
 _MAX_HEADER = 100_000_000  # the reference implementation's limit
 
@@ -62,6 +63,10 @@ def write_atomic(path, tensors,
     """Write a safetensors file so that `path` is always either the old file
     or the complete new one: temporary file, fsync, rename, fsync the folder.
 
+    A new file gets the mode an ordinary ``open(path, "wb")`` would give it
+    (0666 less the umask), an existing one keeps its mode, and a symbolic
+    link is written through: its target is replaced, the link stays.
+
     Parameters
     ----------
     path : str or os.PathLike
@@ -70,18 +75,36 @@ def write_atomic(path, tensors,
         Named host (NumPy) arrays.
     metadata : dict of str to str, optional
         Stored in the header's ``__metadata__``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder of `path` does not exist (the message names it).
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(os.fspath(path))  # through symbolic links
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        msg = (
+            f"cannot save {os.fspath(path)!r}: the folder {folder!r} does not "
+            "exist; create it first (os.makedirs)"
+        )
+        raise FileNotFoundError(msg)
     parts = _encode(tensors, dict(metadata or {}))
-    fd, tmp = tempfile.mkstemp(prefix=".portnn-", suffix=".tmp", dir=folder)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None  # a new file: os.open applies the umask to 0o666
+    tmp = os.path.join(folder, f".portnn-{os.getpid()}-{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             for part in parts:
                 f.write(part)
             f.flush()
+            if mode is not None:
+                os.chmod(tmp, mode)
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -98,8 +121,156 @@ def write_atomic(path, tensors,
         os.close(dir_fd)
 
 
+#: valid safetensors dtypes that portnn does not load
+_UNSUPPORTED = ("BF16", "U16", "U32", "U64", "F8_E4M3", "F8_E5M2", "F8_E8M0",
+                "F4", "F6_E2M3", "F6_E3M2", "C64", "F128")
+
+
+class SafetensorsFile:
+    """An open safetensors file whose header has been validated in full.
+
+    Nothing but the header is read on opening: every entry's dtype, shape
+    and offsets are checked against each other and against the file's size
+    first, so a hostile or truncated file is refused before any tensor is
+    allocated. :meth:`read` then reads one tensor at a time.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Raises
+    ------
+    CheckpointError
+        For a truncated, corrupted or non-safetensors file (the message
+        names the file and the problem).
+    OSError
+        If the file cannot be opened.
+    """
+
+    def __init__(self, path) -> None:
+        self.path = os.fspath(path)
+        self._file = open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            self._read_header()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _fail(self, problem: str):
+        return CheckpointError(f"{self.path!r}: {problem}")
+
+    def _read_header(self) -> None:
+        f = self._file
+        size = os.fstat(f.fileno()).st_size
+        prefix = f.read(8)
+        if len(prefix) < 8:
+            msg = f"{self.path!r} is not a safetensors file: only {size} bytes"
+            raise CheckpointError(msg)
+        n = int.from_bytes(prefix, "little")
+        if n > min(_MAX_HEADER, size - 8) or n < 2:
+            msg = (
+                f"{self.path!r} is not a safetensors file or is truncated: header "
+                f"length {n} does not fit in {size} bytes"
+            )
+            raise CheckpointError(msg)
+        raw = f.read(n)
+        try:
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # ValueError covers bad JSON and integers of over 4300 digits
+            msg = (f"{self.path!r} is not a safetensors file: its header is not "
+                   f"JSON that portnn reads ({type(exc).__name__}: {exc})")
+            raise CheckpointError(msg) from None
+        if not isinstance(header, dict):
+            raise self._fail("the safetensors header is not a JSON object")
+        metadata = header.pop("__metadata__", None) or {}
+        if not isinstance(metadata, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise self._fail("__metadata__ must map strings to strings")
+        self.metadata: dict[str, str] = metadata
+        self._data_start = 8 + n
+        data_size = size - self._data_start
+        self.entries: dict[str, tuple[str, tuple[int, ...], int, int]] = {}
+        for name, info in header.items():
+            self.entries[name] = self._entry(name, info, data_size)
+        spans = sorted((b, e) for _, _, b, e in self.entries.values())
+        covered = 0
+        for begin, end in spans:
+            if begin != covered:
+                raise self._fail(
+                    f"tensor data overlaps or leaves a gap at byte {covered}")
+            covered = end
+        if covered != data_size:
+            raise self._fail(
+                f"{data_size - covered} bytes after the last tensor; the file is "
+                "corrupted")
+
+    def _entry(self, name, info, data_size):
+        if not (isinstance(info, dict) and {"dtype", "shape", "data_offsets"}
+                <= set(info)):
+            raise self._fail(f"tensor {name!r} has a malformed header entry {info!r}")
+        code, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if code in _UNSUPPORTED:
+            raise self._fail(
+                f"tensor {name!r} has dtype {code}, a valid safetensors dtype that "
+                f"portnn does not load (it loads {', '.join(_ITEMSIZE)})")
+        if code not in _ITEMSIZE:
+            raise self._fail(f"tensor {name!r} has an unknown dtype {code!r}")
+        if not (isinstance(shape, list) and all(_is_count(s) for s in shape)):
+            raise self._fail(
+                f"tensor {name!r}: shape must be a list of non-negative ints, "
+                f"got {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(_is_count(v) for v in offsets)):
+            raise self._fail(
+                f"tensor {name!r}: data_offsets must be two non-negative ints, "
+                f"got {offsets!r}")
+        begin, end = offsets
+        nbytes = _ITEMSIZE[code]
+        for s in shape:
+            nbytes *= s
+        if end - begin != nbytes:
+            raise self._fail(
+                f"tensor {name!r} has inconsistent shape {shape} and offsets "
+                f"{offsets} ({nbytes} bytes needed)")
+        if end > data_size:
+            msg = (
+                f"{self.path!r} is truncated: tensor {name!r} ends at byte {end} "
+                f"of a {data_size}-byte data section"
+            )
+            raise CheckpointError(msg)
+        return code, tuple(shape), begin, end
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        """The stored shape of tensor `name`."""
+        return self.entries[name][1]
+
+    def read(self, name: str):
+        """Tensor `name` as a host (NumPy) array that owns its memory."""
+        code, shape, begin, end = self.entries[name]
+        buf = bytearray(end - begin)
+        self._file.seek(self._data_start + begin)
+        if self._file.readinto(buf) != len(buf):
+            raise self._fail(f"tensor {name!r} could not be read in full")
+        return _host().native["from_bytes"](buf, code, shape)
+
+    def close(self) -> None:
+        """Close the file."""
+        self._file.close()
+
+    def __enter__(self) -> SafetensorsFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def read(path) -> tuple[dict, dict[str, str]]:
-    """Read a safetensors file, checking every offset and size first.
+    """Read a whole safetensors file, every offset and size checked first.
 
     Returns
     -------
@@ -112,70 +283,5 @@ def read(path) -> tuple[dict, dict[str, str]]:
     CheckpointError
         For a truncated, corrupted or non-safetensors file.
     """
-    from_bytes = _host().native["from_bytes"]
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        blob = f.read()
-    where = f"{path!r}"
-    if len(blob) < 8:
-        msg = f"{where} is not a safetensors file: only {len(blob)} bytes"
-        raise CheckpointError(msg)
-    n = int.from_bytes(blob[:8], "little")
-    if n > min(_MAX_HEADER, len(blob) - 8) or n < 2:
-        msg = (
-            f"{where} is not a safetensors file or is truncated: header length "
-            f"{n} does not fit in {len(blob)} bytes"
-        )
-        raise CheckpointError(msg)
-    try:
-        header = json.loads(blob[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        msg = f"{where} is not a safetensors file: its header is not JSON ({exc})"
-        raise CheckpointError(msg) from None
-    if not isinstance(header, dict):
-        msg = f"{where}: the safetensors header is not a JSON object"
-        raise CheckpointError(msg)
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(
-            isinstance(v, str) for v in metadata.values()):
-        msg = f"{where}: __metadata__ must map strings to strings"
-        raise CheckpointError(msg)
-    data = memoryview(blob)[8 + n:]
-    tensors, spans = {}, []
-    for name, info in header.items():
-        try:
-            code = info["dtype"]
-            itemsize = _ITEMSIZE[code]
-            shape = tuple(int(s) for s in info["shape"])
-            begin, end = (int(v) for v in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            msg = f"{where}: tensor {name!r} has a malformed header entry {info!r}"
-            raise CheckpointError(msg) from None
-        size = itemsize
-        for s in shape:
-            size *= s
-        if any(s < 0 for s in shape) or begin < 0 or end - begin != size:
-            msg = f"{where}: tensor {name!r} has inconsistent shape and offsets"
-            raise CheckpointError(msg)
-        if end > len(data):
-            msg = (
-                f"{where} is truncated: tensor {name!r} ends at byte {end} of a "
-                f"{len(data)}-byte data section"
-            )
-            raise CheckpointError(msg)
-        spans.append((begin, end))
-        tensors[name] = from_bytes(data[begin:end], code, shape)
-    spans.sort()
-    covered = 0
-    for begin, end in spans:
-        if begin != covered:
-            msg = f"{where}: tensor data overlaps or leaves a gap at byte {covered}"
-            raise CheckpointError(msg)
-        covered = end
-    if covered != len(data):
-        msg = (
-            f"{where}: {len(data) - covered} bytes after the last tensor; the file "
-            "is corrupted"
-        )
-        raise CheckpointError(msg)
-    return tensors, metadata
+    with SafetensorsFile(path) as f:
+        return {name: f.read(name) for name in f.entries}, f.metadata

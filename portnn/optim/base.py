@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backends import backend_of, get_backend
@@ -37,13 +38,16 @@ class Optimizer:
                     f"got {type(p).__name__}"
                 )
                 raise TypeError(msg)
-        if lr < 0:
-            msg = f"{type(self).__name__}: learning rate must be >= 0, got {lr!r}"
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+            msg = (f"{type(self).__name__}: learning rate must be a finite number "
+                   f">= 0, got {lr!r}")
             raise ValueError(msg)
         self.params = params
         self.lr = float(lr)
         self.state: list[dict[str, Any]] = [{} for _ in params]
         self.steps = 0
+        #: the learning-rate schedule driving ``lr``, if one was made for it
+        self.scheduler = None
 
     def step(self, where=None) -> None:
         """Apply one update to every parameter that has a gradient.

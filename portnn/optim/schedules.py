@@ -9,7 +9,9 @@ class LRScheduler:
     """Base class: sets ``optimizer.lr = lr_at(t)`` on each ``step()``.
 
     The learning rate in force at construction is the base rate; ``t``
-    counts calls to ``step()``, starting at 0.
+    counts calls to ``step()``, starting at 0. The schedule registers
+    itself as ``optimizer.scheduler``, so checkpoints save it with the
+    optimizer and :func:`portnn.load` brings it back where it stopped.
     """
 
     def __init__(self, optimizer) -> None:
@@ -17,6 +19,14 @@ class LRScheduler:
         self.base_lr = optimizer.lr
         self.t = 0
         optimizer.lr = self.lr_at(0)
+        optimizer.scheduler = self
+
+    def get_config(self) -> dict:
+        """Constructor arguments other than the optimizer."""
+        import inspect
+
+        names = list(inspect.signature(type(self).__init__).parameters)[2:]
+        return {k: getattr(self, k) for k in names if hasattr(self, k)}
 
     def lr_at(self, t: int) -> float:
         """The learning rate after `t` steps."""
@@ -29,11 +39,16 @@ class LRScheduler:
         return self.optimizer.lr
 
     def state_dict(self) -> dict:
+        """Step count and base rate."""
         return {"t": self.t, "base_lr": self.base_lr}
 
     def load_state_dict(self, state: dict) -> None:
-        self.t = int(state["t"])
-        self.base_lr = float(state["base_lr"])
+        """Restore what :meth:`state_dict` returned (and the rate it implies)."""
+        t, base_lr = int(state["t"]), float(state["base_lr"])
+        if t < 0 or not math.isfinite(base_lr) or base_lr < 0:
+            msg = f"{type(self).__name__}: invalid state {state!r}"
+            raise ValueError(msg)
+        self.t, self.base_lr = t, base_lr
         self.optimizer.lr = self.lr_at(self.t)
 
 
