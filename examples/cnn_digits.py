@@ -39,7 +39,7 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--width", type=int, default=32, help="channels of the first conv")
     args = p.parse_args(argv)
-    backend = portnn.set_backend(args.backend or "numpy")
+    backend = _common.set_backend(args.backend)
     portnn.seed(args.seed)
     x_train, x_test, y_train, y_test = load(backend)
 

@@ -30,7 +30,7 @@ def main(argv=None) -> dict:
     p.add_argument("--layer-dims", default="30,20,7,5,1",
                    help="comma-separated sizes, input first, output (1) last")
     args = p.parse_args(argv)
-    backend = portnn.set_backend(args.backend or "numpy")
+    backend = _common.set_backend(args.backend)
     portnn.seed(args.seed)
     from sklearn.datasets import load_breast_cancer
 

@@ -29,7 +29,7 @@ def main(argv=None) -> dict:
                    help="where to write the loss curves ('' for none)")
     p.add_argument("--batch-size", type=int, default=16)
     args = p.parse_args(argv)
-    backend = portnn.set_backend(args.backend or "numpy")
+    backend = _common.set_backend(args.backend)
     portnn.seed(args.seed)
     from sklearn.datasets import load_digits
 

@@ -42,7 +42,7 @@ def main(argv=None) -> dict:
     p.add_argument("--train-size", type=int, default=4000)
     p.add_argument("--hidden", type=int, default=32)
     args = p.parse_args(argv)
-    backend = portnn.set_backend(args.backend or "numpy")
+    backend = _common.set_backend(args.backend)
     portnn.seed(args.seed)
     x_train, y_train = make_data(args.train_size, args.steps, args.seed + 1, backend)
     x_test, y_test = make_data(1000, args.steps, args.seed + 2, backend)

@@ -15,7 +15,7 @@ import portnn
 
 def main(argv=None) -> dict:
     args = _common.parser(__doc__, epochs=2000).parse_args(argv)
-    backend = portnn.set_backend(args.backend or "numpy")
+    backend = _common.set_backend(args.backend)
     portnn.seed(args.seed)
 
     x = backend.asarray([[0, 0, 1], [1, 1, 1], [1, 0, 1], [0, 1, 1]], dtype="float32")

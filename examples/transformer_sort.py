@@ -43,7 +43,7 @@ def main(argv=None) -> dict:
     p.add_argument("--length", type=int, default=8, help="digits per sequence")
     p.add_argument("--train-size", type=int, default=5000)
     args = p.parse_args(argv)
-    backend = portnn.set_backend(args.backend or "numpy")
+    backend = _common.set_backend(args.backend)
     portnn.seed(args.seed)
     x_train, y_train = make_data(args.train_size, args.length, args.seed + 1, backend)
     x_test, y_test = make_data(2000, args.length, args.seed + 2, backend)

@@ -59,7 +59,7 @@ def relu_2_2_1(backend, epochs, quiet):
 
 def main(argv=None) -> dict:
     args = _common.parser(__doc__, epochs=2000).parse_args(argv)
-    backend = portnn.set_backend(args.backend or "numpy")
+    backend = _common.set_backend(args.backend)
     portnn.seed(args.seed)
     ok1, out1 = sigmoid_2_4_1(backend, args.epochs, args.quiet)
     # A 2-2-1 ReLU network has little room: a dead hidden unit can trap it, so

@@ -184,6 +184,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "info":
         return info()
+    from . import backends
+
+    try:
+        backends.get(args.backend)
+    except (backends.BackendUnavailableError, ValueError, TypeError) as exc:
+        print(f"portnn: {exc}", file=sys.stderr)  # one line, no traceback
+        return 2
     return train(args)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextvars import ContextVar
 from typing import Any
 
 from . import config
@@ -184,31 +185,46 @@ def _resolve_dtype(backend, dtype):
     return dtype
 
 
-_global = Generator()
+#: The template a context's generator starts from: `seed` resets it, so a
+#: thread started after ``seed(0)`` begins at seed 0 too.
+_template = Generator()
+_current: ContextVar[Generator | None] = ContextVar("portnn_generator", default=None)
 
 
 def seed(n: int) -> None:
-    """Seed portnn's global generator: same weights, masks and shuffles on
-    every backend.
+    """Seed portnn's generator: same weights, masks and shuffles on every
+    backend.
+
+    The generator is per context, as the backend is: this thread (or
+    asyncio task) gets a fresh generator at seed `n`, and so does every
+    thread that starts drawing after this call, each with its own stream.
+    Building layers in two threads after ``seed(0)`` is reproducible.
 
     Examples
     --------
     >>> import portnn
     >>> portnn.seed(0)
     """
-    _global.reseed(n)
+    _template.reseed(n)
+    _current.set(Generator(n))
 
 
 def global_generator() -> Generator:
-    """The generator layers, initializers and `fit` draw from by default."""
-    return _global
+    """The generator of the current context, which layers, initializers and
+    `fit` draw from by default (created from the last `seed` on first use)."""
+    generator = _current.get()
+    if generator is None:
+        generator = Generator()
+        generator.set_state(_template.get_state())
+        _current.set(generator)
+    return generator
 
 
 def get_state() -> dict[str, int]:
-    """State of the global generator."""
-    return _global.get_state()
+    """State of the current context's generator."""
+    return global_generator().get_state()
 
 
 def set_state(state: dict[str, int]) -> None:
-    """Restore the global generator's state."""
-    _global.set_state(state)
+    """Restore the current context's generator (other threads are untouched)."""
+    global_generator().set_state(state)

@@ -135,6 +135,7 @@ class _BaseMLP(BaseEstimator):
                                 callbacks=callbacks, metrics=None, verbose=0,
                                 rng=rng, **fit_kwargs)
         self.model_ = model
+        self._predictor_ = _float64_twin(model)
         self.loss_curve_ = history["loss"]
         self.n_iter_ = len(history.epoch)
         return self
@@ -145,22 +146,33 @@ class _BaseMLP(BaseEstimator):
         X = self._check_X(X, reset=False)
         # NOTE: predictions run in float64 on the float32-trained weights.
         # float32 GEMMs round differently for different batch sizes, and
-        # scikit-learn requires predict(X[subset]) == predict(X)[subset].
-        xp = self._backend().xp
-        params = self.model_.parameters()
-        saved = [p.value for p in params]
-        try:
-            for p in params:
-                p.value = xp.astype(p.value, xp.float64)
-            out = self.model_.predict(X, batch_size=1024)
-        finally:
-            for p, v in zip(params, saved, strict=True):
-                p.value = v
+        # scikit-learn requires predict(X[subset]) == predict(X)[subset]. The
+        # float64 copy is made once, at fit: concurrent predictions share it
+        # and never touch model_, so they need no lock.
+        out = self._predictor_.predict(X, batch_size=1024)
         return out, native
 
     def _out(self, arr, native):
         # scikit-learn's world is float64; the network computes in float32.
         return arr if native else self._backend().to_numpy(arr).astype(np.float64)
+
+def _float64_twin(model):
+    """A copy of `model` with float64 weights, for predictions."""
+    from .checkpoint import layer_from_json, layer_to_json
+
+    backend = model.backend
+    xp = backend.xp
+    with portnn.use_backend(backend), portnn.init.deferred():
+        twin = layer_from_json(layer_to_json(model), backend)
+    state = model.state_dict()
+    for name, owner, key in twin._named_state():
+        value = xp.astype(state[name], xp.float64)
+        if key is None:
+            owner.value = value
+        else:
+            owner._buffers[key] = value
+    return twin
+
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """A multilayer-perceptron classifier trained with portnn.

@@ -84,3 +84,34 @@ def test_torch_input_with_torch_backend(torch):
     reg = MLPRegressor(hidden_layer_sizes=(16,), epochs=5, random_state=0,
                        backend="torch").fit(Xt, yt.double())
     assert isinstance(reg.predict(Xt), torch.Tensor)
+
+
+@pytest.mark.parametrize("spec", ["numpy", "torch"])
+def test_predictions_are_thread_safe(spec):
+    import threading
+
+    if spec == "torch":
+        pytest.importorskip("torch")
+    rs = np.random.default_rng(0)
+    X = rs.normal(size=(300, 5))
+    y = (X[:, 0] > 0).astype(int)
+    clf = MLPClassifier((16,), epochs=3, random_state=0, backend=spec).fit(X, y)
+    ref = clf.predict_proba(X)
+    problems = []
+
+    def work():
+        for _ in range(150):
+            try:
+                if not np.allclose(clf.predict_proba(X), ref):
+                    problems.append("different result")
+            except Exception as exc:  # torch: "expected m1 and m2 ..." before
+                problems.append(repr(exc))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    # numpy's model stayed in float64 for good before
+    assert "float32" in str(clf.model_.parameters()[0].dtype)

@@ -20,7 +20,12 @@ class Layer:
 
     Subclasses register parameters with :meth:`add_parameter` and child
     layers by overriding :meth:`children`, so that :meth:`parameters` and
-    :meth:`state_dict` list them in a fixed order.
+    :meth:`state_dict` list them in a fixed order. They list the attributes
+    their forward caches in ``_cache_attrs``: containers free those after
+    the backward pass and under :func:`no_grad`, pickles leave them out,
+    and a layer used twice in a model (shared weights) keeps one set per
+    call. A container calls its children through :meth:`_forward_child`
+    and :meth:`_backward_child`, which do that bookkeeping.
 
     Examples
     --------
@@ -28,6 +33,7 @@ class Layer:
 
     >>> import portnn
     >>> class Scale(portnn.Layer):
+    ...     _cache_attrs = ("_x",)
     ...     def __init__(self, n):
     ...         super().__init__()
     ...         b = portnn.get_backend()

@@ -140,6 +140,14 @@ class CrossEntropy(Loss):
             raise ValueError(msg)
 
     def _check_soft_shape(self, pred_shape, target_shape):
+        if tuple(target_shape) == tuple(pred_shape[:-1]):
+            msg = (
+                f"CrossEntropy: float targets of shape {tuple(target_shape)} look "
+                "like class labels; labels must be integers: cast them "
+                "(xp.astype(y, xp.int64)), or pass one-hot/probabilities of shape "
+                f"{tuple(pred_shape)}"
+            )
+            raise TypeError(msg)
         if tuple(target_shape) != tuple(pred_shape):
             msg = (
                 f"CrossEntropy: probability/one-hot targets must have the "

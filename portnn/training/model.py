@@ -7,6 +7,8 @@ import math
 from .. import data as data_mod
 from .. import losses as losses_mod
 from .. import optim as optim_mod
+from .._host import read_scalars
+from .._namespace import namespace
 from .._validation import validated_data
 from ..layers.base import Layer, free_caches, no_grad
 from ..random import global_generator
@@ -172,9 +174,10 @@ class Model(Layer):
         x, y = self._as_data(x, y, loss)
         x, y, validation_data = self._split_validation(x, y, validation_data,
                                                        validation_split, loss)
-        self._check_data(x, y, loss)
+        y = self._check_data(x, y, loss)
         if validation_data is not None:
-            self._check_data(*validation_data, loss)
+            x_val, y_val = validation_data
+            validation_data = (x_val, self._check_data(x_val, y_val, loss))
         n = x.shape[0]
         n_batches = -(-n // batch_size)
         if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
@@ -241,7 +244,7 @@ class Model(Layer):
         loss = losses_mod.get(loss if loss is not None else self._require_loss())
         metric_list = self._metrics(metrics, loss)
         x, y = self._as_data(x, y, loss)
-        self._check_data(x, y, loss)
+        y = self._check_data(x, y, loss)
         with validated_data():
             return self._evaluate(x, y, loss, batch_size, metric_list)
 
@@ -301,8 +304,9 @@ class Model(Layer):
         params = self.parameters()
         return params[0].dtype if params else None
 
-    def _as_input(self, x):
+    def _as_input(self, x, what="x"):
         xp = self.backend.xp
+        _refuse_unsupported(x, what)
         x = self.backend.asarray(x)
         dtype = self._model_dtype()
         if dtype is None or x.dtype == dtype:
@@ -317,6 +321,14 @@ class Model(Layer):
         """`x` and `y` as arrays on the model's device (moved once)."""
         xp = self.backend.xp
         x = self._as_input(x)
+        _refuse_unsupported(y, "y")
+        if _is_text(y):
+            msg = (
+                "the labels are strings; encode them as integers 0..C-1 first "
+                "(numpy.unique(y, return_inverse=True), or scikit-learn's "
+                "LabelEncoder) and keep the classes to decode predictions"
+            )
+            raise TypeError(msg)
         y = self.backend.asarray(y)
         dtype = self._model_dtype()
         labels = isinstance(loss, losses_mod.CrossEntropy) and not xp.isdtype(
@@ -380,13 +392,18 @@ class Model(Layer):
         if fix:
             raise ValueError(fix)
 
-    def _check_data(self, x, y, loss) -> None:
+    def _check_data(self, x, y, loss):
         """Validate whole arrays once: the model takes `x` (one sample run in
-        evaluation mode), token ids and labels are in range, targets fit."""
+        evaluation mode), token ids and labels are in range, targets fit.
+        Returns `y`, with float class labels that are whole numbers turned
+        into integers."""
         with no_grad():
             pred = self.forward(x[:1, ...], training=False)
         self.check_input(x)
+        if isinstance(loss, losses_mod.CrossEntropy):
+            y = _integral_labels(y, pred)
         loss.check_target(pred, y)
+        return y
 
     def _resolve_optimizer(self, optimizer):
         if not isinstance(optimizer, optim_mod.Optimizer):
@@ -421,6 +438,51 @@ class Model(Layer):
                 msg = f"unknown metric {item!r}; available: 'accuracy'"
                 raise ValueError(msg)
         return out
+
+
+def _refuse_unsupported(data, what):
+    """Iterators are not arrays: say what `fit` takes instead of failing
+    inside an array library."""
+    if hasattr(data, "__next__") or type(data).__name__ == "generator":
+        msg = (
+            f"{what} is a {type(data).__name__}: fit, evaluate and predict take "
+            "arrays (NumPy arrays, lists, or arrays of any backend). Collect "
+            "the batches first (numpy.concatenate(list(...)))"
+        )
+        raise TypeError(msg)
+
+
+def _is_text(data) -> bool:
+    """Strings, as a NumPy string/object array or nested lists."""
+    kind = getattr(getattr(data, "dtype", None), "kind", None)  # NumPy's
+    if kind in ("U", "S"):
+        return True
+    if kind == "O":
+        data = data.ravel()[:1].tolist() if data.size else []
+    elif kind is not None:
+        return False
+    while isinstance(data, (list, tuple)) and data:
+        data = data[0]
+    return isinstance(data, (str, bytes))
+
+
+def _integral_labels(y, pred):
+    """Float class labels (one per prediction row, as pandas often gives)
+    become integers when they are whole numbers; otherwise say so."""
+    xp = namespace(y)
+    if not xp.isdtype(y.dtype, "real floating") or (
+            tuple(y.shape[1:]) != tuple(pred.shape[1:-1])):
+        return y
+    whole = read_scalars([xp.all(y == xp.round(y))])[0]
+    if not whole:
+        msg = (
+            f"CrossEntropy: y holds floats of shape {tuple(y.shape)}, one per "
+            "sample, so they are class labels, but not all are whole numbers; "
+            "pass integer labels 0..C-1, or one-hot/probability targets of shape "
+            f"(N, {pred.shape[-1]})"
+        )
+        raise ValueError(msg)
+    return xp.astype(y, xp.int64)
 
 
 def _last_layer(model):
