@@ -78,6 +78,7 @@ from .training import (
     History,
     Model,
     ModelCheckpoint,
+    ReduceLROnPlateau,
     TrainingDivergedError,
 )
 
@@ -174,5 +175,6 @@ __all__ = [
     "ModelCheckpoint",
     "CSVLogger",
     "EarlyStopping",
+    "ReduceLROnPlateau",
     "TrainingDivergedError",
 ]

@@ -189,7 +189,7 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
             "params": indices,
         })
         scheduler = getattr(optimizer, "scheduler", None)
-        if scheduler is not None:
+        if scheduler is not None and scheduler.serializable:
             meta["portnn.scheduler"] = json.dumps({
                 "class": type(scheduler).__name__,
                 "config": scheduler.get_config(),

@@ -253,7 +253,7 @@ def test_csv_logger(tmp_path):
     _model().fit(x, y, loss="cross_entropy", epochs=3, verbose=0,
                  callbacks=[portnn.CSVLogger(path)])
     lines = path.read_text().splitlines()
-    assert lines[0] == "epoch,loss,accuracy"
+    assert lines[0] == "epoch,loss,accuracy,lr"
     assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3"]
     _model().fit(x, y, loss="cross_entropy", epochs=1, verbose=0,
                  callbacks=[portnn.CSVLogger(path, append=True)])

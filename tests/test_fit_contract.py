@@ -166,10 +166,12 @@ def test_string_labels_say_to_encode_them(labels):
         _model().fit(_data()[0], labels, loss="cross_entropy", verbose=0)
 
 
-def test_a_generator_says_what_fit_takes():
+def test_an_iterable_of_batches_carries_its_targets():
     x, y = _data()
-    with pytest.raises(TypeError, match="x is a generator.*take arrays"):
+    with pytest.raises(ValueError, match=r"carries its targets: give \(x, y\)"):
         _model().fit((row for row in x), y, loss="cross_entropy", verbose=0)
+    with pytest.raises(TypeError, match="y is a generator where arrays are"):
+        _model().fit(x, (v for v in y), loss="cross_entropy", verbose=0)
 
 
 def test_a_direct_loss_call_with_float_labels_says_to_cast():

@@ -62,6 +62,20 @@ def _float_target(backend, shape, seed=2):
     return Generator(seed).uniform(shape, dtype="float64", backend=backend)
 
 
+class _SampleWeighted(portnn.Loss):
+    """A loss with fixed sample weights, for the gradient check."""
+
+    def __init__(self, inner, weights):
+        super().__init__(inner.reduction)
+        self.inner, self.weights = inner, weights
+
+    def forward(self, pred, target, sample_weight=None):
+        return self.inner.forward(pred, target, sample_weight=self.weights)
+
+    def backward(self):
+        return self.inner.backward()
+
+
 def _loss_cases(backend):
     xp = backend.xp
     pred = _input(backend, (3, 4))
@@ -89,12 +103,37 @@ def _loss_cases(backend):
         "ce_probs_smoothing": (
             portnn.CrossEntropy(label_smoothing=0.1, from_logits=False), probs,
             onehot),
+        # class weights (PyTorch's semantics) and sample weights (Keras's)
+        "ce_class_weights": (portnn.CrossEntropy(weight=[1.0, 2.0, 0.5, 3.0]),
+                             pred, labels),
+        "ce_class_weights_smoothing": (
+            portnn.CrossEntropy(label_smoothing=0.2, weight=[1.0, 2.0, 0.5, 3.0]),
+            pred, labels),
+        "ce_sample_weights": (_SampleWeighted(
+            portnn.CrossEntropy(), backend.asarray([0.5, 2.0, 1.0])), pred, labels),
+        "ce_sequence_sample_weights": (_SampleWeighted(
+            portnn.CrossEntropy(), backend.asarray([3.0, 0.5])),
+            _input(backend, (2, 3, 4)), backend.asarray([[0, 1, 2], [3, 3, 0]])),
+        "mse_sample_weights": (_SampleWeighted(
+            portnn.MSE(), backend.asarray([0.5, 2.0, 1.0])), pred,
+            _float_target(backend, (3, 4))),
+        "huber_sample_weights": (_SampleWeighted(
+            portnn.Huber(0.5), backend.asarray([0.5, 2.0, 1.0])), pred,
+            _float_target(backend, (3, 4))),
+        "bce_pos_weight": (portnn.BCE(pos_weight=[1.0, 3.0, 0.5, 2.0]), probs, binary),
+        "bce_logits_pos_weight": (portnn.BCEWithLogits(pos_weight=2.5), pred, binary),
+        "bce_logits_sample_weights": (_SampleWeighted(
+            portnn.BCEWithLogits(), backend.asarray([0.5, 2.0, 1.0])), pred, binary),
     }
 
 
 LOSS_NAMES = ["mse", "mse_sum", "mae", "huber", "bce", "bce_soft", "bce_logits",
               "ce_labels", "ce_onehot", "ce_smoothing", "ce_sum", "ce_soft",
-              "ce_sequence", "ce_probs_labels", "ce_probs_smoothing"]
+              "ce_sequence", "ce_probs_labels", "ce_probs_smoothing",
+              "ce_class_weights", "ce_class_weights_smoothing", "ce_sample_weights",
+              "ce_sequence_sample_weights", "mse_sample_weights",
+              "huber_sample_weights", "bce_pos_weight", "bce_logits_pos_weight",
+              "bce_logits_sample_weights"]
 
 
 @pytest.mark.parametrize("name", LOSS_NAMES)

@@ -152,7 +152,8 @@ def test_asarray_converts_lists_and_numpy(backend):
 CORE_DIRS = ["portnn/layers", "portnn/losses", "portnn/optim", "portnn/training",
              "portnn/ops"]
 CORE_FILES = ["portnn/init.py", "portnn/random.py", "portnn/parameter.py",
-              "portnn/data.py", "portnn/gradcheck.py",
+              "portnn/data/preprocessing.py", "portnn/data/sources.py",
+              "portnn/gradcheck.py",
               "portnn/config.py", "portnn/_namespace.py", "portnn/safetensors.py",
               "portnn/checkpoint.py", "portnn/transfer.py"]
 FORBIDDEN = {"numpy", "cupy", "cupyx", "torch"}

@@ -117,6 +117,28 @@ def _loss_pairs(torch):
                    nn.CrossEntropyLoss(reduction="sum"), "labels"),
         "ce_probs": (portnn.CrossEntropy(label_smoothing=0.1),
                      nn.CrossEntropyLoss(label_smoothing=0.1), "probs"),
+        "ce_weight": (portnn.CrossEntropy(weight=[1.0, 2.0, 0.5, 3.0]),
+                      nn.CrossEntropyLoss(weight=torch.tensor(
+                          [1.0, 2.0, 0.5, 3.0], dtype=torch.float64)), "labels"),
+        "ce_weight_smooth": (
+            portnn.CrossEntropy(weight=[1.0, 2.0, 0.5, 3.0], label_smoothing=0.2),
+            nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5, 3.0],
+                                                    dtype=torch.float64),
+                                label_smoothing=0.2), "labels"),
+        "ce_weight_probs": (
+            portnn.CrossEntropy(weight=[1.0, 2.0, 0.5, 3.0]),
+            nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5, 3.0],
+                                                    dtype=torch.float64)), "probs"),
+        "ce_weight_sum": (
+            portnn.CrossEntropy(weight=[1.0, 2.0, 0.5, 3.0], reduction="sum"),
+            nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 0.5, 3.0],
+                                                    dtype=torch.float64),
+                                reduction="sum"), "labels"),
+        "bce_logits_pos_weight": (
+            portnn.BCEWithLogits(pos_weight=[1.0, 3.0, 0.5, 2.0]),
+            nn.BCEWithLogitsLoss(pos_weight=torch.tensor([1.0, 3.0, 0.5, 2.0],
+                                                         dtype=torch.float64)),
+            "binary"),
         # Keras's categorical_crossentropy on (unnormalized, one tiny) probabilities
         "ce_from_probabilities": (
             portnn.CrossEntropy(from_logits=False),
@@ -128,7 +150,9 @@ def _loss_pairs(torch):
 
 @pytest.mark.parametrize("name", ["mse", "mse_sum", "mae", "huber", "bce",
                                   "bce_logits", "ce", "ce_smooth", "ce_sum",
-                                  "ce_probs", "ce_from_probabilities"])
+                                  "ce_probs", "ce_from_probabilities", "ce_weight",
+                                  "ce_weight_smooth", "ce_weight_probs",
+                                  "ce_weight_sum", "bce_logits_pos_weight"])
 def test_loss_matches_torch(backend, torch, name):
     loss, tloss, kind = _loss_pairs(torch)[name]
     rs = np.random.default_rng(3)

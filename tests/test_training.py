@@ -33,7 +33,7 @@ def test_fit_learns_and_reports_history(backend):
                   optimizer=portnn.Adam(model.parameters(), lr=0.05),
                   epochs=15, batch_size=32, validation_data=_blobs(60, 1), verbose=0)
     assert h.epoch == list(range(15))
-    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     assert h["loss"][-1] < 0.5 * h["loss"][0]
     assert h["val_accuracy"][-1] > 0.9
     result = model.evaluate(*_blobs(60, 1))

@@ -31,8 +31,10 @@ class Loss:
             raise ValueError(msg)
         self.reduction = reduction
 
-    def __call__(self, pred, target):
-        return self.forward(pred, target)
+    def __call__(self, pred, target, sample_weight=None):
+        if sample_weight is None:
+            return self.forward(pred, target)
+        return self.forward(pred, target, sample_weight=sample_weight)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -52,8 +54,13 @@ class Loss:
             raise AttributeError(msg)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
-    def forward(self, pred, target):
-        """Loss of `pred` against `target`, as a 0-d array."""
+    def forward(self, pred, target, sample_weight=None):
+        """Loss of `pred` against `target`, as a 0-d array.
+
+        `sample_weight` (one per sample, shape ``(N,)``) scales each
+        sample's loss; the mean is still over the batch (Keras's
+        ``sum_over_batch_size``), so weights of 1 change nothing.
+        """
         raise NotImplementedError
 
     def backward(self):
@@ -75,8 +82,14 @@ class Loss:
         ValueError
             If the targets cannot go with such predictions.
         """
-        n = min(int(pred.shape[0]), int(target.shape[0]))
-        self._match(pred[:n, ...], target[:n, ...])
+        want, got = tuple(pred.shape[1:]), tuple(target.shape[1:])
+        if got != want and want != (*got, 1):
+            msg = (
+                f"{type(self).__name__}: targets of shape (N, *{got}) cannot go "
+                f"with predictions of shape (N, *{want}); reshape them to "
+                f"(N, *{want}) (no silent broadcasting)"
+            )
+            raise ValueError(msg)
 
     def _scale(self, n_elements: int) -> float:
         return 1.0 / n_elements if self.reduction == "mean" else 1.0
@@ -84,6 +97,25 @@ class Loss:
     def _reduce(self, xp, per_element):
         total = xp.sum(per_element)
         return total / _size(per_element) if self.reduction == "mean" else total
+
+    def _element_weights(self, sample_weight, like):
+        """`sample_weight` as ``(N, 1, ...)``, to scale every element of a
+        sample's loss; None without weights."""
+        if sample_weight is None:
+            return None
+        from ..backends import backend_of
+
+        backend = backend_of(like)
+        w = backend.asarray(sample_weight) if backend is not None else sample_weight
+        if tuple(w.shape) != (like.shape[0],):
+            msg = (
+                f"{type(self).__name__}: sample_weight must have one weight per "
+                f"sample, shape ({like.shape[0]},), got {tuple(w.shape)}"
+            )
+            raise ValueError(msg)
+        xp = namespace(like)
+        w = xp.astype(w, like.dtype)
+        return xp.reshape(w, (like.shape[0],) + (1,) * (like.ndim - 1))
 
     def _match(self, pred, target):
         """Check backends and shapes of an element-wise loss's arguments."""

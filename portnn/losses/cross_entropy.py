@@ -22,6 +22,11 @@ class CrossEntropy(Loss):
         ``q = (1 - eps) q + eps / C`` (as ``torch.nn.CrossEntropyLoss``).
     reduction : {"mean", "sum"}
         Average or sum over samples.
+    weight : sequence of float, optional
+        One weight per class, with PyTorch's semantics
+        (``torch.nn.functional.cross_entropy(weight=...)``): each term is
+        scaled by its class's weight, and with integer labels the mean
+        divides by the summed weights of the samples' classes.
     from_logits : bool, default True
         True: `pred` holds logits (the last layer has no softmax; the
         softmax gradient is fused, the stable and fast way). False: `pred`
@@ -56,15 +61,16 @@ class CrossEntropy(Loss):
     0.2395
     """
 
-    _cache_attrs = ("_p", "_q", "_k", "_q_sums_to_one", "_s", "_inside")
+    _cache_attrs = ("_p", "_q", "_k", "_plain", "_s", "_inside")
 
     #: Keras's clip of probabilities before the log
     EPSILON = 1e-7
 
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean",
-                 from_logits: bool = True) -> None:
+                 from_logits: bool = True, weight=None) -> None:
         super().__init__(reduction)
         self.from_logits = bool(from_logits)
+        self.weight = None if weight is None else [float(w) for w in weight]
         if not 0.0 <= label_smoothing <= 1.0:
             msg = (
                 "CrossEntropy: label_smoothing must be in [0, 1], "
@@ -73,7 +79,7 @@ class CrossEntropy(Loss):
             raise ValueError(msg)
         self.label_smoothing = float(label_smoothing)
 
-    def forward(self, pred, target):
+    def forward(self, pred, target, sample_weight=None):
         if type(pred) is not type(target):
             check_same_backend(pred, target, where="CrossEntropy")
         xp = namespace(pred)
@@ -81,9 +87,23 @@ class CrossEntropy(Loss):
             msg = "CrossEntropy: pred must have a class axis, got a 0-d array"
             raise ValueError(msg)
         n_classes = pred.shape[-1]
-        q = self._target_distribution(xp, pred, target, n_classes)
+        q, self._plain = self._target_distribution(xp, pred, target, n_classes)
+        # a = the weight of each log-probability in the loss: the target
+        # distribution, scaled by class and sample weights where given
+        rows = math.prod(pred.shape[:-1])
+        denominator = rows if self.reduction == "mean" else 1
+        if self.weight is not None:
+            cw = self._class_weights(xp, pred, n_classes)
+            if self.reduction == "mean" and xp.isdtype(target.dtype, "integral"):
+                denominator = xp.sum(xp.take(cw, xp.reshape(target, (-1,))))
+            q = q * cw
+            self._plain = False
+        w = self._element_weights(sample_weight, pred[..., 0])
+        if w is not None:
+            q = q * xp.expand_dims(w, axis=-1)
+            self._plain = False
         self._q = q
-        self._k = self._scale(math.prod(pred.shape[:-1]))
+        self._k = 1.0 / denominator
         if not self.from_logits:
             return self._forward_probabilities(xp, pred, q)
         # NOTE: log-softmax via the max shift: exp never overflows and
@@ -95,6 +115,15 @@ class CrossEntropy(Loss):
         self._p = e / s
         total = -xp.sum(q * log_p)
         return total * self._k
+
+    def _class_weights(self, xp, pred, n_classes):
+        if len(self.weight) != n_classes:
+            msg = (
+                f"CrossEntropy: weight has {len(self.weight)} entries for "
+                f"{n_classes} classes"
+            )
+            raise ValueError(msg)
+        return xp.asarray(self.weight, dtype=pred.dtype, device=pred.device)
 
     def _forward_probabilities(self, xp, pred, q):
         # NOTE: normalize then clip, as Keras does: log never sees 0
@@ -112,7 +141,7 @@ class CrossEntropy(Loss):
         if not self.from_logits:
             g = xp.where(self._inside, -q / p, 0.0)
             return (g - xp.sum(g * p, axis=-1, keepdims=True)) / self._s * self._k
-        if self._q_sums_to_one:
+        if self._plain:  # q sums to one per row: the classic p - q
             return (p - q) * self._k
         return (p * xp.sum(q, axis=-1, keepdims=True) - q) * self._k
 
@@ -175,18 +204,20 @@ class CrossEntropy(Loss):
                 self._check_label_range(xp, target, n_classes)
             classes = xp.arange(n_classes, dtype=target.dtype, device=target.device)
             q = xp.astype(xp.expand_dims(target, axis=-1) == classes, pred.dtype)
-            self._q_sums_to_one = True
+            sums_to_one = True
         else:
             self._check_soft_shape(pred.shape, target.shape)
             q = xp.astype(target, pred.dtype)
             # Soft targets need not sum to one; then the general gradient is used.
-            self._q_sums_to_one = False
+            sums_to_one = False
         if eps > 0.0:
             q = q * (1.0 - eps) + eps / n_classes
-        return q
+        return q, sums_to_one
 
     def __repr__(self) -> str:
         probs = "" if self.from_logits else ", from_logits=False"
+        if self.weight is not None:
+            probs += f", weight={self.weight}"
         return (
             f"CrossEntropy(label_smoothing={self.label_smoothing}, "
             f"reduction={self.reduction!r}{probs})"

@@ -6,7 +6,30 @@ from .._namespace import namespace
 from .base import Loss, _size
 
 
-class MSE(Loss):
+class _Elementwise(Loss):
+    """A loss that is a mean (or sum) of per-element terms ``f(d)`` of
+    ``d = pred - target``; subclasses give ``f`` and ``f'``."""
+
+    _cache_attrs = ("_d", "_k")
+
+    def forward(self, pred, target, sample_weight=None):
+        target = self._match(pred, target)
+        xp = namespace(pred)
+        self._d = d = pred - target
+        k = self._scale(_size(d))
+        per = self._term(xp, d)
+        w = self._element_weights(sample_weight, d)
+        if w is not None:
+            per = per * w
+            k = w * k  # sample weights scale the gradient too
+        self._k = k
+        return self._reduce(xp, per)
+
+    def backward(self):
+        return self._slope(namespace(self._d), self._d) * self._k
+
+
+class MSE(_Elementwise):
     """Mean (or summed) squared error: ``mean((pred - target)**2)``.
 
     ``d loss / d pred = 2 (pred - target) / n`` (``n = 1`` for ``"sum"``).
@@ -20,44 +43,30 @@ class MSE(Loss):
     2.0
     """
 
-    _cache_attrs = ("_d", "_k")
+    def _term(self, xp, d):
+        return d * d
 
-    def forward(self, pred, target):
-        target = self._match(pred, target)
-        xp = namespace(pred)
-        self._d = d = pred - target
-        self._k = 2.0 * self._scale(_size(d))
-        return self._reduce(xp, d * d)
-
-    def backward(self):
-        return self._d * self._k
+    def _slope(self, xp, d):
+        return 2.0 * d
 
 
-class MAE(Loss):
+class MAE(_Elementwise):
     """Mean absolute error (L1): ``mean(|pred - target|)``; the gradient is
     ``sign(pred - target) / n`` (0 where they are equal, as in PyTorch)."""
 
-    _cache_attrs = ("_d", "_k")
+    def _term(self, xp, d):
+        return xp.abs(d)
 
-    def forward(self, pred, target):
-        target = self._match(pred, target)
-        xp = namespace(pred)
-        self._d = d = pred - target
-        self._k = self._scale(_size(d))
-        return self._reduce(xp, xp.abs(d))
-
-    def backward(self):
-        return namespace(self._d).sign(self._d) * self._k
+    def _slope(self, xp, d):
+        return xp.sign(d)
 
 
-class Huber(Loss):
+class Huber(_Elementwise):
     """Huber loss: quadratic within `delta` of the target, linear beyond.
 
     ``l = d**2 / 2`` for ``|d| <= delta`` else ``delta (|d| - delta / 2)``;
     ``dl/dd = clip(d, -delta, delta)``. Matches ``torch.nn.HuberLoss``.
     """
-
-    _cache_attrs = ("_d", "_k")
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
@@ -66,16 +75,10 @@ class Huber(Loss):
             raise ValueError(msg)
         self.delta = float(delta)
 
-    def forward(self, pred, target):
-        target = self._match(pred, target)
-        xp = namespace(pred)
-        self._d = d = pred - target
-        self._k = self._scale(_size(d))
+    def _term(self, xp, d):
         a = xp.abs(d)
         delta = self.delta
-        per = xp.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
-        return self._reduce(xp, per)
+        return xp.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
 
-    def backward(self):
-        xp = namespace(self._d)
-        return xp.clip(self._d, -self.delta, self.delta) * self._k
+    def _slope(self, xp, d):
+        return xp.clip(d, -self.delta, self.delta)

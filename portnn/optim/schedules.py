@@ -1,4 +1,8 @@
-"""Learning-rate schedules: call ``step()`` once per epoch (or per batch)."""
+"""Learning-rate schedules: call ``step()`` once per epoch (or per batch).
+
+`fit` steps a schedule made for its optimizer by itself, every epoch or
+every batch as the schedule's ``interval`` says.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,11 @@ class LRScheduler:
     itself as ``optimizer.scheduler``, so checkpoints save it with the
     optimizer and :func:`portnn.load` brings it back where it stopped.
     """
+
+    #: when `fit` steps it: after every "epoch" or every "batch"
+    interval = "epoch"
+    #: whether checkpoints can store it (a schedule of arbitrary code cannot)
+    serializable = True
 
     def __init__(self, optimizer) -> None:
         self.optimizer = optimizer
@@ -112,3 +121,122 @@ class CosineWithWarmup(LRScheduler):
         progress = min(1.0, (t - self.warmup_steps) / span)
         cos = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.min_lr + (self.base_lr - self.min_lr) * cos
+
+
+class LinearWarmup(LRScheduler):
+    """Ramp the rate linearly from ``start_factor * lr`` to ``lr`` over
+    `warmup_steps` steps, then hold it (``torch.optim.lr_scheduler.LinearLR``
+    with ``end_factor=1``).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> opt = portnn.SGD(portnn.Dense(2, 1).parameters(), lr=1.0)
+    >>> sched = portnn.optim.LinearWarmup(opt, warmup_steps=4, start_factor=0.2)
+    >>> [round(sched.step(), 2) for _ in range(5)]
+    [0.4, 0.6, 0.8, 1.0, 1.0]
+    """
+
+    def __init__(self, optimizer, warmup_steps: int, start_factor: float = 1.0 / 3,
+                 interval: str = "batch") -> None:
+        if warmup_steps < 1 or not 0.0 < start_factor <= 1.0:
+            msg = (
+                "LinearWarmup: need warmup_steps >= 1 and 0 < start_factor <= 1, "
+                f"got {warmup_steps}, {start_factor}"
+            )
+            raise ValueError(msg)
+        self.warmup_steps = int(warmup_steps)
+        self.start_factor = float(start_factor)
+        self.interval = _interval(interval)
+        super().__init__(optimizer)
+
+    def lr_at(self, t: int) -> float:
+        progress = min(t, self.warmup_steps) / self.warmup_steps
+        return self.base_lr * (self.start_factor + (1.0 - self.start_factor) * progress)
+
+
+class OneCycle(LRScheduler):
+    """The one-cycle policy (``torch.optim.lr_scheduler.OneCycleLR``, cosine
+    annealing): from ``max_lr / div_factor`` up to `max_lr` over the first
+    `pct_start` of `total_steps`, then down to ``max_lr / div_factor /
+    final_div_factor``. Stepped every batch.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    total_steps : int
+        Batches in the whole run (epochs times batches per epoch).
+    max_lr : float, optional
+        The peak (default: the optimizer's rate).
+    pct_start, div_factor, final_div_factor : float
+        As in PyTorch.
+    """
+
+    interval = "batch"
+
+    def __init__(self, optimizer, total_steps: int, max_lr: float | None = None,
+                 pct_start: float = 0.3, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4) -> None:
+        if total_steps < 2 or not 0.0 < pct_start < 1.0:
+            msg = (f"OneCycle: need total_steps >= 2 and 0 < pct_start < 1, got "
+                   f"{total_steps}, {pct_start}")
+            raise ValueError(msg)
+        self.total_steps = int(total_steps)
+        self.max_lr = float(max_lr if max_lr is not None else optimizer.lr)
+        self.pct_start = float(pct_start)
+        self.div_factor = float(div_factor)
+        self.final_div_factor = float(final_div_factor)
+        super().__init__(optimizer)
+
+    def lr_at(self, t: int) -> float:
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        peak = float(self.pct_start * self.total_steps) - 1.0
+        phases = ((peak, initial, self.max_lr),
+                  (self.total_steps - 1.0, self.max_lr, final))
+        start = 0.0
+        for i, (end, lo, hi) in enumerate(phases):
+            if t <= end or i == len(phases) - 1:
+                pct = (t - start) / (end - start)
+                return hi + (lo - hi) / 2.0 * (math.cos(math.pi * pct) + 1.0)
+            start = end
+        return final  # pragma: no cover
+
+
+class FunctionLR(LRScheduler):
+    """The rate ``fn(t)`` for step `t` (Keras's ``LearningRateScheduler``;
+    what ``fit(lr_schedule=fn)`` makes). Its code cannot be saved in a
+    checkpoint: a resumed run passes `fn` again.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> opt = portnn.SGD(portnn.Dense(2, 1).parameters(), lr=1.0)
+    >>> sched = portnn.optim.FunctionLR(opt, lambda epoch: 0.1 / (1 + epoch))
+    >>> opt.lr, sched.step()
+    (0.1, 0.05)
+    """
+
+    serializable = False
+
+    def __init__(self, optimizer, fn, interval: str = "epoch") -> None:
+        if not callable(fn):
+            msg = f"FunctionLR needs a function of the step, got {fn!r}"
+            raise TypeError(msg)
+        self.fn = fn
+        self.interval = _interval(interval)
+        super().__init__(optimizer)
+
+    def lr_at(self, t: int) -> float:
+        lr = float(self.fn(t))
+        if not math.isfinite(lr) or lr < 0:
+            msg = f"the learning-rate function gave {lr!r} at step {t}"
+            raise ValueError(msg)
+        return lr
+
+
+def _interval(value: str) -> str:
+    if value not in ("epoch", "batch"):
+        msg = f"interval must be 'epoch' or 'batch', got {value!r}"
+        raise ValueError(msg)
+    return value

@@ -9,12 +9,13 @@ from .callbacks import (
     LRSchedulerCallback,
     ModelCheckpoint,
     ProgressBar,
+    ReduceLROnPlateau,
 )
 from .history import History
 from .metrics import accuracy
 from .model import Model, TrainingDivergedError
 
 __all__ = ["Model", "History", "Callback", "EarlyStopping", "LRSchedulerCallback",
-           "ModelCheckpoint", "CSVLogger",
+           "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau",
            "ProgressBar",
            "TrainingDivergedError", "accuracy"]

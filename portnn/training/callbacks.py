@@ -113,7 +113,8 @@ class EarlyStopping(Callback):
 
 
 class LRSchedulerCallback(Callback):
-    """Step a learning-rate schedule from `fit`, after every epoch or batch.
+    """Step a learning-rate schedule from `fit`, after every epoch or batch
+    (default: the schedule's ``interval``).
 
     Examples
     --------
@@ -124,7 +125,8 @@ class LRSchedulerCallback(Callback):
     >>> cb = LRSchedulerCallback(sched, every="epoch")
     """
 
-    def __init__(self, scheduler, every: str = "epoch") -> None:
+    def __init__(self, scheduler, every: str | None = None) -> None:
+        every = every or getattr(scheduler, "interval", "epoch")
         if every not in ("epoch", "batch"):
             msg = f"every must be 'epoch' or 'batch', got {every!r}"
             raise ValueError(msg)
@@ -136,10 +138,71 @@ class LRSchedulerCallback(Callback):
             self.scheduler.step()
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["lr"] = self.scheduler.optimizer.lr
         if self.every == "epoch":
             self.scheduler.step()
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by `factor` when `monitor` has not improved
+    for `patience` epochs (Keras's semantics).
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+    factor : float, default 0.1
+        New rate = rate * factor (in (0, 1)).
+    patience : int, default 10
+        Epochs without improvement before a reduction.
+    mode : {"auto", "min", "max"}
+    min_delta : float, default 1e-4
+        An improvement must beat the best by more than this.
+    cooldown : int, default 0
+        Epochs to wait after a reduction before counting again.
+    min_lr : float, default 0
+        The rate never goes below this.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> cb = portnn.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2)
+    """
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1,
+                 patience: int = 10, mode: str = "auto", min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0) -> None:
+        if not 0.0 < factor < 1.0:
+            msg = f"ReduceLROnPlateau: factor must be in (0, 1), got {factor!r}"
+            raise ValueError(msg)
+        self._tracker = EarlyStopping(monitor, patience=patience, mode=mode,
+                                      min_delta=min_delta)
+        self.monitor, self.factor = monitor, float(factor)
+        self.patience, self.cooldown = int(patience), int(cooldown)
+        self.min_lr = float(min_lr)
+
+    def on_train_begin(self, logs=None):
+        self._tracker.on_train_begin()
+        self.wait = self.cooldown_left = 0
+        self.reductions: list[int] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.monitor not in logs:
+            msg = (f"ReduceLROnPlateau: {self.monitor!r} is not among the logged "
+                   f"figures {sorted(logs)}")
+            raise KeyError(msg)
+        value = logs[self.monitor]
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self._tracker._improved(value):
+            self._tracker.best, self.wait = value, 0
+        elif self.cooldown_left == 0:
+            self.wait += 1
+            optimizer = self.model.optimizer
+            if self.wait >= self.patience and optimizer.lr > self.min_lr:
+                optimizer.lr = max(optimizer.lr * self.factor, self.min_lr)
+                self.reductions.append(epoch)
+                self.cooldown_left, self.wait = self.cooldown, 0
 
 
 def _fmt(logs: dict) -> str:

@@ -8,7 +8,7 @@ one transfer at the end of the epoch (:func:`portnn._host.read_scalars`).
 
 from __future__ import annotations
 
-from .._host import accumulator_dtype, read_scalars
+from .._host import accumulator_dtype, read_arrays
 
 
 class Meters:
@@ -54,14 +54,11 @@ class Meters:
         extra : list of float
             The host values of `extra`.
         """
-        sums = [self.loss_sum]
-        for metric in self.metrics:
-            sums.extend(metric.totals())
-        host = read_scalars([*sums, *extra], self.backend)
-        logs = {"loss": host[0] / max(self.count, 1)}
-        i = 1
-        for metric in self.metrics:
-            k = len(metric.totals())
-            logs[metric.name] = metric.result(host[i:i + k])
-            i += k
-        return logs, host[i:]
+        totals = [metric.totals() for metric in self.metrics]
+        arrays = [self.loss_sum, *(a for t in totals for a in t), *extra]
+        host = iter(read_arrays(arrays, self.backend))
+        logs = {"loss": next(host)[0] / max(self.count, 1)}
+        for metric, own in zip(self.metrics, totals, strict=True):
+            logs[metric.name] = metric.result(
+                [v for _ in own for v in next(host)])
+        return logs, [v for values in host for v in values]

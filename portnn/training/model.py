@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import math
-
-from .. import data as data_mod
 from .. import losses as losses_mod
 from .. import optim as optim_mod
-from .._host import read_scalars
-from .._namespace import namespace
 from .._validation import validated_data
+from ..data.sources import Batch
 from ..layers.base import Layer, free_caches, no_grad
 from ..random import global_generator
-from .callbacks import Callback, ProgressBar
+from .callbacks import Callback, LRSchedulerCallback, ProgressBar
 from .guard import StepGuard, TrainingDivergedError
 from .history import History
+from .inputs import ClassWeights, Inputs, refuse_text, validation_pair
 from .meters import Meters
-from .metrics import Accuracy, Metric
+from .metrics import Metric, get_metrics
 from .precision import Precision
 
 __all__ = ["Model", "TrainingDivergedError"]
@@ -27,8 +24,9 @@ _FLOAT32 = Precision("float32", None)
 
 
 class Model(Layer):
-    """A layer with a training loop: :meth:`fit`, :meth:`evaluate`,
-    :meth:`predict` and the single :meth:`train_step` they are built on.
+    """A layer with a training loop: :meth:`compile`, :meth:`fit`,
+    :meth:`evaluate`, :meth:`predict` and the single :meth:`train_step`
+    they are built on.
 
     Subclass it (or use :class:`portnn.Sequential`) and implement
     ``forward``/``backward``.
@@ -37,9 +35,47 @@ class Model(Layer):
     stop_training = False
     loss = None
     optimizer = None
+    #: metrics set by :meth:`compile` (``None``: chosen per loss)
+    metrics = None
+
+    # -- once, Keras style ----------------------------------------------------
+    def compile(self, loss=None, optimizer="adam", metrics="auto") -> Model:
+        """Set the loss, the optimizer and the metrics that `fit` and
+        `evaluate` use when not given them.
+
+        Parameters
+        ----------
+        loss : Loss or str, optional
+        optimizer : Optimizer or str, default "adam"
+            A name makes the optimizer now, over the trainable parameters; it
+            is kept across `fit` calls (its moments and step count go on).
+        metrics : "auto", list of str, Metric or callable, or None
+            See :func:`portnn.training.metrics.get`.
+
+        Returns
+        -------
+        Model
+            This model (for chaining).
+
+        Examples
+        --------
+        >>> import portnn
+        >>> model = portnn.Sequential(portnn.Dense(4, 3)).compile(
+        ...     loss="cross_entropy", optimizer="adam", metrics=["accuracy", "f1_macro"])
+        >>> type(model.optimizer).__name__, [m.name for m in model.metrics]
+        ('Adam', ['accuracy', 'f1_macro'])
+        """
+        loss = losses_mod.get(loss) if loss is not None else self.loss
+        optimizer = self._resolve_optimizer(optimizer)
+        metric_list = (get_metrics(metrics, loss) if loss is not None or
+                       metrics != "auto" else None)
+        self.loss, self.optimizer = loss, optimizer
+        self.metrics = metric_list if metrics != "auto" else None
+        return self
 
     # -- one step: the whole algorithm ---------------------------------------
-    def train_step(self, x, y, loss, optimizer, guard=None, precision=None):
+    def train_step(self, x, y, loss, optimizer, guard=None, precision=None,
+                   sample_weight=None):
         """Forward, loss, backward, optimizer step, zero_grad.
 
         Parameters
@@ -50,6 +86,8 @@ class Model(Layer):
             loss scale overflowed.
         precision : Precision, optional
             The mixed-precision policy (default float32).
+        sample_weight : array, optional
+            One weight per sample of the batch.
 
         Returns
         -------
@@ -60,7 +98,8 @@ class Model(Layer):
         policy = precision or _FLOAT32
         with policy.weights(self):  # half copies of the weights, if mixed
             pred = policy.output(self.forward(policy.input(x), training=True))
-            value = loss.forward(pred, y)
+            value = (loss.forward(pred, y) if sample_weight is None
+                     else loss.forward(pred, y, sample_weight=sample_weight))
             # no d loss / d input needed
             self.backward_params(policy.loss_gradient(loss.backward()))
         finite = policy.unscale(optimizer.params)  # float32, unscaled gradients
@@ -76,44 +115,56 @@ class Model(Layer):
         return value, pred
 
     # -- the Keras-style loop -------------------------------------------------
-    def fit(self, x, y, *, loss, optimizer="adam", epochs: int = 1,
+    def fit(self, x, y=None, *, loss=None, optimizer=None, epochs: int = 1,
             batch_size: int = 32, validation_data=None,
             validation_split: float = 0.0, shuffle: bool = True,
             callbacks=None, metrics="auto", verbose="auto", rng=None,
-            precision: str = "float32") -> History:
+            precision: str = "float32", sample_weight=None, class_weight=None,
+            lr_schedule=None, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None, prefetch: bool = True) -> History:
         """Train with mini-batch gradient descent.
 
         Parameters
         ----------
-        x, y : array_like
-            Training inputs and targets (any array the backend can take:
-            NumPy, lists, arrays of the model's backend). They are moved to
-            the model's device once; floating data is cast to the model's
-            dtype.
-        loss : Loss or str
-            For example ``portnn.CrossEntropy()`` or ``"mse"``.
-        optimizer : Optimizer or str, default "adam"
+        x, y : array_like, Dataset or iterable of batches
+            Arrays (NumPy, lists, arrays of any backend; moved to the
+            model's device once, floating data cast to the model's dtype), a
+            :class:`portnn.data.Dataset` (memory-mapped files, lists of
+            samples: read a batch at a time), or an iterable of ``(x, y)``
+            or ``(x, y, sample_weight)`` batches (`y` is then None). A
+            dataset or iterable is prepared a batch ahead in a background
+            thread (`prefetch`).
+        loss : Loss or str, optional
+            For example ``portnn.CrossEntropy()`` or ``"mse"``; default the
+            loss given to :meth:`compile`.
+        optimizer : Optimizer or str, optional
             An optimizer over this model's parameters (all or some), or its
-            name.
+            name. Default: the model's optimizer (from :meth:`compile`, an
+            earlier `fit` or a checkpoint), else a new Adam. A name matching
+            the model's optimizer keeps it (and its state).
         epochs, batch_size : int
             Passes over the data and samples per gradient step.
-        validation_data : (x_val, y_val), optional
+        validation_data : (x_val, y_val[, w_val]), Dataset or iterable, optional
             Evaluated after every epoch (``val_loss``, ``val_accuracy``).
         validation_split : float, default 0
-            Fraction of the training data, taken from the end before any
+            Fraction of the training arrays, taken from the end before any
             shuffling, held out for validation instead.
         shuffle : bool, default True
-            Reshuffle every epoch (from `rng`, so ``portnn.seed`` fixes it).
+            Reshuffle every epoch (from `rng`, so ``portnn.seed`` fixes it;
+            a Dataset gets the same order arrays would).
         callbacks : list of Callback, optional
             For example ``[portnn.EarlyStopping(patience=3)]``.
-        metrics : "auto", list of str or Metric, or None
-            ``"auto"`` adds ``"accuracy"`` for classification losses.
+        metrics : "auto", list of str, Metric or callable, or None
+            Names as scikit-learn's scorers spell them (``"f1_macro"``,
+            ``"roc_auc"``, ``"r2"``, ``"top_5_accuracy"``, ...).
+            ``"auto"``: those of :meth:`compile`, else ``"accuracy"`` for
+            classification losses.
         verbose : "auto", 0, 1 or 2
             0 silent; 1 a live progress bar on a terminal (tqdm's widget in
             Jupyter) and one line per epoch elsewhere (a log file, CI); 2
             one line per epoch; ``"auto"`` is 1.
         rng : portnn.random.Generator, optional
-            Source of the shuffles (default: the global generator).
+            Source of the shuffles (default: the context's generator).
         precision : {"float32", "mixed_float16", "mixed_bfloat16"}
             Keras's policy names. The mixed ones compute the layers in the
             half type, keep float32 master weights and optimizer state,
@@ -122,11 +173,26 @@ class Model(Layer):
             ``torch.amp.GradScaler`` does. Evaluation runs in float32.
             On NumPy, float16 matrix products have no BLAS: it is for
             checking numerics, not for speed.
+        sample_weight : array, optional
+            One weight per training sample (Keras's semantics: each
+            sample's loss is scaled; the mean is over the batch).
+        class_weight : dict, optional
+            ``{class index: weight}``; multiplies into the sample weights.
+        lr_schedule : LRScheduler or callable, optional
+            A schedule made for the optimizer, or ``f(epoch) -> lr``. A
+            schedule already made for the optimizer (``optimizer.scheduler``)
+            is stepped too. The rate of each epoch is logged as ``lr``.
+        steps_per_epoch, validation_steps : int, optional
+            Batches per epoch from an iterable (an endless generator needs
+            them).
+        prefetch : bool, default True
+            Prepare the next batch of a dataset or iterable in a background
+            thread while the current one trains.
 
         Returns
         -------
         History
-            Per-epoch loss and metrics.
+            Per-epoch loss, metrics and ``lr``.
 
         Raises
         ------
@@ -141,7 +207,8 @@ class Model(Layer):
         leaves the model, its optimizer and its loss as they were. The loss
         and metrics of an epoch are summed on the device and read once at
         its end, so a GPU never waits for the host between batches; label
-        and token-id ranges are checked once, on the whole arrays.
+        and token-id ranges are checked once, on the whole arrays (batch by
+        batch on the host for datasets and iterables).
 
         Examples
         --------
@@ -160,31 +227,34 @@ class Model(Layer):
         # -- validate everything before changing anything --------------------
         epochs = _positive_int("epochs", epochs)
         batch_size = _positive_int("batch_size", batch_size)
-        loss = losses_mod.get(loss)
+        loss = self._resolve_loss(loss)
         optimizer = self._resolve_optimizer(optimizer)
         metric_list = self._metrics(metrics, loss)
         policy = Precision(precision, self.backend)
         rng = rng or global_generator()
-        callbacks = list(callbacks or [])
-        for cb in callbacks:
-            if not isinstance(cb, Callback):
-                msg = f"callbacks must be Callback instances, got {type(cb).__name__}"
-                raise TypeError(msg)
+        callbacks = _checked_callbacks(callbacks)
+        _check_verbose(verbose)
         self._check_head(loss)
-        x, y = self._as_data(x, y, loss)
-        x, y, validation_data = self._split_validation(x, y, validation_data,
-                                                       validation_split, loss)
-        y = self._check_data(x, y, loss)
+        inputs = Inputs(self, loss, prefetch=prefetch)
+        if validation_split and validation_data is None:
+            (x, y, sample_weight), validation_data = inputs.split(
+                x, y, sample_weight, validation_split)
+        source = inputs.source(x, y, sample_weight, batch_size=batch_size,
+                               shuffle=shuffle, rng=rng, steps=steps_per_epoch)
+        validation = None
         if validation_data is not None:
-            x_val, y_val = validation_data
-            validation_data = (x_val, self._check_data(x_val, y_val, loss))
-        n = x.shape[0]
-        n_batches = -(-n // batch_size)
-        if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
-            msg = f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}"
-            raise ValueError(msg)
+            vx, vy, vw = validation_pair(validation_data)
+            validation = inputs.source(vx, vy, vw, batch_size=max(batch_size, 256),
+                                       steps=validation_steps)
+        weigh = None
+        if class_weight is not None:
+            weigh = ClassWeights(class_weight, loss, inputs.sample_pred, self.backend)
+        schedule = _schedule_callback(lr_schedule, optimizer, callbacks)
+        if schedule is not None:
+            callbacks.insert(0, schedule)
         if verbose:
-            callbacks.append(ProgressBar(epochs, n_batches, live=verbose != 2))
+            callbacks.append(ProgressBar(epochs, source.n_batches,
+                                         live=verbose != 2))
 
         # -- train ---------------------------------------------------------------
         self.loss, self.optimizer = loss, optimizer
@@ -203,22 +273,23 @@ class Model(Layer):
                         cb.on_epoch_begin(epoch)
                     meters.reset()
                     guard.reset()
-                    for b, (xb, yb) in enumerate(data_mod.batches(
-                            x, y, batch_size=batch_size, shuffle=shuffle, rng=rng)):
-                        value, pred = self.train_step(xb, yb, loss, optimizer,
-                                                      guard, policy)
+                    for b, (xb, yb, wb) in enumerate(source.batches()):
+                        if weigh is not None:
+                            wb = weigh(yb, wb)
+                        value, pred = self.train_step(xb, yb, loss, optimizer, guard,
+                                                      policy, sample_weight=wb)
                         meters.update(value, pred, yb)
                         batch_logs = {"loss": value, "size": int(xb.shape[0])}
                         for cb in callbacks:
                             cb.on_batch_end(b, batch_logs)
                     # the epoch's one host read: figures and the guard's verdict
                     logs, verdict = meters.read(guard.totals())
-                    StepGuard.check(verdict, epoch=epoch, batches=n_batches,
+                    StepGuard.check(verdict, epoch=epoch, batches=guard.batch,
                                     lr=optimizer.lr, history=history)
-                    if validation_data is not None:
-                        val = self._evaluate(*validation_data, loss,
-                                             max(batch_size, 256), metric_list)
+                    if validation is not None:
+                        val = self._evaluate(validation, loss, metric_list)
                         logs.update({f"val_{k}": v for k, v in val.items()})
+                    logs["lr"] = optimizer.lr  # the rate this epoch ran at
                     for cb in callbacks:
                         cb.on_epoch_end(epoch, logs)
                     history.append(epoch, logs)  # last, so callbacks may add figures
@@ -230,50 +301,57 @@ class Model(Layer):
                 cb.on_train_end()
         return history
 
-    def evaluate(self, x, y, *, loss=None, batch_size: int = 256,
-                 metrics="auto") -> dict[str, float]:
+    def evaluate(self, x, y=None, *, loss=None, batch_size: int = 256,
+                 metrics="auto", sample_weight=None, steps: int | None = None,
+                 prefetch: bool = True) -> dict[str, float]:
         """Loss and metrics on `x`, `y` in evaluation mode.
+
+        `x` may be arrays, a Dataset or an iterable of ``(x, y)`` batches,
+        as for :meth:`fit`.
 
         Returns
         -------
         dict
-            ``{"loss": ..., "accuracy": ...}`` averaged over samples, read
-            from the device once.
+            ``{"loss": ..., "accuracy": ...}`` over all samples, read from
+            the device once.
         """
         batch_size = _positive_int("batch_size", batch_size)
-        loss = losses_mod.get(loss if loss is not None else self._require_loss())
+        loss = self._resolve_loss(loss)
         metric_list = self._metrics(metrics, loss)
-        x, y = self._as_data(x, y, loss)
-        y = self._check_data(x, y, loss)
+        refuse_text(y)
+        source = Inputs(self, loss, prefetch=prefetch).source(
+            x, y, sample_weight, batch_size=batch_size, steps=steps)
         with validated_data():
-            return self._evaluate(x, y, loss, batch_size, metric_list)
+            return self._evaluate(source, loss, metric_list)
 
-    def _evaluate(self, x, y, loss, batch_size, metric_list):
+    def _evaluate(self, source, loss, metric_list):
         meters = Meters(self.backend, metric_list)
-        n = x.shape[0]
         with no_grad():
-            for lo in range(0, n, batch_size):
-                hi = min(n, lo + batch_size)
-                xb, yb = x[lo:hi, ...], y[lo:hi, ...]
+            for xb, yb, wb in source.batches():
                 pred = self.forward(xb, training=False)
-                meters.update(loss.forward(pred, yb), pred, yb)
+                value = (loss.forward(pred, yb) if wb is None
+                         else loss.forward(pred, yb, sample_weight=wb))
+                meters.update(value, pred, yb)
         free_caches(loss)
         logs, _ = meters.read()
         return logs
 
-    def predict(self, x, batch_size: int | None = None):
-        """Outputs for `x` in evaluation mode, in batches if `batch_size`,
-        as an array on the model's device."""
+    def predict(self, x, batch_size: int | None = None, steps: int | None = None,
+                prefetch: bool = True):
+        """Outputs for `x` in evaluation mode, as one array on the model's
+        device; `x` may be arrays (in batches if `batch_size`), a Dataset or
+        an iterable of batches (their ``x``)."""
         if batch_size is not None:
             batch_size = _positive_int("batch_size", batch_size)
-        x = self._as_input(x)
-        with no_grad():  # nothing of x stays on the layers
-            if batch_size is None or x.shape[0] <= batch_size:
-                return self.forward(x, training=False)
-            n = x.shape[0]
-            parts = [self.forward(x[i:min(n, i + batch_size), ...], training=False)
-                     for i in range(0, n, batch_size)]
-        return self.backend.xp.concat(parts, axis=0)
+        if batch_size is None and not _is_stream(x):
+            with no_grad():  # nothing of x stays on the layers
+                return self.forward(self._as_input(x), training=False)
+        source = Inputs(self, prefetch=prefetch).source(
+            x, batch_size=batch_size or 256, steps=steps, targets=False)
+        with no_grad():
+            parts = [self.forward(batch.x, training=False)
+                     for batch in source.batches()]
+        return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
 
     # -- checkpoints ----------------------------------------------------------
     def save(self, path, optimizer=None, metadata=None) -> None:
@@ -294,9 +372,11 @@ class Model(Layer):
         save(self, path, optimizer=optimizer, metadata=metadata)
 
     # -- helpers ----------------------------------------------------------------
-    def _require_loss(self):
+    def _resolve_loss(self, loss):
+        if loss is not None:
+            return losses_mod.get(loss)
         if self.loss is None:
-            msg = "no loss given: pass loss=... or call fit(...) first"
+            msg = "no loss: pass loss=... or call model.compile(loss=...) first"
             raise ValueError(msg)
         return self.loss
 
@@ -322,13 +402,7 @@ class Model(Layer):
         xp = self.backend.xp
         x = self._as_input(x)
         _refuse_unsupported(y, "y")
-        if _is_text(y):
-            msg = (
-                "the labels are strings; encode them as integers 0..C-1 first "
-                "(numpy.unique(y, return_inverse=True), or scikit-learn's "
-                "LabelEncoder) and keep the classes to decode predictions"
-            )
-            raise TypeError(msg)
+        refuse_text(y)
         y = self.backend.asarray(y)
         dtype = self._model_dtype()
         labels = isinstance(loss, losses_mod.CrossEntropy) and not xp.isdtype(
@@ -345,29 +419,6 @@ class Model(Layer):
             msg = "no samples: x is empty"
             raise ValueError(msg)
         return x, y
-
-    def _split_validation(self, x, y, validation_data, validation_split, loss):
-        if validation_data is None and validation_split:
-            if not 0.0 < validation_split < 1.0:
-                msg = f"validation_split must be in (0, 1), got {validation_split!r}"
-                raise ValueError(msg)
-            n = x.shape[0]
-            n_val = int(math.ceil(n * validation_split))
-            if n_val >= n:
-                msg = f"validation_split={validation_split} leaves no training data"
-                raise ValueError(msg)
-            validation_data = (x[n - n_val:, ...], y[n - n_val:, ...])
-            x, y = x[: n - n_val, ...], y[: n - n_val, ...]
-        elif validation_data is not None:
-            if not (isinstance(validation_data, (tuple, list))
-                    and len(validation_data) == 2):
-                msg = (
-                    "validation_data must be a pair (x_val, y_val), got "
-                    f"{type(validation_data).__name__}"
-                )
-                raise ValueError(msg)
-            validation_data = self._as_data(*validation_data, loss)
-        return x, y, validation_data
 
     def _check_head(self, loss) -> None:
         """Refuse a loss that does not match the model's last activation: a
@@ -392,20 +443,15 @@ class Model(Layer):
         if fix:
             raise ValueError(fix)
 
-    def _check_data(self, x, y, loss):
-        """Validate whole arrays once: the model takes `x` (one sample run in
-        evaluation mode), token ids and labels are in range, targets fit.
-        Returns `y`, with float class labels that are whole numbers turned
-        into integers."""
-        with no_grad():
-            pred = self.forward(x[:1, ...], training=False)
-        self.check_input(x)
-        if isinstance(loss, losses_mod.CrossEntropy):
-            y = _integral_labels(y, pred)
-        loss.check_target(pred, y)
-        return y
-
     def _resolve_optimizer(self, optimizer):
+        if optimizer is None:
+            return (self.optimizer if self.optimizer is not None
+                    else optim_mod.get("adam", self.parameters()))
+        if isinstance(optimizer, str):
+            kept = self.optimizer
+            if kept is not None and type(kept) is optim_mod.resolve(optimizer):
+                return kept  # made once: its moments and step count go on
+            return optim_mod.get(optimizer, self.parameters())
         if not isinstance(optimizer, optim_mod.Optimizer):
             return optim_mod.get(optimizer, self.parameters())
         mine = {id(p) for p in self.parameters()}
@@ -420,69 +466,72 @@ class Model(Layer):
             raise ValueError(msg)
         return optimizer
 
-    @staticmethod
-    def _metrics(metrics, loss) -> list[Metric]:
-        threshold = 0.0 if isinstance(loss, losses_mod.BCEWithLogits) else 0.5
-        if metrics == "auto":
-            return [Accuracy(threshold)] if isinstance(loss, _CLASSIFICATION) else []
-        if metrics is None:
-            return []
-        items = [metrics] if isinstance(metrics, (str, Metric)) else list(metrics)
-        out = []
-        for item in items:
-            if isinstance(item, Metric):
-                out.append(item)
-            elif item in ("accuracy", "acc"):
-                out.append(Accuracy(threshold))
-            else:
-                msg = f"unknown metric {item!r}; available: 'accuracy'"
+    def _metrics(self, metrics, loss) -> list[Metric]:
+        if metrics == "auto" and self.metrics is not None:
+            return [m.fresh() for m in self.metrics]
+        return get_metrics(metrics, loss)
+
+
+def _is_stream(x) -> bool:
+    from ..data.dataset import Dataset
+    from .inputs import is_batch_stream
+
+    return isinstance(x, Dataset) or is_batch_stream(x)
+
+
+def _checked_callbacks(callbacks) -> list:
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            msg = f"callbacks must be Callback instances, got {type(cb).__name__}"
+            raise TypeError(msg)
+    return callbacks
+
+
+def _check_verbose(verbose) -> None:
+    if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
+        msg = f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}"
+        raise ValueError(msg)
+
+
+def _schedule_callback(lr_schedule, optimizer, callbacks):
+    """The callback stepping the learning-rate schedule of this run: the one
+    given, else the one made for the optimizer, unless a callback already
+    steps it."""
+    from ..optim.schedules import FunctionLR, LRScheduler
+
+    stepped = {id(cb.scheduler) for cb in callbacks
+               if isinstance(cb, LRSchedulerCallback)}
+    if lr_schedule is not None:
+        if isinstance(lr_schedule, LRScheduler):
+            if lr_schedule.optimizer is not optimizer:
+                msg = ("lr_schedule was made for another optimizer; make it for "
+                       "the one fit uses (model.optimizer)")
                 raise ValueError(msg)
-        return out
+            schedule = lr_schedule
+        elif callable(lr_schedule):
+            schedule = FunctionLR(optimizer, lr_schedule)
+        else:
+            msg = (f"lr_schedule must be an LRScheduler or a function of the "
+                   f"epoch, got {type(lr_schedule).__name__}")
+            raise TypeError(msg)
+    else:
+        schedule = optimizer.scheduler
+    if schedule is None or id(schedule) in stepped:
+        return None
+    return LRSchedulerCallback(schedule)
 
 
 def _refuse_unsupported(data, what):
-    """Iterators are not arrays: say what `fit` takes instead of failing
-    inside an array library."""
+    """Iterators are not arrays: say what arrays are expected instead of
+    failing inside an array library."""
     if hasattr(data, "__next__") or type(data).__name__ == "generator":
         msg = (
-            f"{what} is a {type(data).__name__}: fit, evaluate and predict take "
-            "arrays (NumPy arrays, lists, or arrays of any backend). Collect "
-            "the batches first (numpy.concatenate(list(...)))"
+            f"{what} is a {type(data).__name__} where arrays are expected; an "
+            "iterable of (x, y) batches goes in x alone (fit(batches), with "
+            "steps_per_epoch for an endless one)"
         )
         raise TypeError(msg)
-
-
-def _is_text(data) -> bool:
-    """Strings, as a NumPy string/object array or nested lists."""
-    kind = getattr(getattr(data, "dtype", None), "kind", None)  # NumPy's
-    if kind in ("U", "S"):
-        return True
-    if kind == "O":
-        data = data.ravel()[:1].tolist() if data.size else []
-    elif kind is not None:
-        return False
-    while isinstance(data, (list, tuple)) and data:
-        data = data[0]
-    return isinstance(data, (str, bytes))
-
-
-def _integral_labels(y, pred):
-    """Float class labels (one per prediction row, as pandas often gives)
-    become integers when they are whole numbers; otherwise say so."""
-    xp = namespace(y)
-    if not xp.isdtype(y.dtype, "real floating") or (
-            tuple(y.shape[1:]) != tuple(pred.shape[1:-1])):
-        return y
-    whole = read_scalars([xp.all(y == xp.round(y))])[0]
-    if not whole:
-        msg = (
-            f"CrossEntropy: y holds floats of shape {tuple(y.shape)}, one per "
-            "sample, so they are class labels, but not all are whole numbers; "
-            "pass integer labels 0..C-1, or one-hot/probability targets of shape "
-            f"(N, {pred.shape[-1]})"
-        )
-        raise ValueError(msg)
-    return xp.astype(y, xp.int64)
 
 
 def _last_layer(model):

@@ -1,13 +1,13 @@
-"""Data helpers: mini-batches, scaling fitted on training data, one-hot,
+"""Array helpers: mini-batches, scaling fitted on training data, one-hot,
 train/test split. They work on arrays of any backend."""
 
 from __future__ import annotations
 
 import math
 
-from ._namespace import namespace
-from .backends import backend_of, get_backend
-from .random import global_generator
+from .._namespace import namespace
+from ..backends import backend_of, get_backend
+from ..random import global_generator
 
 
 def _backend(x):
@@ -108,7 +108,7 @@ def one_hot(labels, num_classes: int | None = None, dtype=None):
     >>> portnn.data.one_hot(portnn.get_backend().asarray([0, 2]), 3).tolist()
     [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
     """
-    from . import config
+    from .. import config
 
     xp = namespace(labels)
     if num_classes is None:

@@ -1,0 +1,253 @@
+"""`Dataset`: samples indexed in batches, for data that need not fit in
+memory.
+
+A dataset has a length and returns a whole batch for an array of sample
+indices: ``ds[indices] -> (x, y)`` (or ``(x, y, sample_weight)``, or ``x``
+alone for prediction). Batches are host arrays (NumPy) or anything a
+backend's ``asarray`` takes; `fit` checks them on the host and moves them
+to the device in a background thread while the previous batch trains.
+
+This module is host-side I/O, so it may use NumPy (the host format).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class Dataset:
+    """Base class of datasets: implement ``__len__`` and ``__getitem__``.
+
+    ``__getitem__`` receives a 1-D NumPy array of sample indices (a batch,
+    in the order `fit` wants them) and returns ``(x, y)``, ``(x, y, w)`` or
+    ``x``, each with one row per index.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from portnn.data import Dataset
+    >>> ds = Dataset.from_arrays(np.arange(10.0).reshape(5, 2), np.arange(5))
+    >>> len(ds), ds[np.array([3, 1])][1].tolist()
+    (5, [3, 1])
+    """
+
+    def __len__(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must implement __len__")
+
+    def __getitem__(self, indices):
+        raise NotImplementedError(f"{type(self).__name__} must implement __getitem__")
+
+    def release(self) -> None:
+        """Drop what the dataset holds in memory that it can read again
+        (pages of memory-mapped files); called between batches."""
+
+    # -- adapters ---------------------------------------------------------------
+    @staticmethod
+    def from_arrays(x, y=None, sample_weight=None) -> ArrayDataset:
+        """A dataset over arrays with one row per sample: NumPy arrays,
+        ``numpy.memmap`` or arrays opened with ``numpy.load(...,
+        mmap_mode="r")`` (read a batch at a time), or backend arrays."""
+        return ArrayDataset(x, y, sample_weight)
+
+    @staticmethod
+    def from_npy(x, y=None, sample_weight=None, mmap_mode: str = "r") -> ArrayDataset:
+        """A dataset over ``.npy`` files, memory-mapped: only the rows of
+        the current batches are read, so a file larger than memory trains.
+
+        Parameters
+        ----------
+        x, y, sample_weight : str or os.PathLike
+            Paths of ``.npy`` files (`y` and `sample_weight` optional).
+        mmap_mode : {"r", "c"}
+            As in ``numpy.load``; ``"r"`` (read-only) is the safe default.
+        """
+        import numpy
+
+        def open_(path):
+            if path is None:
+                return None
+            return numpy.load(os.fspath(path), mmap_mode=mmap_mode)
+
+        return ArrayDataset(open_(x), open_(y), open_(sample_weight))
+
+    @staticmethod
+    def from_list(samples, targets=None) -> ListDataset:
+        """A dataset over a sequence of samples (anything with ``len`` and
+        integer indexing, a PyTorch-style dataset too): ``samples[i]`` is
+        one ``x`` or one ``(x, y)`` pair; a batch stacks them."""
+        return ListDataset(samples, targets)
+
+
+def _rows(array):
+    return int(array.shape[0]) if hasattr(array, "shape") else len(array)
+
+
+class ArrayDataset(Dataset):
+    """Arrays with one row per sample; see :meth:`Dataset.from_arrays`.
+
+    A memory-mapped ``.npy`` array (``numpy.load(path, mmap_mode="r")``) is
+    read with positioned reads of the rows a batch needs (``os.preadv`` on
+    its file), not through the mapping: a shuffled pass would otherwise map
+    the pages around every row it touches, and the file would end up
+    counted whole in the process's memory.
+    """
+
+    #: bytes read through a mapping between releases of its pages
+    release_every = 64 * 2**20
+
+    def __init__(self, x, y=None, sample_weight=None) -> None:
+        self.arrays = [a for a in (x, y, sample_weight) if a is not None]
+        if x is None:
+            msg = "Dataset.from_arrays needs x"
+            raise ValueError(msg)
+        lengths = {_rows(a) for a in self.arrays}
+        if len(lengths) != 1:
+            msg = (
+                "Dataset.from_arrays: x, y and sample_weight must have the same "
+                f"number of rows, got {[_rows(a) for a in self.arrays]}"
+            )
+            raise ValueError(msg)
+        self._n = lengths.pop()
+        self._has_y = y is not None
+        self._read = 0
+        self._readers = [_RowReader.of(a) for a in self.arrays]
+        self._mapped = [m for a, r in zip(self.arrays, self._readers, strict=True)
+                        if r is None and (m := _mapping(a)) is not None]
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, indices):
+        parts = tuple(r(indices) if r is not None else _take(a, indices)
+                      for a, r in zip(self.arrays, self._readers, strict=True))
+        if self._mapped:
+            self._read += sum(getattr(p, "nbytes", 0) for p in parts)
+            if self._read >= self.release_every:
+                self.release()
+        return parts if len(parts) > 1 else parts[0]
+
+    def release(self) -> None:
+        """Unmap the pages read so far from memory-mapped arrays: they stay
+        in the OS page cache, but no longer count in this process's memory."""
+        import mmap
+
+        self._read = 0
+        for mapping in self._mapped:
+            try:
+                mapping.madvise(mmap.MADV_DONTNEED)
+            except (AttributeError, OSError, ValueError):
+                pass  # not on this platform; the OS reclaims the pages anyway
+
+
+class _RowReader:
+    """Rows of a whole-file, C-ordered memory-mapped ``.npy`` array, read
+    from its file with ``os.preadv`` (contiguous runs of rows in one call)."""
+
+    def __init__(self, filename, offset, shape, dtype) -> None:
+        self.filename, self.offset = filename, int(offset)
+        self.shape, self.dtype = tuple(shape), dtype
+        self.row_bytes = dtype.itemsize
+        for s in self.shape[1:]:
+            self.row_bytes *= int(s)
+        self._fd = None
+
+    @classmethod
+    def of(cls, array):
+        import mmap
+
+        import numpy
+
+        if not (isinstance(array, numpy.memmap) and hasattr(os, "preadv")
+                and isinstance(array.base, mmap.mmap)  # the whole mapping
+                and array.flags.c_contiguous and array.filename
+                and array.ndim >= 1 and array.dtype.itemsize):
+            return None
+        return cls(array.filename, array.offset, array.shape, array.dtype)
+
+    def __call__(self, indices):
+        import numpy
+
+        if self._fd is None:
+            self._fd = os.open(self.filename, os.O_RDONLY)
+        indices = numpy.asarray(indices, dtype=numpy.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.shape[0]):
+            msg = f"row indices out of range for {self.shape[0]} rows"
+            raise IndexError(msg)
+        out = numpy.empty((indices.size, *self.shape[1:]), dtype=self.dtype)
+        if indices.size == 0:
+            return out
+        raw = out.reshape(indices.size, -1).view(numpy.uint8)
+        start = 0
+        while start < indices.size:  # one read per run of consecutive rows
+            stop = start + 1
+            while stop < indices.size and indices[stop] == indices[stop - 1] + 1:
+                stop += 1
+            view = raw[start:stop].reshape(-1)
+            at = self.offset + int(indices[start]) * self.row_bytes
+            if os.preadv(self._fd, [view], at) != view.size:
+                msg = f"{self.filename!r} is shorter than its header says"
+                raise OSError(msg)
+            start = stop
+        return out
+
+    def __del__(self):
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_fd"] = None  # a descriptor is per process
+        return state
+
+
+def _mapping(array):
+    """The mmap object behind a NumPy memmap (or a view of one), if any."""
+    while array is not None:
+        mm = getattr(array, "_mmap", None)
+        if mm is not None:
+            return mm
+        array = getattr(array, "base", None)
+    return None
+
+
+def _take(array, indices):
+    import numpy
+
+    if isinstance(array, numpy.ndarray):
+        return array[indices]  # fancy indexing: a memmap reads these rows only
+    from ..backends import backend_of
+
+    backend = backend_of(array)
+    if backend is None:  # a list or another sequence
+        return numpy.asarray([array[int(i)] for i in indices])
+    return backend.xp.take(array, backend.asarray(indices), axis=0)
+
+
+class ListDataset(Dataset):
+    """A sequence of samples, stacked per batch; see :meth:`Dataset.from_list`."""
+
+    def __init__(self, samples, targets=None) -> None:
+        if targets is not None and len(targets) != len(samples):
+            msg = (f"Dataset.from_list: {len(samples)} samples but "
+                   f"{len(targets)} targets")
+            raise ValueError(msg)
+        self.samples, self.targets = samples, targets
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, indices):
+        import numpy
+
+        items = [self.samples[int(i)] for i in indices]
+        if self.targets is not None:
+            ys = [self.targets[int(i)] for i in indices]
+            return numpy.stack([numpy.asarray(x) for x in items]), numpy.asarray(ys)
+        if items and isinstance(items[0], tuple):
+            columns = list(zip(*items, strict=True))
+            return tuple(numpy.stack([numpy.asarray(v) for v in col])
+                         for col in columns)
+        return numpy.stack([numpy.asarray(x) for x in items])

@@ -1,0 +1,235 @@
+"""Where `fit`, `evaluate` and `predict` take each epoch's batches from.
+
+- :class:`ArraySource`: arrays already on the device, shuffled there with
+  portnn's counter-based generator and sliced (nothing to prefetch).
+- :class:`DatasetSource`: a :class:`~portnn.data.Dataset`; the epoch's
+  permutation is drawn on the host from the same generator (so the order
+  is the one an array would get, on every backend), batches are assembled
+  on the host and made ready (checked, moved to the device) by `prepare`.
+- :class:`IterableSource`: any iterable of batches, re-iterated each epoch,
+  or `steps` batches an epoch from an endless generator.
+
+The last two prefetch: a background thread prepares the next batches while
+the current one trains (:func:`prefetched`). NumPy releases the GIL in its
+copies and a GPU copy runs while Python waits, so the host work overlaps.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
+
+from ..backends import get
+
+
+class Batch(NamedTuple):
+    """One batch: inputs, targets (or None) and sample weights (or None)."""
+
+    x: Any
+    y: Any = None
+    w: Any = None
+
+
+def as_batch(item) -> Batch:
+    """A batch from what a dataset or an iterable gives: ``x``, ``(x, y)``
+    or ``(x, y, sample_weight)``."""
+    if isinstance(item, Batch):
+        return item
+    if isinstance(item, (tuple, list)):
+        if not 1 <= len(item) <= 3:
+            msg = (
+                "a batch is x, (x, y) or (x, y, sample_weight); got a "
+                f"{type(item).__name__} of {len(item)} items"
+            )
+            raise ValueError(msg)
+        return Batch(*item)
+    return Batch(item)
+
+
+class ArraySource:
+    """Device arrays, shuffled on the device and sliced into batches."""
+
+    def __init__(self, x, y=None, w=None, *, batch_size: int, shuffle: bool = False,
+                 rng=None, backend=None) -> None:
+        self.x, self.y, self.w = x, y, w
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.rng, self.backend = rng, backend
+        self.n = int(x.shape[0])
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def batches(self) -> Iterator[Batch]:
+        x, y, w = self.x, self.y, self.w
+        if self.shuffle:
+            xp = self.backend.xp
+            perm = self.rng.permutation(self.n, backend=self.backend)
+            x, y, w = (None if a is None else xp.take(a, perm, axis=0)
+                       for a in (x, y, w))
+        for lo in range(0, self.n, self.batch_size):
+            rows = slice(lo, min(self.n, lo + self.batch_size))
+            yield Batch(x[rows, ...], None if y is None else y[rows, ...],
+                        None if w is None else w[rows, ...])
+
+
+class DatasetSource:
+    """Batches of a Dataset, assembled on the host and prefetched."""
+
+    def __init__(self, dataset, *, batch_size: int, shuffle: bool = False, rng=None,
+                 prepare: Callable[[Any], Batch], prefetch: bool = True) -> None:
+        self.dataset = dataset
+        self.batch_size, self.shuffle, self.rng = batch_size, shuffle, rng
+        self.prepare, self.prefetch = prepare, prefetch
+        self.n = len(dataset)
+        if self.n == 0:
+            msg = "the dataset is empty"
+            raise ValueError(msg)
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def first(self):
+        """The first sample, as the dataset gives it (for up-front checks)."""
+        return self.dataset[_host_indices(0, 1)]
+
+    def batches(self) -> Iterator[Batch]:
+        host = get("numpy")
+        if self.shuffle:
+            order = self.rng.permutation(self.n, backend=host)
+        else:
+            order = host.xp.arange(self.n, dtype=host.xp.int64)
+        chunks = (order[lo:min(self.n, lo + self.batch_size)]
+                  for lo in range(0, self.n, self.batch_size))
+        items = (self.dataset[idx] for idx in chunks)
+        try:
+            yield from prefetched(items, self.prepare, enabled=self.prefetch)
+        finally:
+            self.dataset.release()
+
+
+def _host_indices(lo, hi):
+    host = get("numpy")
+    return host.xp.arange(lo, hi, dtype=host.xp.int64)
+
+
+class IterableSource:
+    """Batches from an iterable: all of it each epoch, or `steps` batches an
+    epoch from an endless (or one-shot) iterator."""
+
+    def __init__(self, iterable: Iterable, *, steps: int | None = None,
+                 prepare: Callable[[Any], Batch], prefetch: bool = True) -> None:
+        self.iterable, self.steps = iterable, steps
+        self.prepare, self.prefetch = prepare, prefetch
+        self.one_shot = iter(iterable) is iterable
+        self._it = None
+        self._peeked = []
+        self._epochs = 0
+
+    @property
+    def n_batches(self) -> int | None:
+        if self.steps is not None:
+            return self.steps
+        try:
+            return len(self.iterable)
+        except TypeError:
+            return None
+
+    def first(self):
+        """The first batch, kept to be trained on (for up-front checks)."""
+        if not self._peeked:
+            self._it = iter(self.iterable)
+            try:
+                self._peeked.append(next(self._it))
+            except StopIteration:
+                msg = "the iterable of batches is empty"
+                raise ValueError(msg) from None
+        return self._peeked[0]
+
+    def _items(self):
+        if self._it is None or (self.steps is None and not self.one_shot
+                                and not self._peeked):
+            self._it = iter(self.iterable)
+        count = 0
+        while self.steps is None or count < self.steps:
+            if self._peeked:
+                item = self._peeked.pop()
+            else:
+                try:
+                    item = next(self._it)
+                except StopIteration:
+                    break
+            count += 1
+            yield item
+        if count == 0:
+            msg = (
+                "the iterable gave no batch this epoch: a generator is used up "
+                "after one pass; pass steps_per_epoch (and make it endless) or "
+                "a re-iterable object (a list, a Dataset)"
+            )
+            raise ValueError(msg)
+
+    def batches(self) -> Iterator[Batch]:
+        self._epochs += 1
+        yield from prefetched(self._items(), self.prepare, enabled=self.prefetch)
+
+
+_END = object()
+
+
+class _Raised(NamedTuple):
+    error: BaseException
+
+
+def prefetched(items: Iterable, prepare: Callable[[Any], Any], *,
+               enabled: bool = True, depth: int = 2) -> Iterator[Any]:
+    """``prepare(item)`` for each item, computed up to `depth` items ahead in
+    a background thread (errors are raised here, in order).
+
+    Examples
+    --------
+    >>> list(prefetched(range(4), lambda i: i * i))
+    [0, 1, 4, 9]
+    """
+    if not enabled:
+        for item in items:
+            yield prepare(item)
+        return
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(value) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(value, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in items:
+                if not put(prepare(item)):
+                    return
+        except BaseException as exc:  # handed to the consumer, in order
+            put(_Raised(exc))
+            return
+        put(_END)
+
+    worker = threading.Thread(target=work, name="portnn-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            value = ready.get()
+            if value is _END:
+                return
+            if isinstance(value, _Raised):
+                raise value.error
+            yield value
+    finally:
+        stop.set()
+        worker.join(timeout=5)

@@ -1,0 +1,291 @@
+"""What `fit`, `evaluate` and `predict` are given, turned into validated
+batch sources on the model's device.
+
+Arrays are moved to the device once and checked whole, up front (a label
+range is one host read). A :class:`~portnn.data.Dataset` or an iterable of
+batches is checked batch by batch on the host, before the copy to the
+device, in the prefetch thread: host checks cost the device nothing.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import losses as losses_mod
+from .._host import read_scalars
+from .._namespace import namespace
+from ..backends import backend_of, get
+from ..data.dataset import Dataset
+from ..data.sources import ArraySource, Batch, DatasetSource, IterableSource, as_batch
+from ..layers.base import no_grad
+
+
+def is_batch_stream(x) -> bool:
+    """Whether `x` is an iterable of batches (a generator, an iterator, a
+    DataLoader-like object) rather than array data (arrays, lists)."""
+    if isinstance(x, (list, tuple, str, bytes, Dataset)) or x is None:
+        return False
+    if backend_of(x) is not None or any(hasattr(x, a) for a in (
+            "__array_namespace__", "__array__", "__dlpack__", "shape")):
+        return False
+    return hasattr(x, "__iter__") or hasattr(x, "__next__")
+
+
+def refuse_text(y) -> None:
+    """String labels: say to encode them."""
+    if _is_text(y):
+        msg = (
+            "the labels are strings; encode them as integers 0..C-1 first "
+            "(numpy.unique(y, return_inverse=True), or scikit-learn's "
+            "LabelEncoder) and keep the classes to decode predictions"
+        )
+        raise TypeError(msg)
+
+
+def _is_text(data) -> bool:
+    """Strings, as a NumPy string/object array or nested lists."""
+    kind = getattr(getattr(data, "dtype", None), "kind", None)  # NumPy's
+    if kind in ("U", "S"):
+        return True
+    if kind == "O":
+        data = data.ravel()[:1].tolist() if data.size else []
+    elif kind is not None:
+        return False
+    while isinstance(data, (list, tuple)) and data:
+        data = data[0]
+    return isinstance(data, (str, bytes))
+
+
+def integral_labels(y, pred):
+    """Float class labels (one per prediction row, as pandas often gives)
+    become integers when they are whole numbers; otherwise say so."""
+    xp = namespace(y)
+    if not xp.isdtype(y.dtype, "real floating") or (
+            tuple(y.shape[1:]) != tuple(pred.shape[1:-1])):
+        return y
+    whole = read_scalars([xp.all(y == xp.round(y))])[0]
+    if not whole:
+        msg = (
+            f"CrossEntropy: y holds floats of shape {tuple(y.shape)}, one per "
+            "sample, so they are class labels, but not all are whole numbers; "
+            "pass integer labels 0..C-1, or one-hot/probability targets of shape "
+            f"(N, {pred.shape[-1]})"
+        )
+        raise ValueError(msg)
+    return xp.astype(y, xp.int64)
+
+
+def _host(v):
+    """`v` as an array: a backend's array as it is, anything else on the host."""
+    if v is None or backend_of(v) is not None:
+        return v
+    return get("numpy").asarray(v)
+
+
+class Inputs:
+    """Turns what a call is given into batch sources for one model and loss.
+
+    Parameters
+    ----------
+    model : Model
+    loss : Loss or None
+        None for `predict` (no targets).
+    prefetch : bool
+        Prepare the next batches of a dataset or iterable in a thread.
+    """
+
+    def __init__(self, model, loss=None, *, prefetch: bool = True) -> None:
+        self.model, self.loss, self.prefetch = model, loss, prefetch
+        self.sample_pred = None  # one sample's prediction: the output shape
+
+    # -- arrays -------------------------------------------------------------------
+    def arrays(self, x, y, w=None, *, check=True):
+        """`x`, `y` (and weights) on the device, checked whole."""
+        x, y = self.model._as_data(x, y, self.loss)
+        if check:
+            y = self.check(x, y)
+        return x, y, self.weights(w, x.shape[0])
+
+    def check(self, x, y, *, run=True):
+        """Check whole arrays (or one batch): the model takes `x` (one
+        sample run in evaluation mode, if `run`), ids and labels are in
+        range, targets fit; returns `y`, float labels that are whole numbers
+        made integers. Batches checked in the prefetch thread do not run
+        the model (its layers belong to the training thread)."""
+        if run:
+            self._run_one(x)
+        self.model.check_input(x)
+        if self.loss is None:
+            return y
+        if isinstance(self.loss, losses_mod.CrossEntropy):
+            y = integral_labels(y, self.sample_pred)
+        self.loss.check_target(self.sample_pred, y)
+        return y
+
+    def weights(self, w, n):
+        """Sample weights as ``(n,)`` floats on the device, or None."""
+        if w is None:
+            return None
+        model = self.model
+        w = model.backend.asarray(w)
+        dtype = model._model_dtype()
+        if dtype is not None:
+            w = model.backend.xp.astype(w, dtype)
+        if tuple(w.shape) != (n,):
+            msg = (f"sample_weight must hold one weight per sample, shape ({n},), "
+                   f"got {tuple(w.shape)}")
+            raise ValueError(msg)
+        return w
+
+    # -- any data -------------------------------------------------------------------
+    def source(self, x, y=None, w=None, *, batch_size, shuffle=False, rng=None,
+               steps=None, targets=True):
+        """A batch source over arrays, a Dataset or an iterable of batches."""
+        if isinstance(x, Dataset) or is_batch_stream(x):
+            if y is not None or w is not None:
+                msg = (
+                    "a Dataset or an iterable of batches carries its targets: "
+                    "give (x, y) or (x, y, sample_weight) batches, not y= or "
+                    "sample_weight="
+                )
+                raise ValueError(msg)
+            prepare = self._prepare_with_targets if targets else self._prepare_x
+            if isinstance(x, Dataset):
+                if steps is not None:
+                    msg = "steps is for iterables of batches, not for a Dataset"
+                    raise ValueError(msg)
+                source = DatasetSource(x, batch_size=batch_size, shuffle=shuffle,
+                                       rng=rng, prepare=prepare,
+                                       prefetch=self.prefetch)
+            else:
+                source = IterableSource(x, steps=steps, prepare=prepare,
+                                        prefetch=self.prefetch)
+            self._check_first(as_batch(source.first()), targets)
+            return source
+        if steps is not None:
+            msg = ("steps_per_epoch/steps are for iterables of batches; arrays are "
+                   "split by batch_size")
+            raise ValueError(msg)
+        if targets:
+            refuse_text(y)
+            x, y, w = self.arrays(x, y, w)
+        else:
+            x = self.model._as_input(x)
+        return ArraySource(x, y, w, batch_size=batch_size, shuffle=shuffle, rng=rng,
+                           backend=self.model.backend)
+
+    def _run_one(self, x):
+        """One sample through the model: it takes `x`, and the output shape
+        the targets must fit (kept from the first data seen)."""
+        with no_grad():
+            pred = self.model.forward(self.model._as_input(x[:1, ...]),
+                                      training=False)
+        if self.sample_pred is None:
+            self.sample_pred = pred
+
+    def _check_first(self, batch, targets):
+        if targets and batch.y is None:
+            msg = ("the data gave x alone; fit and evaluate need (x, y) batches "
+                   "(or (x, y, sample_weight))")
+            raise ValueError(msg)
+        self._run_one(_host(batch.x))
+
+    def _prepare_with_targets(self, item) -> Batch:
+        batch = as_batch(item)
+        if batch.y is None:
+            msg = "a batch gave x alone; fit and evaluate need (x, y) batches"
+            raise ValueError(msg)
+        refuse_text(batch.y)
+        x, y = _host(batch.x), _host(batch.y)
+        y = self.check(x, y, run=False)  # on the host, before the copy: free
+        x, y = self.model._as_data(x, y, self.loss)
+        return Batch(x, y, self.weights(batch.w, x.shape[0]))
+
+    def _prepare_x(self, item) -> Batch:
+        batch = as_batch(item)
+        x = _host(batch.x)
+        self.model.check_input(x)
+        return Batch(self.model._as_input(x))
+
+    # -- validation data ----------------------------------------------------------
+    def split(self, x, y, w, validation_split):
+        """Hold out the tail of array data for validation (before any
+        shuffle); returns the training part and the held-out part."""
+        if not 0.0 < validation_split < 1.0:
+            msg = f"validation_split must be in (0, 1), got {validation_split!r}"
+            raise ValueError(msg)
+        if isinstance(x, Dataset) or is_batch_stream(x):
+            msg = ("validation_split needs arrays; with a Dataset or an iterable, "
+                   "pass validation_data")
+            raise ValueError(msg)
+        refuse_text(y)
+        x, y, w = self.arrays(x, y, w, check=False)  # each part is checked later
+        n = x.shape[0]
+        n_val = int(math.ceil(n * validation_split))
+        if n_val >= n:
+            msg = f"validation_split={validation_split} leaves no training data"
+            raise ValueError(msg)
+        keep = slice(0, n - n_val)
+        held = slice(n - n_val, n)
+        train = (x[keep, ...], y[keep, ...], None if w is None else w[keep])
+        val = (x[held, ...], y[held, ...], None if w is None else w[held])
+        return train, val
+
+
+def validation_pair(validation_data):
+    """``(x, y)`` or ``(x, y, w)`` arrays, or a Dataset/iterable, as
+    ``(x, y, w)``."""
+    if isinstance(validation_data, Dataset) or is_batch_stream(validation_data):
+        return validation_data, None, None
+    if not (isinstance(validation_data, (tuple, list))
+            and len(validation_data) in (2, 3)):
+        msg = (
+            "validation_data must be (x_val, y_val), (x_val, y_val, "
+            "sample_weight), a Dataset or an iterable of batches, got "
+            f"{type(validation_data).__name__}"
+        )
+        raise ValueError(msg)
+    return (*validation_data, None)[:3]
+
+
+class ClassWeights:
+    """Keras's ``class_weight``: each sample weighed by its class's weight,
+    on the device (``take`` of a weight vector by the labels)."""
+
+    def __init__(self, class_weight: dict, loss, sample_pred, backend) -> None:
+        if not isinstance(class_weight, dict) or not class_weight:
+            msg = ("class_weight must be a dict {class index: weight}, got "
+                   f"{class_weight!r}")
+            raise TypeError(msg)
+        if not isinstance(loss, (losses_mod.CrossEntropy, losses_mod.BCE,
+                                 losses_mod.BCEWithLogits)):
+            msg = (f"class_weight is for classification losses, not "
+                   f"{type(loss).__name__}; use sample_weight")
+            raise ValueError(msg)
+        self.binary = not isinstance(loss, losses_mod.CrossEntropy)
+        n_classes = 2 if self.binary else int(sample_pred.shape[-1])
+        bad = [k for k in class_weight if not (
+            isinstance(k, int) and not isinstance(k, bool) and 0 <= k < n_classes)]
+        if bad:
+            msg = (f"class_weight keys must be class indices 0..{n_classes - 1}, "
+                   f"got {bad}")
+            raise ValueError(msg)
+        if not self.binary and sample_pred.ndim != 2:
+            msg = ("class_weight weighs whole samples, one label each; for "
+                   "sequence labels use CrossEntropy(weight=...)")
+            raise ValueError(msg)
+        xp = backend.xp
+        values = [float(class_weight.get(c, 1.0)) for c in range(n_classes)]
+        self.vector = xp.asarray(values, dtype=sample_pred.dtype, device=backend.device)
+
+    def __call__(self, y, w):
+        """Per-sample weights for labels `y`, times `w` if given."""
+        xp = namespace(y)
+        if self.binary:
+            labels = xp.astype(xp.reshape(y, (y.shape[0], -1))[:, 0] > 0.5, xp.int64)
+        elif xp.isdtype(y.dtype, "integral"):
+            labels = y
+        else:
+            labels = xp.argmax(y, axis=-1)
+        weights = xp.take(self.vector, labels)
+        return weights if w is None else weights * w
