@@ -79,6 +79,11 @@ def layer_to_json(layer: Layer, _shared: dict | None = None) -> dict[str, Any]:
         )
         raise TypeError(msg)
     out = {"class": name, "config": layer.get_config()}
+    if not layer.trainable:
+        out["trainable"] = False
+    frozen = [k for k, p in layer._params.items() if not p.trainable]
+    if frozen and layer.trainable:
+        out["frozen"] = frozen
     if layer._uses > 1:
         out["id"] = _shared[id(layer)] = len(_shared)
     children = layer.children()
@@ -121,6 +126,11 @@ def layer_from_json(spec: dict[str, Any], backend, _shared: dict | None = None
     except TypeError as exc:
         msg = f"cannot rebuild {name} from config {config!r}: {exc}"
         raise CheckpointError(msg) from None
+    if spec.get("trainable") is False:
+        layer.trainable = False
+    for key in spec.get("frozen", []):
+        if key in layer._params:
+            layer._params[key].trainable = False
     if "id" in spec:
         _shared[spec["id"]] = layer
     return layer
@@ -154,7 +164,12 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
         under ``user.<key>``; :func:`load` gives it back as
         ``model.metadata``.
     """
-    tensors = {f"model.{k}": _host(v) for k, v in model.state_dict().items()}
+    state = model.state_dict()
+    if any(isinstance(v, init_mod.Unallocated) for v in state.values()):
+        msg = ("the model is not built: its lazy layers have no weights yet; call "
+               "model.build(input_shape) or run it on data before saving")
+        raise ValueError(msg)
+    tensors = {f"model.{k}": _host(v) for k, v in state.items()}
     meta = {
         "format": FORMAT,
         "portnn.version": str(VERSION),
@@ -348,7 +363,10 @@ def _check_layer_spec(spec, where, depth):
             raise CheckpointError(msg)
         return
     if not (isinstance(spec, dict) and isinstance(spec.get("class"), str)
-            and set(spec) <= {"class", "config", "children", "id"}
+            and set(spec) <= {"class", "config", "children", "id", "trainable",
+                              "frozen"}
+            and isinstance(spec.get("trainable", True), bool)
+            and isinstance(spec.get("frozen", []), list)
             and isinstance(spec.get("config", {}), dict)
             and isinstance(spec.get("children", []), list)
             and _is_count(spec.get("id", 0))):

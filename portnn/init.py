@@ -56,8 +56,9 @@ class Unallocated:
     __slots__ = ("shape", "dtype")
 
     def __init__(self, shape, dtype) -> None:
-        self.shape = tuple(int(s) for s in ((shape,) if isinstance(shape, int)
-                                            else shape))
+        # None: a size a lazy layer learns from its first input
+        self.shape = tuple(None if s is None else int(s) for s in (
+            (shape,) if isinstance(shape, int) else shape))
         self.dtype = dtype
 
     @property

@@ -20,6 +20,9 @@ class Parameter:
     grad : array or None
         Sum of the gradients since the last ``zero_grad()``; ``None`` when no
         backward pass has run since.
+    trainable : bool
+        False freezes it: no gradient is kept for it and optimizers leave
+        it alone (``layer.trainable = False`` sets it for a whole layer).
 
     Examples
     --------
@@ -29,12 +32,13 @@ class Parameter:
     ((2,), True)
     """
 
-    __slots__ = ("value", "grad", "name")
+    __slots__ = ("value", "grad", "name", "trainable")
 
-    def __init__(self, value: Any, name: str = "") -> None:
+    def __init__(self, value: Any, name: str = "", trainable: bool = True) -> None:
         self.value = value
         self.grad = None
         self.name = name
+        self.trainable = trainable
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -53,11 +57,23 @@ class Parameter:
 
     def accumulate(self, g: Any) -> None:
         """Add `g` to ``grad`` (the first gradient is stored as is, so a layer
-        must hand over an array it no longer uses)."""
+        must hand over an array it no longer uses); a frozen parameter keeps
+        nothing."""
+        if not self.trainable:
+            return
         if self.grad is None:
             self.grad = g
         else:
             self.grad = self.grad + g
 
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state):
+        for k in self.__slots__:
+            setattr(self, k, state.get(k, True if k == "trainable" else None))
+
     def __repr__(self) -> str:
-        return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype})"
+        frozen = "" if self.trainable else ", frozen"
+        return (f"Parameter(name={self.name!r}, shape={self.shape}, "
+                f"dtype={self.dtype}{frozen})")

@@ -43,8 +43,10 @@ def test_digits_quick(backend, tmp_path):
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
     png = tmp_path / "loss.png"
+    # the example's own batch size (16): at 12 epochs, 0.955-0.983 over seeds
+    # 0-5; batch 32 left seed 0 at the edge (0.947-0.953, init-dependent)
     result = _example("digits").main(
-        _args(backend, "--epochs", "12", "--batch-size", "32", "--plot", str(png)))
+        _args(backend, "--epochs", "12", "--plot", str(png)))
     assert result["test_accuracy"] > 0.95
     assert png.stat().st_size > 10_000
 
@@ -76,3 +78,13 @@ def test_transformer_sort_quick(backend):
         backend, "--epochs", "4", "--train-size", "2000", "--length", "5"))
     assert result["token_accuracy"] > 0.85  # 0.999 with the full 10 epochs
     assert result["sequence_accuracy"] > 0.4
+
+
+@pytest.mark.slow
+def test_finetune_digits_trains_only_the_new_head(backend):
+    pytest.importorskip("sklearn")
+    result = _example("finetune_digits").main(_args(
+        backend, "--pretrain-epochs", "3", "--epochs", "20"))
+    assert result["frozen_unchanged"]
+    assert result["trained_parameters"] == 258  # Dense(128, 2) of 7,506
+    assert result["fine_tuned"] > 0.6  # 0.90 with the default budget (numpy)

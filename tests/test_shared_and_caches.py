@@ -93,9 +93,9 @@ def _model():
 
 def _cached(model):
     """(layer, attribute) pairs holding a forward cache."""
-    from portnn.layers.base import _cached_layers
+    from portnn.layers.base import walk_layers
 
-    return [(type(layer).__name__, name) for layer in _cached_layers(model)
+    return [(type(layer).__name__, name) for layer in walk_layers(model)
             for name in (*type(layer)._cache_attrs, *type(layer)._call_outputs)
             if name in vars(layer)]
 
@@ -153,18 +153,18 @@ def test_every_forward_cache_is_declared(backend):
     it into pickles: every attribute a training forward adds is declared."""
     from tests.test_deep_gradcheck import CASES
 
-    from portnn.layers.base import _cached_layers
+    from portnn.layers.base import walk_layers
 
     allowed = {"_table", "_child_calls"}  # a memo of constants; containers' stack
     for name, (factory, shape) in CASES.items():
         with portnn.default_dtype("float64"):  # as the gradient checks build them
             layer = factory()
-            before = {id(la): set(vars(la)) for la in _cached_layers(layer)}
+            before = {id(la): set(vars(la)) for la in walk_layers(layer)}
             x = portnn.random.Generator(0).normal(shape, backend=backend) if (
                 not layer.integer_input) else backend.asarray(
                     np.zeros(shape, dtype=int))
             layer(x, training=True)
-        for la in _cached_layers(layer):
+        for la in walk_layers(layer):
             added = set(vars(la)) - before.get(id(la), set()) - allowed
             declared = set(type(la)._cache_attrs) | set(type(la)._call_outputs)
             assert added <= declared, (name, type(la).__name__, added - declared)

@@ -168,7 +168,8 @@ class MultiHeadAttention(Layer):
         e, h = self.embed_dim, self.num_heads
         d = e // h
         dy2 = xp.reshape(dy, (n * t, e))
-        self.W_out.accumulate(dy2.T @ o)
+        if self.W_out.trainable:
+            self.W_out.accumulate(dy2.T @ o)
         if self.b_out is not None:
             self.b_out.accumulate(xp.sum(dy2, axis=0))
         dheads = xp.permute_dims(xp.reshape(dy2 @ self.W_out.value, (n, t, h, d)),
@@ -181,7 +182,8 @@ class MultiHeadAttention(Layer):
         dk = xp.permute_dims(ds, (0, 1, 3, 2)) @ q
         dqkv = xp.reshape(xp.permute_dims(xp.stack([dq, dk, dv]), (1, 3, 0, 2, 4)),
                           (n * t, 3 * e))
-        self.W_in.accumulate(dqkv.T @ x2)
+        if self.W_in.trainable:
+            self.W_in.accumulate(dqkv.T @ x2)
         if self.b_in is not None:
             self.b_in.accumulate(xp.sum(dqkv, axis=0))
         if need_dx:

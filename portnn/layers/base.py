@@ -70,6 +70,8 @@ class Layer:
     #: How many containers hold this layer; above 1 its weights are shared.
     _uses = 0
 
+    _trainable = True
+
     def __init__(self, backend=None) -> None:
         self._params: dict[str, Parameter] = {}
         self._buffers: dict[str, Any] = {}
@@ -164,18 +166,56 @@ class Layer:
             yield from child._all_parameters(f"{prefix}{i}.")
 
     def parameters(self) -> list[Parameter]:
-        """All trainable parameters of this layer and its children (each
-        shared one once)."""
+        """All parameters of this layer and its children, frozen ones too
+        (each shared one once)."""
         return [p for _, p in self.named_parameters()]
+
+    def trainable_parameters(self) -> list[Parameter]:
+        """The parameters an optimizer should update (not frozen)."""
+        return [p for p in self.parameters() if p.trainable]
+
+    @property
+    def trainable(self) -> bool:
+        """False freezes the layer and everything in it (Keras's semantics):
+        its parameters get no gradient and no update, a frozen BatchNorm
+        normalizes with its running statistics, and `backward` skips what
+        the chain rule no longer needs. Saved in checkpoints.
+
+        Examples
+        --------
+        >>> import portnn
+        >>> model = portnn.Sequential(portnn.Dense(4, 4), portnn.Dense(4, 2))
+        >>> model[0].trainable = False
+        >>> len(model.parameters()), len(model.trainable_parameters())
+        (4, 2)
+        """
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        for layer in walk_layers(self):
+            layer._trainable = bool(value)
+            for p in layer._params.values():
+                p.trainable = bool(value)
+
+    def has_trainable(self) -> bool:
+        """Whether any parameter in this layer (or below) is trainable."""
+        return any(p.trainable for p in self.parameters())
 
     def zero_grad(self) -> None:
         """Forget accumulated gradients (sets every ``grad`` to ``None``)."""
         for p in self.parameters():
             p.grad = None
 
-    def num_parameters(self) -> int:
-        """Number of trainable scalars."""
-        return sum(p.size for p in self.parameters())
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        """Number of scalars in the parameters (only trainable ones if
+        `trainable_only`)."""
+        params = self.trainable_parameters() if trainable_only else self.parameters()
+        if any(None in p.shape for p in params):
+            msg = (f"{type(self).__name__} is not built: a lazy layer learns its "
+                   "input size at its first call; call model.build(input_shape)")
+            raise ValueError(msg)
+        return sum(p.size for p in params)
 
     # -- state ----------------------------------------------------------------
     def _named_state(self, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
@@ -291,6 +331,8 @@ class Layer:
         the child is used more than once (shared weights). A container's
         forward starts with :meth:`_begin_calls`."""
         y = child.forward(x, training, **kwargs)
+        if _recording_shapes.get():  # model.summary() wants output shapes
+            child._output_shape = (None, *tuple(y.shape[1:]))
         if not grad_enabled():
             free_caches(child)
         elif child._uses > 1:
@@ -334,6 +376,25 @@ class Layer:
 
 
 _grad_enabled: ContextVar[bool] = ContextVar("portnn_grad_enabled", default=True)
+_recording_shapes: ContextVar[bool] = ContextVar("portnn_recording_shapes",
+                                                 default=False)
+_shape_pass: ContextVar[bool] = ContextVar("portnn_shape_pass", default=False)
+
+
+def in_shape_pass() -> bool:
+    """True while a model runs a first sample to size its lazy layers."""
+    return _shape_pass.get()
+
+
+@contextlib.contextmanager
+def shape_pass() -> Iterator[None]:
+    """Lazy layers built inside take zero weights and draw nothing: the
+    model draws them afterwards, in eager order (``replay_draws``)."""
+    token = _shape_pass.set(True)
+    try:
+        yield
+    finally:
+        _shape_pass.reset(token)
 
 
 def grad_enabled() -> bool:
@@ -363,7 +424,7 @@ def no_grad() -> Iterator[None]:
         _grad_enabled.reset(token)
 
 
-def _cached_layers(layer):
+def walk_layers(layer):
     """`layer`, its children and the layers they own, once each."""
     seen: set[int] = set()
     stack = [layer]
@@ -393,7 +454,7 @@ def save_caches(layer: Layer) -> list:
     return [(current, {name: current.__dict__[name]
                        for name in (*type(current)._cache_attrs, "_child_calls")
                        if name in current.__dict__})
-            for current in _cached_layers(layer)]
+            for current in walk_layers(layer)]
 
 
 def restore_caches(snapshot) -> None:

@@ -13,7 +13,7 @@ from .._namespace import namespace
 from ..ops.windows import add_windows, output_size, pad2d, unpad2d, window_views
 from .activations import get as get_activation
 from .base import Layer, dtype_name, float_dtype
-from .dense import initial_weights
+from .dense import build_lazy, draw_weights
 
 
 def _pair(value, name, layer, nd):
@@ -63,22 +63,24 @@ class _Conv(Layer):
     nd = 2
     _cache_attrs = ("_cols", "_in_shape", "_x_shape")
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True, init="auto", activation=None, *,
-                 backend=None, dtype=None, rng=None):
+    def __init__(self, in_channels=None, out_channels=None, kernel_size=None,
+                 stride=1, padding=0, dilation=1, groups=1, bias=True, init="auto",
+                 activation=None, *, backend=None, dtype=None, rng=None):
         super().__init__(backend)
         name, nd = type(self).__name__, self.nd
+        if out_channels is None:  # one channel count: the output's (lazy input)
+            in_channels, out_channels = None, in_channels
+        if kernel_size is None:
+            msg = f"{name}: kernel_size is required"
+            raise ValueError(msg)
         for arg, v in (("in_channels", in_channels), ("out_channels", out_channels),
                        ("groups", groups)):
+            if v is None and arg == "in_channels":
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 msg = f"{name}: {arg} must be a positive int, got {v!r}"
                 raise ValueError(msg)
-        if in_channels % groups or out_channels % groups:
-            msg = (
-                f"{name}: in_channels ({in_channels}) and out_channels "
-                f"({out_channels}) must both be divisible by groups ({groups})"
-            )
-            raise ValueError(msg)
+        self._check_groups(in_channels, out_channels, groups)
         self.in_channels, self.out_channels, self.groups = (
             in_channels, out_channels, groups)
         self.kernel_size = _pair(kernel_size, "kernel_size", name, nd)
@@ -90,26 +92,52 @@ class _Conv(Layer):
         self.init = init
         self.activation = None if activation is None else get_activation(activation)
         self._dtype = float_dtype(self.backend, dtype)
-        self.W = self.add_parameter("W", self._initial_weights(self.activation, rng))
+        self._rng, self._next_activation = rng, None
+        if in_channels is None:
+            weights = initializers.Unallocated(self.weight_shape, self._dtype)
+        else:
+            weights = draw_weights(self, self.activation, rng)
+        self.W = self.add_parameter("W", weights)
         self.b = None
         if bias:
             self.b = self.add_parameter("b", initializers.zeros(
                 (out_channels,), backend=self.backend, dtype=self._dtype))
 
+    def _check_groups(self, in_channels, out_channels, groups):
+        if (in_channels is not None and in_channels % groups) or out_channels % groups:
+            msg = (
+                f"{type(self).__name__}: in_channels ({in_channels}) and "
+                f"out_channels ({out_channels}) must both be divisible by groups "
+                f"({groups})"
+            )
+            raise ValueError(msg)
+
     # -- weights ---------------------------------------------------------------
     @property
-    def weight_shape(self) -> tuple[int, ...]:
-        """``(out_channels, in_channels // groups, *kernel_size)``, as in PyTorch."""
-        return (self.out_channels, self.in_channels // self.groups,
-                *self.kernel_size)
+    def weight_shape(self) -> tuple:
+        """``(out_channels, in_channels // groups, *kernel_size)``, as in
+        PyTorch (``in_channels`` None until a lazy layer is built)."""
+        per_group = None if self.in_channels is None else (
+            self.in_channels // self.groups)
+        return (self.out_channels, per_group, *self.kernel_size)
 
-    def _initial_weights(self, activation, rng):
-        return initial_weights(self.init, activation, self.weight_shape,
-                               self.backend, self._dtype, rng)
+    @property
+    def built(self) -> bool:
+        """Whether the weights exist (a lazy layer builds at its first call)."""
+        return self.in_channels is not None
+
+    def _build(self, in_channels: int) -> None:
+        self._check_groups(in_channels, self.out_channels, self.groups)
+        self.in_channels = int(in_channels)
+        build_lazy(self)
 
     def reset_parameters(self, next_activation=None, rng=None) -> None:
-        """Draw ``W`` again (zero ``b``); `next_activation` guides ``"auto"``."""
-        self.W.value = self._initial_weights(self.activation or next_activation, rng)
+        """Draw ``W`` again (zero ``b``); `next_activation` guides ``"auto"``.
+        A lazy layer draws at its first call instead."""
+        if not self.built:
+            self._next_activation = next_activation
+            return
+        self.W.value = draw_weights(self, self.activation or next_activation, rng)
         if self.b is not None:
             self.b.value = initializers.zeros(
                 (self.out_channels,), backend=self.backend, dtype=self._dtype)
@@ -123,6 +151,8 @@ class _Conv(Layer):
 
     # -- forward and backward --------------------------------------------------
     def forward(self, x, training=False):
+        if self.in_channels is None and x.ndim == self.nd + 2:
+            self._build(x.shape[1])
         W = self.W
         if type(x) is not type(W.value):
             self._check_backend(x, W)
@@ -185,14 +215,15 @@ class _Conv(Layer):
         xp = namespace(dy)
         dy4 = self._as_2d(dy)
         n, o = dy4.shape[0], self.out_channels
-        if self.b is not None:
+        if self.b is not None and self.b.trainable:
             self.b.accumulate(xp.sum(dy4, axis=(0, 2, 3)))
         g = self.groups
         shape = (n, o, -1) if g == 1 else (n, g, o // g, -1)
         dyg = xp.reshape(dy4, shape)
-        # one GEMM per sample, then the sum over the batch
-        dw = xp.sum(dyg @ xp.matrix_transpose(self._cols), axis=0)
-        self.W.accumulate(xp.reshape(dw, self.weight_shape))
+        if self.W.trainable:
+            # one GEMM per sample, then the sum over the batch
+            dw = xp.sum(dyg @ xp.matrix_transpose(self._cols), axis=0)
+            self.W.accumulate(xp.reshape(dw, self.weight_shape))
         return dyg, dy4.shape
 
     def backward(self, dy):
@@ -229,6 +260,9 @@ class _Conv(Layer):
         }
 
     def __repr__(self) -> str:
+        if not self.built:
+            return (f"{type(self).__name__}(out_channels={self.out_channels}, "
+                    f"kernel_size={self.kernel_size})")
         extra = "" if self.stride == (1,) * self.nd else f", stride={self.stride}"
         if self.padding != 0:
             extra += f", padding={self.padding!r}"
@@ -247,7 +281,9 @@ class Conv2D(_Conv):
     Parameters
     ----------
     in_channels, out_channels : int
-        Channels in and out.
+        Channels in and out. Given one count (``Conv2D(32, kernel_size=3)``
+        or ``Conv2D(out_channels=32, kernel_size=3)``), it is the output's
+        and the input channels come from the first input (lazy).
     kernel_size, stride, dilation : int or (int, int)
         Window size, step and spacing of the kernel taps.
     padding : int, (int, int), ((top, bottom), (left, right)), "same" or "valid"
@@ -300,9 +336,9 @@ class Conv1D(_Conv):
 
     nd = 1
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True, init="auto", activation=None, *,
-                 backend=None, dtype=None, rng=None):
+    def __init__(self, in_channels=None, out_channels=None, kernel_size=None,
+                 stride=1, padding=0, dilation=1, groups=1, bias=True, init="auto",
+                 activation=None, *, backend=None, dtype=None, rng=None):
         if (isinstance(padding, (tuple, list)) and len(padding) == 2
                 and all(isinstance(p, int) for p in padding)):
             padding = (tuple(padding),)  # one (before, after) pair

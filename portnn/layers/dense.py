@@ -6,7 +6,7 @@ from .. import init as initializers
 from .._namespace import namespace
 from .activations import Activation
 from .activations import get as get_activation
-from .base import Layer, dtype_name, float_dtype
+from .base import Layer, dtype_name, float_dtype, in_shape_pass, walk_layers
 
 
 def initial_weights(init, activation, shape, backend, dtype, rng):
@@ -18,6 +18,52 @@ def initial_weights(init, activation, shape, backend, dtype, rng):
     return initializers.get(init)(shape, backend=backend, dtype=dtype, rng=rng)
 
 
+def draw_weights(layer, activation, rng=None):
+    """``W`` for `layer` (a Dense or a convolution) from its initializer."""
+    return initial_weights(layer.init, activation, layer.weight_shape, layer.backend,
+                           layer._dtype, rng or layer._rng)
+
+
+def build_lazy(layer) -> None:
+    """Give a lazy layer its weights, now that its input size is known.
+
+    Inside a model's shape pass (:func:`portnn.layers.base.shape_pass`)
+    they are zeros for now and the model draws them afterwards, in the order
+    the same model with its sizes given would have drawn them
+    (:func:`replay_draws`): same seed, same weights. Called alone, the layer
+    draws at once, as it would have at construction (and again if
+    ``Sequential`` re-initialized it for the activation that follows).
+    """
+    if in_shape_pass():
+        layer.W.value = initializers.zeros(layer.weight_shape, backend=layer.backend,
+                                           dtype=layer._dtype)
+        layer._pending_draw = True
+        return
+    layer.W.value = draw_weights(layer, layer.activation)
+    if layer._next_activation is not None:
+        layer.W.value = draw_weights(layer, layer.activation or layer._next_activation)
+
+
+def replay_draws(model) -> None:
+    """Draw the pending weights under `model` as eager construction would
+    have: children first, in order (Python builds them before their
+    container), then a ``Sequential``'s re-initializations for the
+    activations that follow its layers."""
+    _replay(model)
+    for layer in walk_layers(model):
+        layer.__dict__.pop("_pending_draw", None)
+
+
+def _replay(layer) -> None:
+    for child in layer.children():
+        _replay(child)
+    if getattr(layer, "_pending_draw", False):
+        layer.W.value = draw_weights(layer, layer.activation)
+    for child in layer.children() if hasattr(layer, "_auto_init") else ():
+        if getattr(child, "_pending_draw", False) and child._next_activation is not None:
+            child.W.value = draw_weights(child, child.activation or child._next_activation)
+
+
 class Dense(Layer):
     """Fully connected layer: ``y = x @ W + b``, optionally followed by an
     activation.
@@ -25,7 +71,9 @@ class Dense(Layer):
     Parameters
     ----------
     in_features, out_features : int
-        Sizes of the input and output feature axes.
+        Sizes of the input and output feature axes. With one size,
+        ``Dense(64)``, it is the output size and the input size is taken
+        from the first input (lazy; the same seed gives the same weights).
     bias : bool, default True
         Whether to learn ``b``.
     init : str or callable, default "auto"
@@ -62,8 +110,8 @@ class Dense(Layer):
 
     def __init__(
         self,
-        in_features: int,
-        out_features: int,
+        in_features: int | None,
+        out_features: int | None = None,
         bias: bool = True,
         init="auto",
         activation=None,
@@ -73,7 +121,11 @@ class Dense(Layer):
         rng=None,
     ) -> None:
         super().__init__(backend)
+        if out_features is None:  # Dense(64): the input size comes later
+            in_features, out_features = None, in_features
         for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if v is None and name == "in_features":
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 msg = f"Dense: {name} must be a positive int, got {v!r}"
                 raise ValueError(msg)
@@ -82,7 +134,12 @@ class Dense(Layer):
         self.init = init
         self.activation = None if activation is None else get_activation(activation)
         self._dtype = float_dtype(self.backend, dtype)
-        self.W = self.add_parameter("W", self._initial_weights(self.activation, rng))
+        self._rng, self._next_activation = rng, None
+        if in_features is None:
+            weights = initializers.Unallocated(self.weight_shape, self._dtype)
+        else:
+            weights = draw_weights(self, self.activation, rng)
+        self.W = self.add_parameter("W", weights)
         self.b = None
         if bias:
             self.b = self.add_parameter(
@@ -90,20 +147,35 @@ class Dense(Layer):
                                         dtype=self._dtype)
             )
 
-    def _initial_weights(self, activation, rng):
-        return initial_weights(self.init, activation,
-                               (self.in_features, self.out_features),
-                               self.backend, self._dtype, rng)
+    @property
+    def weight_shape(self) -> tuple:
+        """``(in_features, out_features)`` (``in_features`` None until built)."""
+        return (self.in_features, self.out_features)
+
+    @property
+    def built(self) -> bool:
+        """Whether the weights exist (a lazy layer builds at its first call)."""
+        return self.in_features is not None
+
+    def _build(self, in_features: int) -> None:
+        self.in_features = int(in_features)
+        build_lazy(self)
 
     def reset_parameters(self, next_activation=None, rng=None) -> None:
-        """Draw ``W`` again (zero ``b``); `next_activation` guides ``"auto"``."""
-        self.W.value = self._initial_weights(self.activation or next_activation, rng)
+        """Draw ``W`` again (zero ``b``); `next_activation` guides ``"auto"``.
+        A lazy layer draws at its first call instead."""
+        if not self.built:
+            self._next_activation = next_activation
+            return
+        self.W.value = draw_weights(self, self.activation or next_activation, rng)
         if self.b is not None:
             self.b.value = initializers.zeros(
                 (self.out_features,), backend=self.backend, dtype=self._dtype
             )
 
     def forward(self, x, training=False):
+        if self.in_features is None:
+            self._build(x.shape[-1])
         W = self.W
         if type(x) is not type(W.value):
             self._check_backend(x, W)
@@ -142,8 +214,9 @@ class Dense(Layer):
             dy2 = xp.reshape(dy, (-1, self.out_features))
         else:
             dy2 = dy
-        self.W.accumulate(x.T @ dy2)
-        if self.b is not None:
+        if self.W.trainable:  # frozen: no GEMM for a gradient nobody keeps
+            self.W.accumulate(x.T @ dy2)
+        if self.b is not None and self.b.trainable:
             self.b.accumulate(xp.sum(dy2, axis=0))
         return dy
 
@@ -166,4 +239,6 @@ class Dense(Layer):
     def __repr__(self) -> str:
         act = f", activation={self.activation!r}" if self.activation else ""
         bias = "" if self.b is not None else ", bias=False"
+        if not self.built:
+            return f"Dense({self.out_features}{bias}{act})"
         return f"Dense({self.in_features}, {self.out_features}{bias}{act})"

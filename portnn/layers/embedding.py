@@ -103,6 +103,8 @@ class Embedding(Layer):
         self.backward_params(dy)
 
     def backward_params(self, dy):
+        if not self.W.trainable:
+            return
         xp = namespace(dy)
         rows = xp.reshape(dy, (-1, self.embedding_dim))
         grad = xp.zeros(self.W.shape, dtype=dy.dtype, device=dy.device)

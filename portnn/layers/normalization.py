@@ -76,6 +76,7 @@ class _BatchNorm(Layer):
         x = upcast(xp, x)  # statistics in float32 under mixed precision
         axes = (0, *range(2, x.ndim))
         bshape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        training = training and self.trainable  # frozen: running statistics
         if training:
             m = math.prod(x.shape) // self.num_features
             if m < 2:

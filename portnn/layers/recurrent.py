@@ -152,8 +152,10 @@ class _Recurrent(Layer):
         gh = gx if dgh[0] is dgx[0] else xp.reshape(xp.stack(dgh, axis=1), (rows, -1))
         prev = xp.reshape(xp.stack(self._prev, axis=1), (rows, self.hidden_size))
         x = xp.reshape(self._x, (rows, self.input_size))
-        self.W_ih.accumulate(gx.T @ x)
-        self.W_hh.accumulate(gh.T @ prev)
+        if self.W_ih.trainable:
+            self.W_ih.accumulate(gx.T @ x)
+        if self.W_hh.trainable:
+            self.W_hh.accumulate(gh.T @ prev)
         if self.b_ih is not None:
             self.b_ih.accumulate(xp.sum(gx, axis=0))
             self.b_hh.accumulate(xp.sum(gh, axis=0))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..training.model import Model
 from .activations import Activation
-from .base import Layer
+from .base import Layer, free_caches
 from .dense import Dense
 
 
@@ -97,11 +97,17 @@ class Sequential(Model):
         return dy
 
     def backward_params(self, dy):
+        # Layers below the first one with trainable parameters need no
+        # backward at all (a frozen base under a fine-tuned head).
         layers = self.layers
-        for layer in reversed(layers[1:]):
+        first = next((i for i, layer in enumerate(layers) if layer.has_trainable()),
+                     len(layers))
+        for layer in reversed(layers[first + 1:]):
             dy = self._backward_child(layer, dy)
-        if layers:
-            self._backward_child(layers[0], dy, params_only=True)
+        if first < len(layers):
+            self._backward_child(layers[first], dy, params_only=True)
+        for layer in layers[:first]:
+            free_caches(layer)
 
     def __getitem__(self, i):
         return self.layers[i]

@@ -26,8 +26,10 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr)
+                 eps: float = 1e-8, weight_decay: float = 0.0, *, clipnorm=None,
+                 clipvalue=None, global_clipnorm=None) -> None:
+        super().__init__(params, lr, clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm)
         b1, b2 = betas
         if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             msg = f"{type(self).__name__}: betas must be in [0, 1), got {betas!r}"
@@ -79,5 +81,7 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 0.01, *, clipnorm=None,
+                 clipvalue=None, global_clipnorm=None) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, clipnorm=clipnorm,
+                         clipvalue=clipvalue, global_clipnorm=global_clipnorm)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..backends import backend_of, get_backend
 from ..parameter import Parameter
+from .clip import clip_grad_norm, clip_grad_value
 
 
 class Optimizer:
@@ -24,9 +25,17 @@ class Optimizer:
         Usually ``model.parameters()``.
     lr : float
         Learning rate; schedulers change ``optimizer.lr``.
+    clipnorm : float, optional
+        Clip each parameter's gradient to this L2 norm (Keras).
+    clipvalue : float, optional
+        Clip every gradient element into ``[-clipvalue, clipvalue]``.
+    global_clipnorm : float, optional
+        Scale all gradients together to this global L2 norm at most
+        (``torch.nn.utils.clip_grad_norm_``). At most one of the three.
     """
 
-    def __init__(self, params, lr: float) -> None:
+    def __init__(self, params, lr: float, *, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None) -> None:
         params = list(params)
         if not params:
             msg = f"{type(self).__name__} got an empty parameter list"
@@ -46,6 +55,20 @@ class Optimizer:
         self.lr = float(lr)
         self.state: list[dict[str, Any]] = [{} for _ in params]
         self.steps = 0
+        clips = {"clipnorm": clipnorm, "clipvalue": clipvalue,
+                 "global_clipnorm": global_clipnorm}
+        given = {k: v for k, v in clips.items() if v is not None}
+        if len(given) > 1:
+            msg = (f"{type(self).__name__}: set at most one of clipnorm, clipvalue "
+                   f"and global_clipnorm, got {sorted(given)}")
+            raise ValueError(msg)
+        for key, value in given.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value)
+                    and value > 0):
+                msg = f"{type(self).__name__}: {key} must be > 0, got {value!r}"
+                raise ValueError(msg)
+        self.clipnorm, self.clipvalue, self.global_clipnorm = (
+            clipnorm, clipvalue, global_clipnorm)
         #: the learning-rate schedule driving ``lr``, if one was made for it
         self.scheduler = None
 
@@ -73,12 +96,13 @@ class Optimizer:
         >>> bool(xp.all(layer.W.value == before))
         True
         """
+        self._clip()
         if where is None:
             return self._step()
         backend = backend_of(where) or get_backend()
         if backend.synchronous or any(
                 not s for p, s in zip(self.params, self.state, strict=True)
-                if p.grad is not None):
+                if p.grad is not None and p.trainable):
             # Free on the CPU; elsewhere only at an optimizer's first step,
             # before its state exists (there is nothing to keep to select).
             if bool(where):
@@ -86,10 +110,21 @@ class Optimizer:
             return None
         return self._masked_step(where, backend)
 
+    def _clip(self) -> None:
+        """Clip the gradients as asked, on the device (no host read)."""
+        if self.clipnorm is not None:
+            for p in self.params:
+                if p.grad is not None:
+                    clip_grad_norm([p], self.clipnorm)
+        elif self.global_clipnorm is not None:
+            clip_grad_norm(self.params, self.global_clipnorm)
+        elif self.clipvalue is not None:
+            clip_grad_value(self.params, self.clipvalue)
+
     def _step(self) -> None:
         self.steps += 1
         for p, state in zip(self.params, self.state, strict=True):
-            if p.grad is not None:
+            if p.grad is not None and p.trainable:
                 self.update(p, p.grad, state)
 
     def _masked_step(self, ok, backend) -> None:
@@ -98,7 +133,7 @@ class Optimizer:
         xp = backend.xp
         self.steps += 1  # counts attempts; per-parameter counters are exact
         for p, state in zip(self.params, self.state, strict=True):
-            if p.grad is None:
+            if p.grad is None or not p.trainable:
                 continue
             for key, value in state.items():
                 if not hasattr(value, "shape"):

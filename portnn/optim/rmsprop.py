@@ -16,8 +16,10 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99,
                  eps: float = 1e-8, weight_decay: float = 0.0,
-                 momentum: float = 0.0, centered: bool = False) -> None:
-        super().__init__(params, lr)
+                 momentum: float = 0.0, centered: bool = False, *, clipnorm=None,
+                 clipvalue=None, global_clipnorm=None) -> None:
+        super().__init__(params, lr, clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm)
         self.alpha = float(alpha)
         self.eps = float(eps)
         self.weight_decay = float(weight_decay)
@@ -66,8 +68,10 @@ class Adagrad(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, lr_decay: float = 0.0,
                  weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
-                 eps: float = 1e-10) -> None:
-        super().__init__(params, lr)
+                 eps: float = 1e-10, *, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None) -> None:
+        super().__init__(params, lr, clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm)
         self.lr_decay = float(lr_decay)
         self.weight_decay = float(weight_decay)
         self.initial_accumulator_value = float(initial_accumulator_value)

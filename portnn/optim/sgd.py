@@ -24,8 +24,10 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float = 0.01, momentum: float = 0.0,
                  dampening: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr)
+                 weight_decay: float = 0.0, *, clipnorm=None, clipvalue=None,
+                 global_clipnorm=None) -> None:
+        super().__init__(params, lr, clipnorm=clipnorm, clipvalue=clipvalue,
+                         global_clipnorm=global_clipnorm)
         if nesterov and (momentum <= 0 or dampening != 0):
             msg = "SGD: nesterov needs momentum > 0 and dampening = 0"
             raise ValueError(msg)

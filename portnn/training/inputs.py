@@ -177,11 +177,13 @@ class Inputs:
     def _run_one(self, x):
         """One sample through the model: it takes `x`, and the output shape
         the targets must fit (kept from the first data seen)."""
+        one = self.model._as_input(x[:1, ...])
+        self.model._build_lazy(one)
         with no_grad():
-            pred = self.model.forward(self.model._as_input(x[:1, ...]),
-                                      training=False)
+            pred = self.model.forward(one, training=False)
         if self.sample_pred is None:
             self.sample_pred = pred
+            self.model._input_shape = tuple(x.shape[1:])  # for summary()
 
     def _check_first(self, batch, targets):
         if targets and batch.y is None:

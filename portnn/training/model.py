@@ -344,14 +344,126 @@ class Model(Layer):
         if batch_size is not None:
             batch_size = _positive_int("batch_size", batch_size)
         if batch_size is None and not _is_stream(x):
+            x = self._as_input(x)
+            self._build_lazy(x[:1, ...])
             with no_grad():  # nothing of x stays on the layers
-                return self.forward(self._as_input(x), training=False)
+                return self.forward(x, training=False)
         source = Inputs(self, prefetch=prefetch).source(
             x, batch_size=batch_size or 256, steps=steps, targets=False)
         with no_grad():
             parts = [self.forward(batch.x, training=False)
                      for batch in source.batches()]
         return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
+
+    # -- shapes ---------------------------------------------------------------
+    def build(self, input_shape) -> Model:
+        """Build the lazy layers (``Dense(64)``, ``Conv2D(out_channels=32,
+        kernel_size=3)``) by running one sample of `input_shape` through the
+        model, in evaluation mode. `input_shape` is the shape of one sample
+        (``(784,)``, ``(1, 28, 28)``); a leading ``None`` for the batch is
+        allowed, as in Keras.
+
+        Returns
+        -------
+        Model
+            This model (for chaining).
+
+        Examples
+        --------
+        >>> import portnn
+        >>> model = portnn.Sequential(portnn.Dense(32), portnn.ReLU(), portnn.Dense(10))
+        >>> model.build((None, 784)).num_parameters()
+        25450
+        """
+        shape = tuple(input_shape)
+        if shape and shape[0] is None:
+            shape = shape[1:]
+        if not all(isinstance(s, int) and s > 0 for s in shape):
+            msg = f"build: input_shape must be positive ints, got {input_shape!r}"
+            raise ValueError(msg)
+        xp, b = self.backend.xp, self.backend
+        dtype = xp.int64 if self.integer_input else self._model_dtype()
+        self._build_lazy(xp.zeros((1, *shape), dtype=dtype, device=b.device))
+        self._input_shape = shape
+        return self
+
+    def _build_lazy(self, x) -> None:
+        """Size the lazy layers on `x` (one sample), then draw their weights
+        in the order the same model with its sizes given would have: one
+        seed gives the same weights, lazy or not."""
+        if not any(None in p.shape for p in self.parameters()):
+            return
+        from ..layers.base import shape_pass
+        from ..layers.dense import replay_draws
+
+        with no_grad(), shape_pass():
+            self.forward(x, training=False)
+        replay_draws(self)
+
+    def summary(self, print_fn=print) -> str:
+        """Print (with `print_fn`; ``None`` to only return) a table of the
+        layers: output shapes (known once built, from :meth:`build` or the
+        first data `fit` saw), parameter counts, trainable and frozen, and
+        the size of the weights.
+
+        Examples
+        --------
+        >>> import portnn
+        >>> model = portnn.Sequential(portnn.Dense(4, 8), portnn.ReLU(),
+        ...                           portnn.Dense(8, 2)).build((4,))
+        >>> print(model.summary(print_fn=None))  # doctest: +NORMALIZE_WHITESPACE
+        Model: Sequential
+         #  Layer          Output shape        Params  Frozen
+         0  Dense(4, 8)    (None, 8)               40       0
+         1  ReLU           (None, 8)                0       0
+         2  Dense(8, 2)    (None, 2)               18       0
+        Total params: 58 (232 B); trainable: 58; frozen: 0
+        """
+        from ..layers.base import _recording_shapes
+
+        shape = getattr(self, "_input_shape", None)
+        if shape is not None:
+            xp, b = self.backend.xp, self.backend
+            dtype = xp.int64 if self.integer_input else self._model_dtype()
+            token = _recording_shapes.set(True)
+            try:
+                with no_grad():
+                    self.forward(xp.zeros((1, *shape), dtype=dtype, device=b.device))
+            finally:
+                _recording_shapes.reset(token)
+        children = self.children() or [self]
+        rows = [("#", "Layer", "Output shape", "Params", "Frozen")]
+        for i, child in enumerate(children):
+            params = child.parameters()
+            built = all(None not in p.shape for p in params)
+            count = sum(p.size for p in params) if built else "?"
+            frozen = sum(p.size for p in params if not p.trainable) if built else "?"
+            name = repr(child) if child.parameters() else type(child).__name__
+            name = name if len(name) <= 30 else name[:27] + "..."
+            out = getattr(child, "_output_shape", None)
+            rows.append((str(i), name, str(out) if out else "?", f"{count:,}"
+                         if built else count, f"{frozen:,}" if built else frozen))
+        widths = [max(len(r[k]) for r in rows) for k in range(5)]
+        lines = [f"Model: {type(self).__name__}"]
+        for r in rows:
+            lines.append(f" {r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  "
+                         f"{r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}  "
+                         f"{r[4]:>{widths[4]}}")
+        params = self.parameters()
+        if all(None not in p.shape for p in params):
+            total = sum(p.size for p in params)
+            trainable = sum(p.size for p in params if p.trainable)
+            size = sum(p.size * _itemsize(self.backend.xp, p.dtype) for p in params)
+            lines.append(f"Total params: {total:,} ({_bytes(size)}); trainable: "
+                         f"{trainable:,}; frozen: {total - trainable:,}")
+        else:
+            lines.append("Not built yet: call model.build(input_shape) or fit it")
+        if shape is None and self.children():
+            lines.append("(output shapes: call model.build(input_shape))")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
 
     # -- checkpoints ----------------------------------------------------------
     def save(self, path, optimizer=None, metadata=None) -> None:
@@ -470,6 +582,21 @@ class Model(Layer):
         if metrics == "auto" and self.metrics is not None:
             return [m.fresh() for m in self.metrics]
         return get_metrics(metrics, loss)
+
+
+def _itemsize(xp, dtype) -> int:
+    try:
+        return xp.finfo(dtype).bits // 8
+    except (TypeError, ValueError):
+        return xp.iinfo(dtype).bits // 8
+
+
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
 
 
 def _is_stream(x) -> bool:

@@ -1,0 +1,112 @@
+"""The one interface of data-parallel training: a communicator.
+
+A communicator knows its `rank`, the `size` of the world and the
+`local_rank` on this machine, and moves arrays of one backend between the
+ranks: `all_reduce` (a sum), `broadcast` from a root and `all_gather`. The
+engines (MPI, NCCL, torch.distributed) implement it in a few lines each;
+nothing here is written on sockets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class Communicator:
+    """Base class: a world of `size` processes, this one of `rank`.
+
+    Subclasses implement the collectives on arrays of the backend they
+    were made for (`backend`); every rank calls each collective, in the
+    same order.
+    """
+
+    engine = "none"
+
+    def __init__(self, backend, rank: int = 0, size: int = 1,
+                 local_rank: int = 0) -> None:
+        self.backend = backend
+        self.rank, self.size, self.local_rank = int(rank), int(size), int(local_rank)
+
+    def all_reduce(self, x) -> Any:
+        """The elementwise sum of `x` over every rank (a new array)."""
+        raise NotImplementedError
+
+    def broadcast(self, x, root: int = 0) -> Any:
+        """`x` as the `root` rank has it (a new array on the others)."""
+        raise NotImplementedError
+
+    def all_gather(self, x) -> list:
+        """Every rank's `x` (shapes may differ in axis 0), in rank order."""
+        raise NotImplementedError
+
+    def barrier(self) -> None:
+        """Wait until every rank gets here."""
+        raise NotImplementedError
+
+    def all_reduce_numbers(self, values: list[float]) -> list[float]:
+        """The sums of a few host numbers over every rank."""
+        b = self.backend
+        host = b.to_numpy(self.all_reduce(b.asarray(
+            [float(v) for v in values], dtype=_float64(b))))
+        return [float(v) for v in host.tolist()]
+
+    def close(self) -> None:
+        """Leave the world (the engine's shutdown, where it has one)."""
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(engine={self.engine!r}, rank={self.rank}, "
+                f"size={self.size}, local_rank={self.local_rank})")
+
+
+def _float64(backend):
+    try:
+        return backend.dtype("float64")
+    except TypeError:
+        return backend.dtype("float32")
+
+
+class LocalCommunicator(Communicator):
+    """A world of one process: every collective returns its input."""
+
+    engine = "local"
+
+    def all_reduce(self, x):
+        return x
+
+    def broadcast(self, x, root: int = 0):
+        return x
+
+    def all_gather(self, x) -> list:
+        return [x]
+
+    def barrier(self) -> None:
+        pass
+
+
+def launcher_environment() -> dict[str, Any]:
+    """What the launcher told this process: ``{"launcher", "rank", "size",
+    "local_rank"}`` from torchrun, Slurm's srun, Open MPI's or MPICH's
+    mpiexec, or an empty dict when nothing launched a world."""
+    import os
+
+    env = os.environ
+
+    def ints(*names):
+        for name in names:
+            if env.get(name, "").strip().lstrip("-").isdigit():
+                return int(env[name])
+        return None
+
+    if "TORCHELASTIC_RUN_ID" in env or ("RANK" in env and "MASTER_ADDR" in env):
+        return {"launcher": "torchrun", "rank": ints("RANK"),
+                "size": ints("WORLD_SIZE"), "local_rank": ints("LOCAL_RANK") or 0}
+    size = ints("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS")
+    if size is not None and size >= 1:
+        return {"launcher": "mpiexec",
+                "rank": ints("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"),
+                "size": size,
+                "local_rank": ints("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID")}
+    if ints("SLURM_NTASKS") is not None and "SLURM_PROCID" in env:
+        return {"launcher": "srun", "rank": ints("SLURM_PROCID"),
+                "size": ints("SLURM_NTASKS"), "local_rank": ints("SLURM_LOCALID") or 0}
+    return {}
