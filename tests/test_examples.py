@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import portnn
+
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -88,3 +90,13 @@ def test_finetune_digits_trains_only_the_new_head(backend):
     assert result["frozen_unchanged"]
     assert result["trained_parameters"] == 258  # Dense(128, 2) of 7,506
     assert result["fine_tuned"] > 0.6  # 0.90 with the default budget (numpy)
+
+
+def test_distributed_digits_runs_alone(backend, tmp_path):
+    pytest.importorskip("sklearn")
+    path = str(tmp_path / "dp.safetensors")
+    result = _example("distributed_digits").main(
+        _args(backend, "--epochs", "8", "--save", path))
+    assert result["test_accuracy"] >= 0.93
+    assert portnn.distributed.world_size() == 1  # shut down: alone again
+    assert portnn.load(path).num_parameters() == 50_826  # 64-256-128-10

@@ -52,10 +52,11 @@ class ArraySource:
     """Device arrays, shuffled on the device and sliced into batches."""
 
     def __init__(self, x, y=None, w=None, *, batch_size: int, shuffle: bool = False,
-                 rng=None, backend=None) -> None:
+                 rng=None, backend=None, shard=None) -> None:
         self.x, self.y, self.w = x, y, w
         self.batch_size, self.shuffle = batch_size, shuffle
         self.rng, self.backend = rng, backend
+        self.shard = shard  # (rank, size): this rank's rows of each batch
         self.n = int(x.shape[0])
 
     @property
@@ -70,18 +71,35 @@ class ArraySource:
             x, y, w = (None if a is None else xp.take(a, perm, axis=0)
                        for a in (x, y, w))
         for lo in range(0, self.n, self.batch_size):
-            rows = slice(lo, min(self.n, lo + self.batch_size))
+            hi = min(self.n, lo + self.batch_size)
+            rows = slice(lo, hi) if self.shard is None else _shifted(
+                shard_rows(hi - lo, *self.shard), lo)
             yield Batch(x[rows, ...], None if y is None else y[rows, ...],
                         None if w is None else w[rows, ...])
+
+
+def shard_rows(n: int, rank: int, size: int) -> slice:
+    """The rows of a batch of `n` that `rank` of `size` takes: contiguous,
+    the first ``n % size`` ranks one row more (none if ``n < size`` leaves
+    none)."""
+    base, extra = divmod(n, size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
+
+
+def _shifted(rows: slice, by: int) -> slice:
+    return slice(rows.start + by, rows.stop + by)
 
 
 class DatasetSource:
     """Batches of a Dataset, assembled on the host and prefetched."""
 
     def __init__(self, dataset, *, batch_size: int, shuffle: bool = False, rng=None,
-                 prepare: Callable[[Any], Batch], prefetch: bool = True) -> None:
+                 prepare: Callable[[Any], Batch], prefetch: bool = True,
+                 shard=None) -> None:
         self.dataset = dataset
         self.batch_size, self.shuffle, self.rng = batch_size, shuffle, rng
+        self.shard = shard
         self.prepare, self.prefetch = prepare, prefetch
         self.n = len(dataset)
         if self.n == 0:
@@ -104,6 +122,8 @@ class DatasetSource:
             order = host.xp.arange(self.n, dtype=host.xp.int64)
         chunks = (order[lo:min(self.n, lo + self.batch_size)]
                   for lo in range(0, self.n, self.batch_size))
+        if self.shard is not None:  # this rank's rows of every global batch
+            chunks = (c[shard_rows(c.shape[0], *self.shard)] for c in chunks)
         items = (self.dataset[idx] for idx in chunks)
         try:
             yield from prefetched(items, self.prepare, enabled=self.prefetch)

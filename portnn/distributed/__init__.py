@@ -19,13 +19,18 @@ world of one and everything works as before.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 from ..backends import get, get_backend, set_backend
 from .comm import Communicator, LocalCommunicator, launcher_environment
 
 __all__ = ["Communicator", "init", "shutdown", "current", "rank", "world_size",
-           "local_rank", "is_main", "barrier"]
+           "local_rank", "is_main", "barrier", "single"]
 
 _world: Communicator | None = None
+_single: ContextVar[bool] = ContextVar("portnn_single_process", default=False)
 
 
 def init(engine: str = "auto", backend=None) -> Communicator:
@@ -88,7 +93,8 @@ def _start(engine, backend, env) -> Communicator:
     if engine == "torch":
         from .torch_dist import TorchCommunicator
 
-        return TorchCommunicator(backend, local_rank=env.get("local_rank") or 0)
+        return TorchCommunicator(backend, env.get("rank"), env.get("size"),
+                                 env.get("local_rank") or 0)
     if engine == "nccl":
         try:
             from .nccl import NCCLCommunicator
@@ -110,7 +116,20 @@ def _start(engine, backend, env) -> Communicator:
 
 def current() -> Communicator:
     """The world :func:`init` joined, or a world of one."""
-    return _world if _world is not None else LocalCommunicator(get_backend())
+    if _world is None or _single.get():
+        return LocalCommunicator(get_backend())
+    return _world
+
+
+@contextlib.contextmanager
+def single() -> Iterator[None]:
+    """Inside the block this process trains alone, as if no world had been
+    joined (a reference run, a rank's own evaluation)."""
+    token = _single.set(True)
+    try:
+        yield
+    finally:
+        _single.reset(token)
 
 
 def shutdown() -> None:

@@ -27,8 +27,12 @@ class Communicator:
         self.backend = backend
         self.rank, self.size, self.local_rank = int(rank), int(size), int(local_rank)
 
-    def all_reduce(self, x) -> Any:
-        """The elementwise sum of `x` over every rank (a new array)."""
+    def all_reduce(self, x, donate: bool = False) -> Any:
+        """The elementwise sum of `x` over every rank.
+
+        A new array, unless `donate` says that the caller no longer needs
+        `x`: then the engine may sum into it (no copy) and return it.
+        """
         raise NotImplementedError
 
     def broadcast(self, x, root: int = 0) -> Any:
@@ -70,7 +74,7 @@ class LocalCommunicator(Communicator):
 
     engine = "local"
 
-    def all_reduce(self, x):
+    def all_reduce(self, x, donate: bool = False):
         return x
 
     def broadcast(self, x, root: int = 0):

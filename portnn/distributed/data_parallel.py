@@ -3,16 +3,9 @@ several processes: shards, the gradient all-reduce, shared state."""
 
 from __future__ import annotations
 
+import math
+
 from .._namespace import namespace
-
-
-def shard(n: int, rank: int, size: int) -> slice:
-    """The rows of a batch of `n` that `rank` of `size` takes: contiguous,
-    the first ``n % size`` ranks one row more (an empty slice if ``n <
-    size`` leaves none)."""
-    base, extra = divmod(n, size)
-    start = rank * base + min(rank, extra)
-    return slice(start, start + base + (1 if rank < extra else 0))
 
 
 def all_reduce_gradients(world, params, n_local: int, backend) -> None:
@@ -20,31 +13,57 @@ def all_reduce_gradients(world, params, n_local: int, backend) -> None:
 
     Each rank's loss is the mean over its `n_local` rows, so the global
     mean's gradient is ``sum_r n_r g_r / sum_r n_r``. One flat buffer holds
-    ``n_local * g`` for every trainable parameter (zeros where a rank has
-    none: an idle rank of a short last batch) followed by ``n_local``; one
-    all-reduce sums it; a division on the device finishes. No host read.
+    every trainable parameter's gradient (zeros where a rank has none: an
+    idle rank of a short last batch) followed by a 1, all scaled by
+    `n_local`; one all-reduce sums it in place; one division on the device
+    finishes, and the gradients become views of the result. No host read.
+
+    On backends with in-place writes the buffer is kept by the world and
+    reused every step: a fresh multi-megabyte array per step costs more in
+    page faults than the copies themselves.
     """
     params = [p for p in params if p.trainable]
     if not params:
         return
     xp = backend.xp
     dtype = params[0].value.dtype
-    pieces = []
-    for p in params:
-        g = p.grad if p.grad is not None else xp.zeros(p.shape, dtype=p.value.dtype,
-                                                       device=backend.device)
-        pieces.append(xp.reshape(xp.astype(g, dtype), (-1,)) * float(n_local))
-    pieces.append(xp.asarray([float(n_local)], dtype=dtype, device=backend.device))
-    total = world.all_reduce(xp.concat(pieces))
-    count = total[-1:]
+    sizes = [math.prod(p.shape) for p in params]
+    grads = [xp.astype(xp.reshape(p.grad, (-1,)), dtype, copy=False)
+             if p.grad is not None else None for p in params]
+    if backend.inplace:
+        flat = _scratch(world, backend, sum(sizes) + 1, dtype)
+        offset = 0
+        for g, size in zip(grads, sizes, strict=True):
+            flat[offset:offset + size] = 0.0 if g is None else g
+            offset += size
+        flat[-1] = 1.0
+    else:  # immutable arrays (JAX): one concatenation
+        flat = xp.concat([xp.zeros(size, dtype=dtype, device=backend.device)
+                          if g is None else g for g, size in zip(grads, sizes,
+                                                                 strict=True)]
+                         + [xp.ones((1,), dtype=dtype, device=backend.device)])
+    flat *= float(n_local)
+    total = world.all_reduce(flat, donate=True)
+    if backend.inplace:
+        mean = total[:-1]
+        mean /= total[-1:]
+    else:
+        mean = total[:-1] / total[-1:]
     offset = 0
-    for p in params:
-        size = 1
-        for s in p.shape:
-            size *= s
-        g = total[offset:offset + size] / count
-        p.grad = xp.astype(xp.reshape(g, p.shape), p.value.dtype)
+    for p, size in zip(params, sizes, strict=True):
+        p.grad = xp.astype(xp.reshape(mean[offset:offset + size], p.shape),
+                           p.value.dtype, copy=False)
         offset += size
+
+
+def _scratch(world, backend, size: int, dtype):
+    """The world's reusable flat buffer of `size` elements of `dtype`."""
+    key = (size, str(dtype), str(backend.device))
+    buffers = world.__dict__.setdefault("_scratch", {})
+    if key not in buffers:
+        buffers.clear()  # one model trains at a time: keep one buffer
+        buffers[key] = backend.xp.empty(size, dtype=dtype, device=backend.device)
+    return buffers[key]
 
 
 def broadcast_state(world, model, optimizer=None) -> None:

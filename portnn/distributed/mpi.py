@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from ..backends import backend_of, get
+from ..backends import backend_of
 from .comm import Communicator
 
 
@@ -31,15 +31,21 @@ class MPICommunicator(Communicator):
                          local.Get_rank())
         local.Free()
 
-    def _host(self, x):
-        """`x`'s backend, and a contiguous host copy MPI may write into."""
-        backend = backend_of(x) or self.backend
-        return backend, get("numpy").asarray(backend.to_numpy(x), copy=True)
+    def _host(self, x, donate: bool = False):
+        """`x`'s backend, and a contiguous host buffer MPI may write into:
+        `x` itself when it is a donated, writeable NumPy array, else a copy."""
+        import numpy as np
 
-    def all_reduce(self, x):
-        backend, buf = self._host(x)
+        backend = backend_of(x) or self.backend
+        if donate and isinstance(x, np.ndarray) and x.flags.writeable and \
+                x.flags.c_contiguous:
+            return backend, x
+        return backend, np.array(backend.to_numpy(x), copy=True, order="C")
+
+    def all_reduce(self, x, donate: bool = False):
+        backend, buf = self._host(x, donate)
         self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
-        return backend.asarray(buf)
+        return buf if buf is x else backend.asarray(buf)
 
     def broadcast(self, x, root: int = 0):
         backend, buf = self._host(x)

@@ -27,9 +27,9 @@ class NCCLCommunicator(Communicator):
             size, rank, host=host, port=port, backend="nccl")
         super().__init__(backend, rank, size, local_rank)
 
-    def all_reduce(self, x):
-        out = x.copy()
-        self._comm.all_reduce(x, out, op="sum")
+    def all_reduce(self, x, donate: bool = False):
+        out = x if donate else x.copy()
+        self._comm.all_reduce(x, out, op="sum")  # NCCL sums in place when out is x
         return out
 
     def broadcast(self, x, root: int = 0):

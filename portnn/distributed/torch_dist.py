@@ -1,13 +1,31 @@
 """torch.distributed for the torch backend: gloo on the CPU, NCCL on CUDA.
 
-Started by ``torchrun`` (or anything that sets ``RANK``, ``WORLD_SIZE``,
-``MASTER_ADDR`` and ``MASTER_PORT``): the process group is made from the
-environment.
+Started by ``torchrun`` (which sets ``RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR`` and ``MASTER_PORT``), or by ``mpiexec``/``srun``: then the
+rank and size are the launcher's, and the ranks meet at ``MASTER_ADDR``:
+``MASTER_PORT`` when set, else at rank 0's host (told to the others over
+MPI when mpi4py is installed; ``127.0.0.1`` otherwise) on port 29500.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+
 from .comm import Communicator
+
+
+def meeting_point(rank: int) -> str:
+    """The ``tcp://host:port`` where the ranks of a non-torchrun job meet."""
+    host = os.environ.get("MASTER_ADDR")
+    if host is None:
+        try:
+            from mpi4py import MPI
+
+            host = MPI.COMM_WORLD.bcast(socket.gethostname() if rank == 0 else None)
+        except ImportError:
+            host = "127.0.0.1"
+    return f"tcp://{host}:{os.environ.get('MASTER_PORT', '29500')}"
 
 
 class TorchCommunicator(Communicator):
@@ -21,12 +39,16 @@ class TorchCommunicator(Communicator):
         self._dist = dist
         if not dist.is_initialized():
             kind = "nccl" if backend.device.type == "cuda" else "gloo"
-            dist.init_process_group(backend=kind, init_method="env://")
+            if "RANK" in os.environ and "MASTER_ADDR" in os.environ:  # torchrun
+                dist.init_process_group(backend=kind, init_method="env://")
+            else:
+                dist.init_process_group(backend=kind, init_method=meeting_point(rank),
+                                        rank=rank, world_size=size)
         super().__init__(backend, dist.get_rank(), dist.get_world_size(),
                          local_rank or 0)
 
-    def all_reduce(self, x):
-        out = x.clone()
+    def all_reduce(self, x, donate: bool = False):
+        out = x if donate and x.is_contiguous() else x.clone().contiguous()
         self._dist.all_reduce(out, op=self._dist.ReduceOp.SUM)
         return out
 

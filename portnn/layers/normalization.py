@@ -24,16 +24,45 @@ def _normalize_backward(dxhat, xhat, inv_std, axes):
     return (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * inv_std
 
 
+def _synced_moments(world, xp, x, axes, bshape):
+    """Mean, centred input, variance over every rank's rows (two
+    all-reduces: the sums with the row count, then the centred squares),
+    and the global count, all on the device."""
+    count = math.prod(x.shape) // x.shape[1]
+    total = world.all_reduce(xp.concat([
+        xp.sum(x, axis=axes), xp.asarray([float(count)], dtype=x.dtype,
+                                         device=x.device)]))
+    n = total[-1]
+    mean = xp.reshape(total[:-1] / n, bshape)
+    xc = x - mean
+    var = world.all_reduce(xp.sum(xc * xc, axis=axes)) / n
+    return mean, xc, xp.reshape(var, bshape), n
+
+
+def _synced_normalize_backward(world, dxhat, xhat, inv_std, axes, n):
+    xp = namespace(dxhat)
+    sums = world.all_reduce(xp.concat([xp.sum(dxhat, axis=axes),
+                                       xp.sum(dxhat * xhat, axis=axes)]))
+    c = xhat.shape[1]
+    shape = (1, c) + (1,) * (xhat.ndim - 2)
+    mean_dxhat = xp.reshape(sums[:c] / n, shape)
+    mean_dxhat_xhat = xp.reshape(sums[c:] / n, shape)
+    return (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * inv_std
+
+
 class _BatchNorm(Layer):
     """Normalize each channel (axis 1) over the batch and spatial axes."""
 
     ndims: tuple[int, ...] = ()
     layout = ""
-    _cache_attrs = ("_xhat", "_inv_std", "_training", "_axes", "_bshape", "_in_dtype")
+    _cache_attrs = ("_xhat", "_inv_std", "_training", "_axes", "_bshape", "_in_dtype",
+                    "_world", "_count")
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
-                 affine: bool = True, *, backend=None, dtype=None) -> None:
+                 affine: bool = True, sync: bool = False, *, backend=None,
+                 dtype=None) -> None:
         super().__init__(backend)
+        self.sync = bool(sync)
         name = type(self).__name__
         if not isinstance(num_features, int) or num_features <= 0:
             msg = f"{name}: num_features must be a positive int, got {num_features!r}"
@@ -77,18 +106,24 @@ class _BatchNorm(Layer):
         axes = (0, *range(2, x.ndim))
         bshape = (1, self.num_features) + (1,) * (x.ndim - 2)
         training = training and self.trainable  # frozen: running statistics
+        self._world = None
         if training:
             m = math.prod(x.shape) // self.num_features
-            if m < 2:
+            world = self._sync_world()
+            if world is not None:  # statistics of the global batch, every rank
+                mean, xc, var, m = _synced_moments(world, xp, x, axes, bshape)
+                self._world, self._count = world, m
+            elif m < 2:
                 msg = (
                     f"{type(self).__name__}: training needs more than one value per "
                     f"channel to compute a variance, got input shape "
                     f"{tuple(x.shape)}"
                 )
                 raise ValueError(msg)
-            mean = xp.mean(x, axis=axes, keepdims=True)
-            xc = x - mean
-            var = xp.mean(xc * xc, axis=axes, keepdims=True)
+            else:
+                mean = xp.mean(x, axis=axes, keepdims=True)
+                xc = x - mean
+                var = xp.mean(xc * xc, axis=axes, keepdims=True)
             inv_std = 1.0 / xp.sqrt(var + self.eps)
             mom = self.momentum
             self._buffers["running_mean"] = (
@@ -117,14 +152,28 @@ class _BatchNorm(Layer):
             dxhat = dy * xp.reshape(upcast(xp, self.gamma.value), self._bshape)
         if not self._training:  # fixed statistics: an affine map
             return xp.astype(dxhat * self._inv_std, self._in_dtype, copy=False)
-        dx = _normalize_backward(dxhat, self._xhat, self._inv_std, self._axes)
+        if self._world is not None:
+            dx = _synced_normalize_backward(self._world, dxhat, self._xhat,
+                                            self._inv_std, self._axes, self._count)
+        else:
+            dx = _normalize_backward(dxhat, self._xhat, self._inv_std, self._axes)
         return xp.astype(dx, self._in_dtype, copy=False)
+
+    def _sync_world(self):
+        """The world whose ranks share statistics (``sync=True`` in
+        data-parallel training), or None."""
+        if not self.sync:
+            return None
+        from .. import distributed
+
+        world = distributed.current()
+        return world if world.size > 1 else None
 
     def get_config(self) -> dict:
         """Constructor arguments."""
         return {"num_features": self.num_features, "eps": self.eps,
                 "momentum": self.momentum, "affine": self.gamma is not None,
-                "dtype": dtype_name(self._dtype)}
+                "sync": self.sync, "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.num_features})"
@@ -145,6 +194,11 @@ class BatchNorm1D(_BatchNorm):
         convention: ``running = (1 - momentum) * running + momentum * batch``).
     affine : bool
         Learn a scale ``gamma`` and shift ``beta``.
+    sync : bool, default False
+        In data-parallel training, compute the batch statistics over every
+        rank's rows (PyTorch's ``SyncBatchNorm``: three all-reduces per
+        step); by default each rank normalizes with its own rows and the
+        running statistics are averaged over the ranks each epoch.
     backend, dtype : optional
 
     Notes

@@ -344,7 +344,11 @@ class ModelCheckpoint(Callback):
         self._stopper.on_train_begin()
 
     def on_epoch_end(self, epoch, logs=None):
+        from .. import distributed
+
         logs = logs or {}
+        if not distributed.is_main():  # one writer in data-parallel training
+            return
         if self.save_best_only:
             if self.monitor not in logs:
                 msg = (
@@ -381,6 +385,11 @@ class CSVLogger(Callback):
     def on_train_begin(self, logs=None):
         import os
 
+        from .. import distributed
+
+        self._file = None
+        if not distributed.is_main():  # one writer in data-parallel training
+            return
         exists = self.append and os.path.exists(self.path) and (
             os.path.getsize(self.path) > 0)
         self._file = open(self.path, "a" if self.append else "w",  # noqa: SIM115
@@ -391,6 +400,8 @@ class CSVLogger(Callback):
     def on_epoch_end(self, epoch, logs=None):
         import csv
 
+        if self._file is None:
+            return
         logs = logs or {}
         if self._keys is None:
             self._keys = ["epoch", *logs]

@@ -94,8 +94,10 @@ class Inputs:
         Prepare the next batches of a dataset or iterable in a thread.
     """
 
-    def __init__(self, model, loss=None, *, prefetch: bool = True) -> None:
+    def __init__(self, model, loss=None, *, prefetch: bool = True,
+                 shard=None) -> None:
         self.model, self.loss, self.prefetch = model, loss, prefetch
+        self.shard = shard  # (rank, size) in data-parallel training
         self.sample_pred = None  # one sample's prediction: the output shape
 
     # -- arrays -------------------------------------------------------------------
@@ -156,7 +158,7 @@ class Inputs:
                     raise ValueError(msg)
                 source = DatasetSource(x, batch_size=batch_size, shuffle=shuffle,
                                        rng=rng, prepare=prepare,
-                                       prefetch=self.prefetch)
+                                       prefetch=self.prefetch, shard=self.shard)
             else:
                 source = IterableSource(x, steps=steps, prepare=prepare,
                                         prefetch=self.prefetch)
@@ -172,7 +174,7 @@ class Inputs:
         else:
             x = self.model._as_input(x)
         return ArraySource(x, y, w, batch_size=batch_size, shuffle=shuffle, rng=rng,
-                           backend=self.model.backend)
+                           backend=self.model.backend, shard=self.shard)
 
     def _run_one(self, x):
         """One sample through the model: it takes `x`, and the output shape
@@ -199,6 +201,8 @@ class Inputs:
             raise ValueError(msg)
         refuse_text(batch.y)
         x, y = _host(batch.x), _host(batch.y)
+        if x.shape[0] == 0:  # an idle rank's share of a short last batch
+            return Batch(self.model._as_input(x), self.model.backend.asarray(y))
         y = self.check(x, y, run=False)  # on the host, before the copy: free
         x, y = self.model._as_data(x, y, self.loss)
         return Batch(x, y, self.weights(batch.w, x.shape[0]))

@@ -36,13 +36,25 @@ class Meters:
             metric.reset(b)
 
     def update(self, value, pred, target) -> None:
-        """Add one batch: its 0-d mean loss `value`, predictions and targets."""
+        """Add one batch: its 0-d mean loss `value`, predictions and targets
+        (a rank with no rows of a short last batch adds nothing)."""
         xp = self.backend.xp
         size = int(pred.shape[0])
+        if size == 0:
+            return
         self.loss_sum = self.loss_sum + xp.astype(value, self.loss_sum.dtype) * size
         self.count += size
         for metric in self.metrics:
             metric.update(pred, target)
+
+    def reduce(self, world) -> None:
+        """Sum the ranks' accumulations (data-parallel training)."""
+        if world.size == 1:
+            return
+        self.loss_sum = world.all_reduce(self.loss_sum)
+        self.count = int(world.all_reduce_numbers([self.count])[0])
+        for metric in self.metrics:
+            metric.reduce(world)
 
     def read(self, extra=()) -> tuple[dict[str, float], list[float]]:
         """The epoch's figures (one host transfer, `extra` arrays included).

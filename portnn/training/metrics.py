@@ -76,6 +76,21 @@ class Metric:
     """
 
     name = "metric"
+    #: device arrays summed over the ranks, and host counts added up
+    _sums: tuple[str, ...] = ()
+    _counts: tuple[str, ...] = ()
+
+    def reduce(self, world) -> None:
+        """Combine the ranks' accumulations (data-parallel training): the
+        default sums `_sums` and adds `_counts`."""
+        for name in self._sums:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, world.all_reduce(value))
+        if self._counts:
+            totals = world.all_reduce_numbers([getattr(self, n) for n in self._counts])
+            for name, total in zip(self._counts, totals, strict=True):
+                setattr(self, name, int(total))
 
     def reset(self, backend) -> None:
         """Start an epoch on `backend`'s device."""
@@ -137,6 +152,7 @@ class Accuracy(Metric):
     """
 
     name = "accuracy"
+    _sums, _counts = ("_correct",), ("_count",)
 
     def __init__(self, threshold: float = 0.5, name: str = "accuracy") -> None:
         self.threshold = float(threshold)
@@ -161,6 +177,8 @@ class Accuracy(Metric):
 class TopKAccuracy(Metric):
     """Fraction of samples whose true class is among the `k` highest scores
     (scikit-learn's ``top_k_accuracy_score``)."""
+
+    _sums, _counts = ("_hits",), ("_count",)
 
     def __init__(self, k: int = 5, name: str | None = None) -> None:
         self.k = int(k)
@@ -193,6 +211,14 @@ class _Confusion(Metric):
     """Precision, recall or F1 from the epoch's confusion matrix (counts on
     the device, ``C x C``), with scikit-learn's averages and
     ``zero_division=0``."""
+
+    _sums = ("_matrix",)
+
+    def reduce(self, world) -> None:
+        # a rank that saw no batch has no matrix yet: everyone sends one
+        if self._matrix is None:
+            return
+        self._matrix = world.all_reduce(self._matrix)
 
     def __init__(self, kind: str, average: str, threshold: float = 0.5,
                  name: str | None = None) -> None:
@@ -261,6 +287,15 @@ class ROCAUC(Metric):
 
     name = "roc_auc"
 
+    def reduce(self, world) -> None:
+        """All the ranks' scores and labels (ranks are exact, not summable)."""
+        xp = self.backend.xp
+        empty = xp.zeros((0,), dtype=self.dtype, device=self.backend.device)
+        for name in ("_scores", "_labels"):
+            mine = getattr(self, name)
+            local = xp.concat(mine) if mine else empty
+            setattr(self, name, [p for p in world.all_gather(local) if p.shape[0]])
+
     def _start(self):
         self._scores, self._labels = [], []
 
@@ -299,6 +334,8 @@ class ROCAUC(Metric):
 class _Errors(Metric):
     """Mean squared or absolute error over every element."""
 
+    _sums, _counts = ("_sum",), ("_count",)
+
     def __init__(self, kind: str, name: str, sign: float = 1.0,
                  root: bool = False) -> None:
         self.kind, self.name, self.sign, self.root = kind, name, sign, root
@@ -329,6 +366,36 @@ class R2(Metric):
 
     name = "r2"
 
+    def reduce(self, world) -> None:
+        """Merge the ranks' moments (Chan et al.'s update, rank by rank)."""
+        xp = self.backend.xp
+        if self._mean is None:
+            width = 0
+        else:
+            width = self._mean.shape[0]
+        parts = world.all_gather(xp.concat([
+            xp.asarray([float(self._n)], dtype=self.dtype, device=self.backend.device),
+            self._mean, self._m2, self._res]) if width else xp.zeros(
+                (1,), dtype=self.dtype, device=self.backend.device))
+        self._start()
+        for part in parts:
+            n = int(self.backend.to_numpy(part[:1])[0])
+            if n == 0:
+                continue
+            d = (part.shape[0] - 1) // 3
+            self._merge(n, part[1:1 + d], part[1 + d:1 + 2 * d], part[1 + 2 * d:])
+
+    def _merge(self, n_b, mean_b, m2_b, res_b):
+        if self._mean is None:
+            self._n, self._mean, self._m2, self._res = n_b, mean_b, m2_b, res_b
+            return
+        n = self._n + n_b
+        delta = mean_b - self._mean
+        self._mean = self._mean + delta * (n_b / n)
+        self._m2 = self._m2 + m2_b + delta * delta * (self._n * n_b / n)
+        self._res = self._res + res_b
+        self._n = n
+
     def _start(self):
         self._n = 0
         self._mean = self._m2 = self._res = None
@@ -342,16 +409,7 @@ class R2(Metric):
         d = y - xp.reshape(xp.astype(pred, self.dtype), (n_b, -1))
         mean_b = xp.mean(y, axis=0)
         m2_b = xp.sum((y - mean_b) ** 2, axis=0)
-        res_b = xp.sum(d * d, axis=0)
-        if self._mean is None:
-            self._n, self._mean, self._m2, self._res = n_b, mean_b, m2_b, res_b
-            return
-        n = self._n + n_b
-        delta = mean_b - self._mean
-        self._mean = self._mean + delta * (n_b / n)
-        self._m2 = self._m2 + m2_b + delta * delta * (self._n * n_b / n)
-        self._res = self._res + res_b
-        self._n = n
+        self._merge(n_b, mean_b, m2_b, xp.sum(d * d, axis=0))
 
     def totals(self):
         if self._mean is None:
@@ -367,6 +425,8 @@ class R2(Metric):
 class Mean(Metric):
     """The epoch mean of ``fn(pred, target)``, a batch-mean figure (weighted
     by batch size, so a per-sample mean is exact)."""
+
+    _sums, _counts = ("_sum",), ("_count",)
 
     def __init__(self, fn, name: str | None = None) -> None:
         self.fn = fn

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from .. import distributed
 from .. import losses as losses_mod
 from .. import optim as optim_mod
 from .._validation import validated_data
-from ..data.sources import Batch
+from ..data.sources import Batch, shard_rows
+from ..distributed.data_parallel import (
+    all_reduce_gradients,
+    average_buffers,
+    broadcast_state,
+)
 from ..layers.base import Layer, free_caches, no_grad
 from ..random import global_generator
 from .callbacks import Callback, LRSchedulerCallback, ProgressBar
@@ -96,15 +102,23 @@ class Model(Layer):
             on the device and in float32.
         """
         policy = precision or _FLOAT32
-        with policy.weights(self):  # half copies of the weights, if mixed
-            pred = policy.output(self.forward(policy.input(x), training=True))
-            value = (loss.forward(pred, y) if sample_weight is None
-                     else loss.forward(pred, y, sample_weight=sample_weight))
-            # no d loss / d input needed
-            self.backward_params(policy.loss_gradient(loss.backward()))
-        finite = policy.unscale(optimizer.params)  # float32, unscaled gradients
-        # Gradients are complete and the step has not run: this is the one
-        # place where data-parallel training all-reduces them across ranks.
+        world = distributed.current()
+        if x.shape[0]:
+            with policy.weights(self):  # half copies of the weights, if mixed
+                pred = policy.output(self.forward(policy.input(x), training=True))
+                value = (loss.forward(pred, y) if sample_weight is None
+                         else loss.forward(pred, y, sample_weight=sample_weight))
+                # no d loss / d input needed
+                self.backward_params(policy.loss_gradient(loss.backward()))
+        else:  # a rank with no rows of a short last batch: no gradient of its own
+            pred, value = x, self.backend.xp.zeros((), device=self.backend.device)
+        policy.to_master(optimizer.params)  # float32 gradients
+        # Gradients are complete and the step has not run: the one place
+        # where data-parallel training makes them the exact global mean.
+        if world.size > 1:
+            all_reduce_gradients(world, optimizer.params, int(x.shape[0]),
+                                 self.backend)
+        finite = policy.unscale(optimizer.params)  # unscaled; finite (float16)?
         if guard is not None:
             guard.step(optimizer, value, finite,
                        overflow_skips=policy.scaler is not None)
@@ -231,11 +245,12 @@ class Model(Layer):
         optimizer = self._resolve_optimizer(optimizer)
         metric_list = self._metrics(metrics, loss)
         policy = Precision(precision, self.backend)
-        rng = rng or global_generator()
+        world = distributed.current()
+        rng = rng or shuffle_generator(world)
         callbacks = _checked_callbacks(callbacks)
         _check_verbose(verbose)
         self._check_head(loss)
-        inputs = Inputs(self, loss, prefetch=prefetch)
+        inputs = Inputs(self, loss, prefetch=prefetch, shard=_shard(world))
         if validation_split and validation_data is None:
             (x, y, sample_weight), validation_data = inputs.split(
                 x, y, sample_weight, validation_split)
@@ -246,18 +261,21 @@ class Model(Layer):
             vx, vy, vw = validation_pair(validation_data)
             validation = inputs.source(vx, vy, vw, batch_size=max(batch_size, 256),
                                        steps=validation_steps)
+        _check_shards(self, source, world)
         weigh = None
         if class_weight is not None:
             weigh = ClassWeights(class_weight, loss, inputs.sample_pred, self.backend)
         schedule = _schedule_callback(lr_schedule, optimizer, callbacks)
         if schedule is not None:
             callbacks.insert(0, schedule)
-        if verbose:
+        if verbose and world.rank == 0:  # only the main rank prints
             callbacks.append(ProgressBar(epochs, source.n_batches,
                                          live=verbose != 2))
 
         # -- train ---------------------------------------------------------------
         self.loss, self.optimizer = loss, optimizer
+        if world.size > 1:  # every rank starts from rank 0's weights and state
+            broadcast_state(world, self, optimizer)
         for cb in callbacks:
             cb.model = self
         meters = Meters(self.backend, metric_list)
@@ -282,10 +300,13 @@ class Model(Layer):
                         batch_logs = {"loss": value, "size": int(xb.shape[0])}
                         for cb in callbacks:
                             cb.on_batch_end(b, batch_logs)
+                    meters.reduce(world)  # data-parallel: over every rank
                     # the epoch's one host read: figures and the guard's verdict
                     logs, verdict = meters.read(guard.totals())
                     StepGuard.check(verdict, epoch=epoch, batches=guard.batch,
                                     lr=optimizer.lr, history=history)
+                    if world.size > 1:
+                        average_buffers(world, self)  # one model on every rank
                     if validation is not None:
                         val = self._evaluate(validation, loss, metric_list)
                         logs.update({f"val_{k}": v for k, v in val.items()})
@@ -319,13 +340,14 @@ class Model(Layer):
         loss = self._resolve_loss(loss)
         metric_list = self._metrics(metrics, loss)
         refuse_text(y)
-        source = Inputs(self, loss, prefetch=prefetch).source(
+        source = Inputs(self, loss, prefetch=prefetch,
+                        shard=_shard(distributed.current())).source(
             x, y, sample_weight, batch_size=batch_size, steps=steps)
         with validated_data():
             return self._evaluate(source, loss, metric_list)
 
     def _evaluate(self, source, loss, metric_list):
-        meters = Meters(self.backend, metric_list)
+        meters = Meters(self.backend, [m.fresh() for m in metric_list])
         with no_grad():
             for xb, yb, wb in source.batches():
                 pred = self.forward(xb, training=False)
@@ -333,6 +355,7 @@ class Model(Layer):
                          else loss.forward(pred, yb, sample_weight=wb))
                 meters.update(value, pred, yb)
         free_caches(loss)
+        meters.reduce(distributed.current())
         logs, _ = meters.read()
         return logs
 
@@ -343,6 +366,14 @@ class Model(Layer):
         an iterable of batches (their ``x``)."""
         if batch_size is not None:
             batch_size = _positive_int("batch_size", batch_size)
+        world = distributed.current()
+        if world.size > 1 and not _is_stream(x):
+            # each rank its contiguous share of the rows; gathered in order
+            x = self._as_input(x)
+            mine = x[shard_rows(int(x.shape[0]), world.rank, world.size), ...]
+            with distributed.single():
+                part = self.predict(mine, batch_size=batch_size, prefetch=prefetch)
+            return self.backend.xp.concat(world.all_gather(part), axis=0)
         if batch_size is None and not _is_stream(x):
             x = self._as_input(x)
             self._build_lazy(x[:1, ...])
@@ -597,6 +628,56 @@ def _bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"  # pragma: no cover
+
+
+def _check_shards(model, source, world) -> None:
+    """Synchronized BatchNorm needs rows on every rank in every batch (its
+    statistics are collectives): say so before training, on every rank."""
+    from ..layers.base import walk_layers
+
+    if world.size == 1 or not any(getattr(layer, "sync", False)
+                                  for layer in walk_layers(model)):
+        return
+    n, size = getattr(source, "n", None), getattr(source, "batch_size", None)
+    if n is None:
+        return
+    last = n % size or size
+    if min(size, last) < world.size:
+        msg = (
+            f"BatchNorm(sync=True) needs a row on each of the {world.size} ranks in "
+            f"every batch, but batches of {size} leave a last batch of {last}; "
+            "change batch_size or drop the last few samples"
+        )
+        raise ValueError(msg)
+
+
+def _shard(world):
+    """This rank's place in the world, or None when training alone."""
+    return None if world.size == 1 else (world.rank, world.size)
+
+
+def shuffle_generator(world):
+    """The shuffles' generator: the context's, or, in a world of several
+    ranks, one every rank shares (seeded by rank 0), so that every rank
+    draws the same global permutation however many dropout masks each
+    drew."""
+    if world.size == 1:
+        return global_generator()
+    from ..random import Generator
+
+    b = world.backend
+    mine = global_generator().get_state()
+    seed = world.broadcast(b.asarray([mine["seed"] % 2**52, mine["counter"] % 2**52],
+                                     dtype=_float64(b)))
+    seed, counter = (int(v) for v in b.to_numpy(seed).tolist())
+    return Generator(seed ^ (counter * 0x9E3779B97F4A7C15 % 2**62))
+
+
+def _float64(backend):
+    try:
+        return backend.dtype("float64")
+    except TypeError:
+        return backend.dtype("float32")
 
 
 def _is_stream(x) -> bool:

@@ -195,15 +195,22 @@ class Precision:
             dy = self.scaler.scale_gradient(dy)
         return self.backend.xp.astype(dy, self.compute_dtype)
 
+    def to_master(self, params) -> None:
+        """The half gradients in the float32 masters' dtype (before a
+        data-parallel all-reduce: sums in float32)."""
+        if not self.mixed:
+            return
+        xp = self.backend.xp
+        for p in params:
+            if p.grad is not None and p.grad.dtype != p.value.dtype:
+                p.grad = xp.astype(p.grad, p.value.dtype)
+
     def unscale(self, params):
         """float32 gradients, unscaled; their finiteness when it decides the
         step here (float16), else None (the guard checks)."""
         if not self.mixed:
             return None
-        xp = self.backend.xp
-        for p in params:
-            if p.grad is not None and p.grad.dtype != p.value.dtype:
-                p.grad = xp.astype(p.grad, p.value.dtype)
+        self.to_master(params)
         if self.scaler is None:
             return None
         return self.scaler.unscale(params)

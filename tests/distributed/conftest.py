@@ -24,7 +24,7 @@ def world():
     yield world
 
 
-@pytest.fixture(params=["numpy", "torch", "array_api_strict"])
+@pytest.fixture(params=["numpy", "torch", "array_api_strict", "jax"])
 def dp_backend(request, world):
     try:
         b = portnn.backends.get(request.param)

@@ -1,0 +1,71 @@
+"""A small data-parallel job that the launcher tests start as real processes.
+
+    python job.py fault        # rank 1 raises in its third step
+    python job.py equivalence  # two ranks against a one-process reference
+
+Started by ``mpiexec -n 2`` or with torchrun's environment variables set by
+``tests/test_distributed_launch.py``. Prints ``EQUIVALENT <rank>`` when the
+two-rank weights equal the one-process weights.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import portnn
+from portnn.random import Generator
+
+
+class FailOnRankOne(portnn.Layer):
+    """The identity, until rank 1's third call."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x, training=False):
+        self.calls += bool(training)
+        if portnn.distributed.rank() == 1 and self.calls == 3:
+            raise RuntimeError("rank 1 fails in its third step")
+        return x
+
+    def backward(self, dy):
+        return dy
+
+
+def train(layers, backend):
+    rs = np.random.default_rng(0)
+    x = rs.normal(size=(60, 6))
+    y = (x[:, 0] > x[:, 1]).astype(np.int64)
+    with portnn.use_backend(backend), portnn.default_dtype("float64"):
+        portnn.seed(0)
+        model = portnn.Sequential(*layers())
+        model.fit(x, y, loss="cross_entropy", optimizer="adam", epochs=2,
+                  batch_size=10, rng=Generator(3), verbose=0)
+        return np.concatenate([np.asarray(portnn.backends.get(backend).to_numpy(v))
+                               .ravel() for v in model.state_dict().values()])
+
+
+def main(mode: str, engine: str, backend: str) -> int:
+    world = portnn.distributed.init(engine=engine, backend=backend)
+    if mode == "fault":
+        train(lambda: [portnn.Dense(6, 4), FailOnRankOne(), portnn.Dense(4, 2)],
+              backend)
+        return 0
+
+    def mlp():
+        return [portnn.Dense(6, 8), portnn.Tanh(), portnn.Dense(8, 2)]
+
+    parallel = train(mlp, backend)
+    with portnn.distributed.single():
+        alone = train(mlp, backend)
+    np.testing.assert_allclose(parallel, alone, rtol=1e-10, atol=1e-12)
+    print("EQUIVALENT", world.rank, world.engine, flush=True)
+    portnn.distributed.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))

@@ -1,0 +1,218 @@
+"""Two ranks against one process: same weights, same figures, one writer.
+
+Run under ``mpiexec -n 2 python -m mpi4py -m pytest tests/distributed``.
+Each rank also trains the one-process reference itself, inside
+``portnn.distributed.single()``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import portnn
+from portnn.random import Generator
+
+from ..conftest import to_np
+
+
+def _data(n, seed=0):
+    rs = np.random.default_rng(seed)
+    x = rs.normal(size=(n, 6))
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 0.8)
+    return x, y
+
+
+def _weights(model):
+    return {k: to_np(v).astype(np.float64) for k, v in model.state_dict().items()}
+
+
+def _train(make, n, batch, *, epochs=3, dtype="float64", optimizer="sgd",
+           data=None, **fit):
+    x, y = data if data is not None else _data(n)
+    with portnn.default_dtype(dtype):
+        portnn.seed(0)
+        model = make()
+        opt = (portnn.SGD(model.parameters(), lr=0.2, momentum=0.9)
+               if optimizer == "sgd" else portnn.Adam(model.parameters(), lr=0.01))
+        h = model.fit(x.astype(dtype), y, loss="cross_entropy", optimizer=opt,
+                      epochs=epochs, batch_size=batch, rng=Generator(5), verbose=0,
+                      **fit)
+    return model, h
+
+
+def _mlp():
+    return portnn.Sequential(portnn.Dense(6, 16), portnn.Tanh(), portnn.Dense(16, 8),
+                             portnn.ReLU(), portnn.Dense(8, 3))
+
+
+def _same(a, b, rtol, atol=0.0):
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=atol, err_msg=k)
+
+
+def test_the_world_has_two_ranks(world):
+    assert world.size == 2 and world.rank in (0, 1)
+    assert portnn.distributed.is_main() == (world.rank == 0)
+    b = portnn.backends.get("numpy")
+    total = world.all_reduce(b.asarray([1.0, world.rank]))
+    assert to_np(total).tolist() == [2.0, 1.0]
+    assert to_np(world.broadcast(b.asarray([world.rank + 7.0]))).tolist() == [7.0]
+    parts = world.all_gather(b.asarray(np.arange(world.rank + 1.0)))
+    assert [to_np(p).tolist() for p in parts] == [[0.0], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize(("n", "batch"), [
+    (32, 8),   # even: 4 + 4 rows a step
+    (28, 7),   # uneven: 4 + 3
+    (21, 8),   # a short last batch of 5: 3 + 2
+    (17, 8),   # a last batch of 1: rank 1 has nothing to learn from
+])
+def test_two_ranks_reach_the_weights_of_one_process(dp_backend, world, n, batch):
+    parallel, h = _train(_mlp, n, batch)
+    with portnn.distributed.single():
+        alone, h_alone = _train(_mlp, n, batch)
+    _same(_weights(parallel), _weights(alone), rtol=1e-10, atol=1e-12)
+    assert h["loss"] == pytest.approx(h_alone["loss"], rel=1e-10)
+    assert h["accuracy"] == pytest.approx(h_alone["accuracy"])
+    # and every rank holds the same model
+    mine = np.concatenate([v.ravel() for v in _weights(parallel).values()])
+    theirs = world.all_gather(portnn.backends.get("numpy").asarray(mine))
+    np.testing.assert_array_equal(to_np(theirs[0]), to_np(theirs[1]))
+
+
+def test_float32_and_adam_agree_to_float32_rounding(dp_backend, world):
+    parallel, _ = _train(_mlp, 40, 10, dtype="float32", optimizer="adam")
+    with portnn.distributed.single():
+        alone, _ = _train(_mlp, 40, 10, dtype="float32", optimizer="adam")
+    _same(_weights(parallel), _weights(alone), rtol=1e-5, atol=1e-6)
+
+
+def test_synchronized_batch_norm_equals_one_process(dp_backend, world):
+    def cnn():
+        return portnn.Sequential(
+            portnn.Dense(6, 8), portnn.BatchNorm1D(8, sync=True), portnn.ReLU(),
+            portnn.Dense(8, 3))
+
+    parallel, _ = _train(cnn, 32, 8)
+    with portnn.distributed.single():
+        alone, _ = _train(cnn, 32, 8)
+    _same(_weights(parallel), _weights(alone), rtol=1e-9, atol=1e-12)
+
+
+def test_per_rank_batch_norm_averages_running_statistics(dp_backend, world):
+    def cnn():
+        return portnn.Sequential(portnn.Dense(6, 8), portnn.BatchNorm1D(8),
+                                 portnn.ReLU(), portnn.Dense(8, 3))
+
+    model, _ = _train(cnn, 32, 8, epochs=2)
+    mean = to_np(model[1].running_mean)
+    both = world.all_gather(portnn.backends.get("numpy").asarray(mean))
+    np.testing.assert_array_equal(to_np(both[0]), to_np(both[1]))
+
+
+def test_figures_are_reduced_over_the_ranks(dp_backend, world):
+    x, y = _data(50, seed=3)
+    model, _ = _train(_mlp, 40, 8)
+    names = ["accuracy", "f1_macro", "top_2_accuracy"]
+    parallel = model.evaluate(x, y, batch_size=9, metrics=names)
+    with portnn.distributed.single():
+        alone = model.evaluate(x, y, batch_size=9, metrics=names)
+    for k in alone:
+        assert parallel[k] == pytest.approx(alone[k], rel=1e-10), k
+
+
+def test_roc_auc_and_r2_are_exact_over_the_ranks(world):
+    from portnn.training import metrics as M
+    from portnn.training.meters import Meters
+
+    b = portnn.backends.get("numpy")
+    rs = np.random.default_rng(world.rank)
+    pred, target = rs.normal(size=(30 + 7 * world.rank, 1)), rs.integers(0, 2, (
+        30 + 7 * world.rank, 1))
+    meters = Meters(b, [M.get("roc_auc"), M.get("r2")])
+    meters.update(b.asarray(0.0), b.asarray(pred), b.asarray(target.astype(float)))
+    meters.reduce(world)
+    logs, _ = meters.read()
+    sk = pytest.importorskip("sklearn.metrics")
+    all_pred = np.concatenate([to_np(p) for p in world.all_gather(b.asarray(pred))])
+    all_true = np.concatenate([to_np(p) for p in world.all_gather(
+        b.asarray(target.astype(float)))])
+    assert logs["roc_auc"] == pytest.approx(sk.roc_auc_score(all_true, all_pred))
+    assert logs["r2"] == pytest.approx(sk.r2_score(all_true, all_pred), abs=1e-10)
+
+
+def test_predict_gathers_in_the_original_order(dp_backend, world):
+    x, _ = _data(23, seed=4)
+    model, _ = _train(_mlp, 32, 8)
+    parallel = to_np(model.predict(x, batch_size=5))
+    with portnn.distributed.single():
+        alone = to_np(model.predict(x))
+    np.testing.assert_allclose(parallel, alone, rtol=1e-12)
+
+
+def test_a_dataset_is_sharded_like_arrays(dp_backend, world):
+    x, y = _data(28)
+    parallel, _ = _train(_mlp, 28, 7, data=(x, y))
+    with portnn.default_dtype("float64"):
+        portnn.seed(0)
+        model = _mlp()
+        model.fit(portnn.data.Dataset.from_arrays(x, y), loss="cross_entropy",
+                  optimizer=portnn.SGD(model.parameters(), lr=0.2, momentum=0.9),
+                  epochs=3, batch_size=7, rng=Generator(5), verbose=0)
+    _same(_weights(model), _weights(parallel), rtol=1e-10, atol=1e-12)
+
+
+def _shared_dir(world, tmp_path):
+    """Rank 0's temporary folder, so that both ranks look at one place."""
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD.bcast(str(tmp_path) if world.rank == 0 else None, root=0)
+
+
+def test_only_the_main_rank_writes_files(world, tmp_path):
+    folder = _shared_dir(world, tmp_path)
+    ckpt = os.path.join(folder, "dp-{epoch}.safetensors")
+    log = os.path.join(folder, "dp.csv")
+    model, _ = _train(_mlp, 32, 8, epochs=2, callbacks=[
+        portnn.ModelCheckpoint(ckpt, monitor="loss"), portnn.CSVLogger(log)])
+    world.barrier()
+    assert sorted(os.listdir(folder)) == ["dp-1.safetensors", "dp-2.safetensors",
+                                          "dp.csv"]
+    with open(log) as f:
+        assert len(f.read().splitlines()) == 3
+
+
+def test_checkpoints_move_between_two_ranks_and_one(world, tmp_path):
+    folder = _shared_dir(world, tmp_path)
+    x, y = _data(32)
+    # two ranks train and save; one process resumes; and back
+    model, _ = _train(_mlp, 32, 8, epochs=2)
+    path = os.path.join(folder, "two.safetensors")
+    if world.rank == 0:
+        model.save(path)
+    world.barrier()
+    with portnn.distributed.single():
+        alone = portnn.load(path)
+        alone.fit(x, y, epochs=1, batch_size=8, rng=Generator(9), verbose=0)
+        reference = _weights(alone)
+        if world.rank == 0:
+            alone.save(os.path.join(folder, "one.safetensors"))
+    world.barrier()
+    resumed = portnn.load(path)
+    resumed.fit(x, y, epochs=1, batch_size=8, rng=Generator(9), verbose=0)
+    _same(_weights(resumed), reference, rtol=1e-5, atol=1e-6)
+    again = portnn.load(os.path.join(folder, "one.safetensors"))
+    again.fit(x, y, epochs=1, batch_size=8, rng=Generator(9), verbose=0)
+    assert np.isfinite(np.concatenate([v.ravel() for v in
+                                       _weights(again).values()])).all()
+
+
+def test_sync_batch_norm_refuses_an_empty_shard(world):
+    model = portnn.Sequential(portnn.Dense(6, 4), portnn.BatchNorm1D(4, sync=True),
+                              portnn.Dense(4, 3))
+    x, y = _data(17)
+    with pytest.raises(ValueError, match="a row on each of the 2 ranks"):
+        model.fit(x, y, loss="cross_entropy", batch_size=8, verbose=0)
