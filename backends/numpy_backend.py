@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Backend, InvalidDeviceError, add_into_views
+from .numpy_threads import ThreadedConv2d
 
 
 def _scatter_add(target, indices, values):
@@ -65,7 +66,7 @@ def make_numpy_backend(device=None) -> Backend:
         # to_bytes/from_bytes: the host format of checkpoints (safetensors)
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
                 "to_bytes": _to_bytes, "from_bytes": _from_bytes,
-                "quiet_overflow": _quiet_overflow},
+                "quiet_overflow": _quiet_overflow, "conv2d": ThreadedConv2d()},
         install_hint="pip install numpy",
         single_device=True,
         synchronous=True,

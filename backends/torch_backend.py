@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Backend, BackendUnavailableError, InvalidDeviceError, add_into_views
+from .torch_conv import TorchConv2d
 
 
 def _to_numpy(x):
@@ -61,7 +62,8 @@ def make_torch_backend(device=None) -> Backend:
         device=dev,
         to_numpy=_to_numpy,
         array_types=(torch.Tensor,),
-        native={"scatter_add": _scatter_add, "add_into_views": add_into_views},
+        native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
+                "conv2d": TorchConv2d()},
         synchronize=sync,
         synchronous=dev.type == "cpu",
         device_info=lambda: device_info(dev),

@@ -20,7 +20,7 @@ import pytest
 import portnn
 
 JOB = os.path.join(os.path.dirname(__file__), "distributed", "job.py")
-TIMEOUT = 60
+TIMEOUT = 120  # generous on a loaded machine; a hang still fails
 
 
 def _mpiexec():
@@ -58,8 +58,9 @@ def test_two_mpi_ranks_train_to_the_weights_of_one_process():
                            "equivalence", "auto", "numpy"], capture_output=True,
                           text=True, timeout=TIMEOUT, env=_clean_env())
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(done.stdout.split("\n")[:2]) == ["EQUIVALENT 0 mpi",
-                                                   "EQUIVALENT 1 mpi"]
+    said = sorted(line.strip() for line in done.stdout.splitlines()
+                  if line.startswith("EQUIVALENT"))
+    assert said == ["EQUIVALENT 0 mpi", "EQUIVALENT 1 mpi"], done.stdout
 
 
 def _free_port():

@@ -91,13 +91,13 @@ def _device_of_local_rank(backend, local: int):
 
 def _start(engine, backend, env) -> Communicator:
     if engine == "torch":
-        from .torch_dist import TorchCommunicator
+        from ..backends.torch_distributed import TorchCommunicator
 
         return TorchCommunicator(backend, env.get("rank"), env.get("size"),
                                  env.get("local_rank") or 0)
     if engine == "nccl":
         try:
-            from .nccl import NCCLCommunicator
+            from ..backends.cupy_nccl import NCCLCommunicator
 
             return NCCLCommunicator(backend, env["rank"], env["size"],
                                     env.get("local_rank") or 0)

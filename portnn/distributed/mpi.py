@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from ..backends import backend_of
+from ..backends import backend_of, get
 from .comm import Communicator
 
 
@@ -34,13 +34,12 @@ class MPICommunicator(Communicator):
     def _host(self, x, donate: bool = False):
         """`x`'s backend, and a contiguous host buffer MPI may write into:
         `x` itself when it is a donated, writeable NumPy array, else a copy."""
-        import numpy as np
-
         backend = backend_of(x) or self.backend
-        if donate and isinstance(x, np.ndarray) and x.flags.writeable and \
-                x.flags.c_contiguous:
+        flags = getattr(x, "flags", None)
+        if donate and backend.name == "numpy" and flags is not None and \
+                flags.writeable and flags.c_contiguous:
             return backend, x
-        return backend, np.array(backend.to_numpy(x), copy=True, order="C")
+        return backend, get("numpy").asarray(backend.to_numpy(x), copy=True)
 
     def all_reduce(self, x, donate: bool = False):
         backend, buf = self._host(x, donate)

@@ -196,13 +196,35 @@ class GELU(Activation):
     def forward(self, x, training=False):
         xp = namespace(x)
         self._x = x
-        self._t = t = xp.tanh(_GELU_K * (x + _GELU_C * (x * x * x)))
-        return 0.5 * x * (1.0 + t)
+        # in-place steps on fresh arrays: two temporaries instead of six
+        # (immutable arrays, as JAX's, rebind: same result)
+        u = x * x
+        u *= _GELU_C
+        u += 1.0
+        u *= x
+        u *= _GELU_K
+        self._t = t = xp.tanh(u)
+        y = t + 1.0
+        y *= 0.5
+        y *= x
+        return y
 
     def backward(self, dy):
         x, t = self._x, self._t
-        inner = _GELU_K * (1.0 + (3.0 * _GELU_C) * (x * x))
-        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * inner)
+        # 0.5 (1 + t) + 0.5 x (1 - t**2) k (1 + 3 c x**2), in two arrays
+        term = x * x
+        term *= 3.0 * _GELU_C
+        term += 1.0
+        term *= _GELU_K * 0.5
+        term *= x
+        t_sq_minus_1 = t * t
+        t_sq_minus_1 -= 1.0
+        term *= t_sq_minus_1  # now -0.5 x (1 - t**2) k (1 + 3 c x**2)
+        grad = t + 1.0
+        grad *= 0.5
+        grad -= term
+        grad *= dy
+        return grad
 
 
 class Softmax(Activation):

@@ -1,8 +1,9 @@
-"""`Conv1D` and `Conv2D`: convolution as one matrix product (im2col).
+"""`Conv1D` and `Conv2D`: convolution as matrix products (im2col).
 
 The input's windows are gathered by strided slicing (:mod:`portnn.ops.windows`)
 into a column matrix, and the convolution is a single GEMM with the
-flattened kernel; the backward is two GEMMs and the adjoint of the gather.
+flattened kernel; the backward is two GEMMs and the adjoint of the gather
+(:mod:`portnn.ops.conv`, where a backend may put its native kernels).
 ``Conv1D`` runs as a ``Conv2D`` with a height of 1.
 """
 
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from .. import init as initializers
 from .._namespace import namespace
-from ..ops.windows import add_windows, output_size, pad2d, unpad2d, window_views
+from ..ops.conv import conv2d_impl
+from ..ops.windows import output_size, pad2d, unpad2d
 from .activations import get as get_activation
 from .base import Layer, dtype_name, float_dtype
 from .dense import build_lazy, draw_weights
@@ -61,7 +63,7 @@ class _Conv(Layer):
     """Shared machinery of Conv1D and Conv2D (computed in 2-D)."""
 
     nd = 2
-    _cache_attrs = ("_cols", "_in_shape", "_x_shape")
+    _cache_attrs = ("_ctx", "_conv", "_x_shape")
 
     def __init__(self, in_channels=None, out_channels=None, kernel_size=None,
                  stride=1, padding=0, dilation=1, groups=1, bias=True, init="auto",
@@ -181,21 +183,11 @@ class _Conv(Layer):
                 "smaller kernel"
             )
             raise ValueError(msg)
-        g, k = self.groups, kernel[0] * kernel[1]
-        # (N, C, K, OH, OW): batch outermost, so the output comes out NCHW
-        # and every copy moves whole contiguous rows
-        cols = xp.stack(window_views(x4, kernel, stride, dilation), axis=2)
+        self._conv = conv2d_impl(x4)
+        y, self._ctx = self._conv.forward(x4, self._w4(), stride, dilation, self.groups)
         o = self.out_channels
-        if g == 1:
-            cols = xp.reshape(cols, (n, c * k, oh * ow))
-            w = xp.reshape(W.value, (o, c * k))
-        else:
-            cols = xp.reshape(cols, (n, g, (c // g) * k, oh * ow))
-            w = xp.reshape(W.value, (g, o // g, (c // g) * k))
-        y = xp.reshape(w @ cols, (n, o, oh, ow))
         if self.b is not None:
-            y = y + xp.reshape(self.b.value, (o, 1, 1))
-        self._cols, self._in_shape = cols, (n, c, hp, wp)
+            y += xp.reshape(self.b.value, (o, 1, 1))  # y is the conv's own array
         self._x_shape = tuple(x.shape)
         y = self._from_2d(y)
         if self.activation is not None:
@@ -205,38 +197,32 @@ class _Conv(Layer):
     def _from_2d(self, y):
         return y
 
+    def _w4(self):
+        """``W`` as ``(O, C // groups, KH, KW)`` (Conv1D's has KH = 1)."""
+        w = self.W.value
+        return w if w.ndim == 4 else namespace(w).reshape(
+            w, (*w.shape[:2], *self._geometry()[0]))
+
     def _owned_layers(self):
         return () if self.activation is None else (self.activation,)
 
     def _param_grads(self, dy):
-        """Accumulate dW and db; return dy as ``(N, [g,] O/g, OH*OW)``."""
+        """Accumulate dW and db; return dy as ``(N, O, OH, OW)``."""
         if self.activation is not None:
             dy = self.activation.backward(dy)
         xp = namespace(dy)
         dy4 = self._as_2d(dy)
-        n, o = dy4.shape[0], self.out_channels
         if self.b is not None and self.b.trainable:
             self.b.accumulate(xp.sum(dy4, axis=(0, 2, 3)))
-        g = self.groups
-        shape = (n, o, -1) if g == 1 else (n, g, o // g, -1)
-        dyg = xp.reshape(dy4, shape)
         if self.W.trainable:
-            # one GEMM per sample, then the sum over the batch
-            dw = xp.sum(dyg @ xp.matrix_transpose(self._cols), axis=0)
+            dw = self._conv.weight_grad(self._ctx, dy4, self._w4().shape)
             self.W.accumulate(xp.reshape(dw, self.weight_shape))
-        return dyg, dy4.shape
+        return dy4
 
     def backward(self, dy):
-        dyg, (n, o, oh, ow) = self._param_grads(dy)
-        xp = namespace(dyg)
-        kernel, stride, dilation, pads = self._geometry()
-        c, k, g = self.in_channels, kernel[0] * kernel[1], self.groups
-        w = xp.reshape(self.W.value, (o, -1) if g == 1 else (g, o // g, -1))
-        dcols = xp.reshape(xp.matrix_transpose(w) @ dyg, (n, c, k, oh, ow))
-        pieces = [dcols[:, :, i, ...] for i in range(k)]
-        dx = add_windows(pieces, self._in_shape, kernel, stride, dilation,
-                         dyg.dtype, dyg.device)
-        return xp.reshape(unpad2d(dx, pads), self._x_shape)
+        dy4 = self._param_grads(dy)
+        dx = self._conv.input_grad(self._ctx, dy4, self._w4())
+        return namespace(dx).reshape(unpad2d(dx, self._geometry()[3]), self._x_shape)
 
     def backward_params(self, dy):
         self._param_grads(dy)

@@ -239,32 +239,59 @@ class LSTM(_Recurrent):
 
     gates = 4
     state_names = ("h", "c")
+    _cache_attrs = (*_Recurrent._cache_attrs, "_rows")
+
+    def _gate_rows(self, xp, like):
+        """``(scale, shift)`` rows over the 4 gates: sigmoid(a) is
+        0.5 tanh(0.5 a) + 0.5 and tanh(a) is 1 tanh(1 a) + 0, so one tanh
+        over all four gates computes them all."""
+        rows = getattr(self, "_rows", None)
+        if rows is None or rows[0].dtype != like.dtype:
+            hs = self.hidden_size
+
+            def row(sig, tanh):
+                parts = [xp.full((hs,), v, dtype=like.dtype, device=like.device)
+                         for v in (sig, sig, tanh, sig)]
+                return xp.concat(parts)
+
+            rows = self._rows = (row(0.5, 1.0), row(0.5, 0.0))
+        return rows
 
     def _step(self, gx, state, gh):
         xp = namespace(gx)
         _, c = state
+        scale, shift = self._gate_rows(xp, gx)
         a = gx + gh
+        a *= scale
+        t = xp.tanh(a)
+        gates = t * scale
+        gates += shift  # (i, f, g, o) side by side
         hs = self.hidden_size
-        i = _sigmoid(xp, a[:, :hs])
-        f = _sigmoid(xp, a[:, hs:2 * hs])
-        g = xp.tanh(a[:, 2 * hs:3 * hs])
-        o = _sigmoid(xp, a[:, 3 * hs:])
-        c_new = f * c + i * g
+        i, f = gates[:, :hs], gates[:, hs:2 * hs]
+        g, o = gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
+        c_new = f * c
+        c_new += i * g
         tc = xp.tanh(c_new)
-        h_new = o * tc
-        return (h_new, c_new), (i, f, g, o, c, tc)
+        return (o * tc, c_new), (gates, c, tc)
 
     def _step_backward(self, cache, dstate):
         xp = namespace(dstate[0])
-        i, f, g, o, c_prev, tc = cache
+        gates, c_prev, tc = cache
+        hs = self.hidden_size
+        i, f = gates[:, :hs], gates[:, hs:2 * hs]
+        g, o = gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
         dh, dc = dstate
-        dc = dc + dh * o * (1.0 - tc * tc)
-        da = xp.concat([
-            dc * g * i * (1.0 - i),
-            dc * c_prev * f * (1.0 - f),
-            dc * i * (1.0 - g * g),
-            dh * tc * o * (1.0 - o),
-        ], axis=1)
+        dtc = tc * tc
+        dtc -= 1.0
+        dtc *= dh * o
+        dc = dc - dtc  # dc + dh o (1 - tc**2)
+        # d gate / d a: s - s**2 for a sigmoid gate s, 1 - g**2 for tanh;
+        # with shift = (0.5, 0.5, 0, 0.5): 2 shift gates + (1 - 2 shift) - gates**2
+        _, shift = self._gate_rows(xp, gates)
+        da = gates * (2.0 * shift)
+        da += 1.0 - 2.0 * shift
+        da -= gates * gates
+        da *= xp.concat([dc * g, dc * c_prev, dc * i, dh * tc], axis=1)
         return da, da, (None, dc * f)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 
-from .comm import Communicator
+from portnn.distributed.comm import Communicator
 
 
 def meeting_point(rank: int) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from .comm import Communicator
+from portnn.distributed.comm import Communicator
 
 
 class NCCLCommunicator(Communicator):
