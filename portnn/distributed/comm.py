@@ -26,6 +26,7 @@ class Communicator:
                  local_rank: int = 0) -> None:
         self.backend = backend
         self.rank, self.size, self.local_rank = int(rank), int(size), int(local_rank)
+        self.scratch: dict = {}  # reusable buffers of the gradient all-reduce
 
     def all_reduce(self, x, donate: bool = False) -> Any:
         """The elementwise sum of `x` over every rank.

@@ -59,7 +59,7 @@ def all_reduce_gradients(world, params, n_local: int, backend) -> None:
 def _scratch(world, backend, size: int, dtype):
     """The world's reusable flat buffer of `size` elements of `dtype`."""
     key = (size, str(dtype), str(backend.device))
-    buffers = world.__dict__.setdefault("_scratch", {})
+    buffers = world.scratch
     if key not in buffers:
         buffers.clear()  # one model trains at a time: keep one buffer
         buffers[key] = backend.xp.empty(size, dtype=dtype, device=backend.device)

@@ -66,15 +66,11 @@ class Embedding(Layer):
         if type(x) is not type(W.value):
             self._check_backend(x, W)
         xp = namespace(x)
-        if not xp.isdtype(x.dtype, "integral"):
-            msg = (
-                f"Embedding: expected integer token ids, got dtype {x.dtype}; "
-                "convert with xp.astype(ids, xp.int64)"
-            )
-            raise TypeError(msg)
         flat = xp.reshape(x, (-1,))
         if not data_validated():  # fit checks the whole array once instead
             self.check_input(flat)
+        else:
+            _check_integral(xp, x)
         self._ids = flat
         out = xp.take(W.value, flat, axis=0)
         return xp.reshape(out, (*x.shape, self.embedding_dim))
@@ -83,12 +79,7 @@ class Embedding(Layer):
         """Ids must lie in ``[0, num_embeddings)``: CuPy's ``take`` would
         wrap around silently. One host read for the whole array."""
         xp = namespace(x)
-        if not xp.isdtype(x.dtype, "integral"):
-            msg = (
-                f"Embedding: expected integer token ids, got dtype {x.dtype}; "
-                "convert with xp.astype(ids, xp.int64)"
-            )
-            raise TypeError(msg)
+        _check_integral(xp, x)
         if math.prod(x.shape) == 0:
             return
         low, high = (int(v) for v in read_scalars([xp.min(x), xp.max(x)]))
@@ -119,3 +110,12 @@ class Embedding(Layer):
 
     def __repr__(self) -> str:
         return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+
+
+def _check_integral(xp, ids) -> None:
+    if not xp.isdtype(ids.dtype, "integral"):
+        msg = (
+            f"Embedding: expected integer token ids, got dtype {ids.dtype}; "
+            "convert with xp.astype(ids, xp.int64)"
+        )
+        raise TypeError(msg)
