@@ -11,6 +11,7 @@ object layer (used for predictions and metrics, once per call).
 from __future__ import annotations
 
 import sys
+import time
 
 from ..backends import backend_of, get
 from .comm import Communicator
@@ -64,6 +65,9 @@ class MPICommunicator(Communicator):
         self.comm.Abort(code)
 
 
+_DRAIN_SECONDS = 0.5
+
+
 def abort_on_error(communicator) -> None:
     """An uncaught exception on one rank prints its traceback and ends the
     whole job, instead of leaving the other ranks waiting in a collective
@@ -73,6 +77,9 @@ def abort_on_error(communicator) -> None:
     def hook(kind, value, tb):
         previous(kind, value, tb)
         sys.stderr.flush()
+        # the launcher forwards our stderr through a pipe, and Abort kills
+        # the forwarders too: give them a moment to pass the traceback on
+        time.sleep(_DRAIN_SECONDS)
         communicator.abort(1)
 
     sys.excepthook = hook

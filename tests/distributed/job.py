@@ -4,12 +4,15 @@
     python job.py equivalence  # two ranks against a one-process reference
 
 Started by ``mpiexec -n 2`` or with torchrun's environment variables set by
-``tests/test_distributed_launch.py``. Prints ``EQUIVALENT <rank>`` when the
-two-rank weights equal the one-process weights.
+``tests/test_distributed_launch.py``. Says ``EQUIVALENT <rank> <engine>`` when
+the two-rank weights equal the one-process weights: on stdout, or, when a
+folder is given as a fourth argument, in that folder's ``rank<r>`` file (the
+ranks of one ``mpiexec`` share a stdout, where their lines can interleave).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -48,7 +51,15 @@ def train(layers, backend):
                                .ravel() for v in model.state_dict().values()])
 
 
-def main(mode: str, engine: str, backend: str) -> int:
+def say(line: str, rank: int, folder: str | None) -> None:
+    if folder is None:
+        print(line, flush=True)
+        return
+    with open(os.path.join(folder, f"rank{rank}"), "w") as f:
+        f.write(line + "\n")
+
+
+def main(mode: str, engine: str, backend: str, folder: str | None = None) -> int:
     world = portnn.distributed.init(engine=engine, backend=backend)
     if mode == "fault":
         train(lambda: [portnn.Dense(6, 4), FailOnRankOne(), portnn.Dense(4, 2)],
@@ -62,10 +73,10 @@ def main(mode: str, engine: str, backend: str) -> int:
     with portnn.distributed.single():
         alone = train(mlp, backend)
     np.testing.assert_allclose(parallel, alone, rtol=1e-10, atol=1e-12)
-    print("EQUIVALENT", world.rank, world.engine, flush=True)
+    say(f"EQUIVALENT {world.rank} {world.engine}", world.rank, folder)
     portnn.distributed.shutdown()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:5]))
