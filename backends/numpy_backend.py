@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .base import Backend, InvalidDeviceError, add_into_views
-from .numpy_threads import ThreadedConv2d
+from .numpy_threads import ThreadedConv2d, ThreadedMaxPool2d
 
 
 def _scatter_add(target, indices, values):
@@ -66,7 +66,8 @@ def make_numpy_backend(device=None) -> Backend:
         # to_bytes/from_bytes: the host format of checkpoints (safetensors)
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
                 "to_bytes": _to_bytes, "from_bytes": _from_bytes,
-                "quiet_overflow": _quiet_overflow, "conv2d": ThreadedConv2d()},
+                "quiet_overflow": _quiet_overflow, "conv2d": ThreadedConv2d(),
+                "max_pool2d": ThreadedMaxPool2d()},
         install_hint="pip install numpy",
         single_device=True,
         synchronous=True,

@@ -1,9 +1,11 @@
-"""NumPy's native convolution: im2col, GEMM and col2im per chunk of the
-batch, the chunks on a thread pool.
+"""NumPy's native convolution and max pooling, per chunk of the batch, the
+chunks on a thread pool: im2col, GEMM and col2im for a convolution; the
+running maximum and the routing of its gradient for pooling.
 
 NumPy releases the GIL in its copies, ufunc loops and BLAS calls, so the
-window copies that dominate a small convolution (and run on one core in
-the portable path, whatever the BLAS's thread count) run on every core.
+window copies that dominate a small convolution, and the elementwise passes
+of pooling (which run on one core in the portable path, whatever the BLAS's
+thread count), run on every core.
 Inside the pool the BLAS is held to one thread (threadpoolctl), so the
 threads do not multiply. The thread count is read from the environment as
 the BLAS reads it: ``PORTNN_NUM_THREADS``, ``OMP_NUM_THREADS``,
@@ -19,6 +21,14 @@ from concurrent.futures import ThreadPoolExecutor
 # Below this many column elements per sample-chunk, threads cost more than
 # they save (measured on the benchmark CNN: about 0.1 ms per pool round).
 _MIN_CHUNK_WORK = 200_000
+# A convolution's columns are built per chunk of about this many elements,
+# used while they are in the cache and built again for the weight gradient
+# rather than kept (the benchmark CNN kept 42 MB of them between passes).
+_CONV_BLOCK = 1 << 19
+# Pooling makes several passes over each chunk: chunks of about this many
+# input elements keep them in the cache (the benchmark CNN's pooling backward
+# at one thread: 8.4 ms in one piece, 4.8 ms in 1 MB chunks).
+_POOL_BLOCK = 1 << 18
 
 
 def thread_count() -> int:
@@ -43,10 +53,12 @@ class _Pool:
         self._executor = None
         self._controller = None
 
-    def map(self, fn, items):
+    def map(self, fn, items, blas: bool = True):
+        """``[fn(item) for item in items]`` on the pool's threads; `blas`
+        says whether `fn` calls the BLAS (which is then held to one thread)."""
         items = list(items)
-        if len(items) == 1:
-            return [fn(items[0])]
+        if len(items) == 1 or self.threads == 1:
+            return [fn(item) for item in items]
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.threads,
                                                 thread_name_prefix="portnn")
@@ -56,10 +68,47 @@ class _Pool:
                 self._controller = ThreadpoolController()
             except ImportError:
                 self._controller = False
-        if self._controller:
+        if blas and self._controller:
             with self._controller.limit(limits=1, user_api="blas"):
                 return list(self._executor.map(fn, items))
         return list(self._executor.map(fn, items))
+
+
+def _chunks(threads: int, n: int, work_per_sample: int, block: int | None = None):
+    """``(start, stop)`` row ranges: one per thread, fewer for small work;
+    with `block`, also small enough that a chunk's `work` (elements) stays
+    near `block`, so that the passes over one chunk run in the cache."""
+    parts = max(1, min(threads, n, n * work_per_sample // _MIN_CHUNK_WORK))
+    if block:
+        parts = max(parts, min(n, -(-n * work_per_sample // block)))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+_POOL = None
+
+
+def shared_pool() -> _Pool:
+    """The one pool the NumPy kernels share (a pool per kernel would
+    multiply the threads)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = _Pool(thread_count())
+    return _POOL
+
+
+def _columns(ctx, a, b):
+    """im2col of samples ``a:b``: ``(b - a, C * K, OH * OW)`` (with groups,
+    ``(b - a, G, C // G * K, OH * OW)``)."""
+    import numpy as np
+
+    from portnn.ops.windows import window_views
+
+    x, _, kernel, stride, dilation, g, (oh, ow) = ctx
+    c, k = x.shape[1], kernel[0] * kernel[1]
+    cols = np.stack(window_views(x[a:b], kernel, stride, dilation), axis=2)
+    return cols.reshape((b - a, c * k, oh * ow) if g == 1 else
+                        (b - a, g, (c // g) * k, oh * ow))
 
 
 class ThreadedConv2d:
@@ -67,18 +116,12 @@ class ThreadedConv2d:
     NumPy, over chunks of the batch on `threads` threads."""
 
     def __init__(self, threads: int | None = None) -> None:
-        self.pool = _Pool(threads or thread_count())
-
-    def _chunks(self, n: int, work_per_sample: int):
-        parts = max(1, min(self.pool.threads, n,
-                           n * work_per_sample // _MIN_CHUNK_WORK))
-        bounds = [n * i // parts for i in range(parts + 1)]
-        return list(zip(bounds[:-1], bounds[1:], strict=True))
+        self.pool = _Pool(threads) if threads else shared_pool()
 
     def forward(self, x, w, stride, dilation, groups):
         import numpy as np
 
-        from portnn.ops.windows import output_size, window_views
+        from portnn.ops.windows import output_size
 
         n, c, h, wd = x.shape
         o, kernel = w.shape[0], tuple(w.shape[2:])
@@ -87,33 +130,30 @@ class ThreadedConv2d:
         k, g = kernel[0] * kernel[1], groups
         wm = w.reshape((o, c * k) if g == 1 else (g, o // g, (c // g) * k))
         y = np.empty((n, o, oh, ow), dtype=np.result_type(x, w))
-        chunks = self._chunks(n, c * k * oh * ow)
+        chunks = _chunks(self.pool.threads, n, c * k * oh * ow, _CONV_BLOCK)
+        ctx = (x, chunks, kernel, stride, dilation, g, (oh, ow))
 
         def run(bounds):
             a, b = bounds
-            cols = np.stack(window_views(x[a:b], kernel, stride, dilation), axis=2)
-            cols = cols.reshape((b - a, c * k, oh * ow) if g == 1 else
-                                (b - a, g, (c // g) * k, oh * ow))
             out = y[a:b].reshape((b - a, o, oh * ow) if g == 1 else
                                  (b - a, g, o // g, oh * ow))
-            np.matmul(wm, cols, out=out)
-            return cols
+            np.matmul(wm, _columns(ctx, a, b), out=out)
 
-        cols = self.pool.map(run, chunks)
-        return y, (cols, chunks, tuple(x.shape), kernel, stride, dilation, g)
+        self.pool.map(run, chunks)
+        return y, ctx
 
     def weight_grad(self, ctx, dy, w_shape):
         import numpy as np
 
-        cols, chunks, _, _, _, _, g = ctx
-        n, o = dy.shape[0], dy.shape[1]
+        _, chunks, _, _, _, g, _ = ctx
+        o = dy.shape[1]
 
-        def run(i):
-            a, b = chunks[i]
+        def run(bounds):  # the chunk's columns again, while they are in cache
+            a, b = bounds
             dyg = dy[a:b].reshape((b - a, o, -1) if g == 1 else (b - a, g, o // g, -1))
-            return np.matmul(dyg, np.swapaxes(cols[i], -1, -2)).sum(axis=0)
+            return np.matmul(dyg, np.swapaxes(_columns(ctx, a, b), -1, -2)).sum(axis=0)
 
-        parts = self.pool.map(run, range(len(chunks)))
+        parts = self.pool.map(run, chunks)
         total = parts[0]
         for part in parts[1:]:
             total += part
@@ -124,7 +164,8 @@ class ThreadedConv2d:
 
         from portnn.ops.windows import window_keys
 
-        _, chunks, x_shape, kernel, stride, dilation, g = ctx
+        x, chunks, kernel, stride, dilation, g, _ = ctx
+        x_shape = tuple(x.shape)
         n, o, oh, ow = dy.shape
         c, k = x_shape[1], kernel[0] * kernel[1]
         wt = np.swapaxes(w.reshape((o, -1) if g == 1 else (g, o // g, -1)), -1, -2)
@@ -142,3 +183,67 @@ class ThreadedConv2d:
 
         self.pool.map(run, chunks)
         return dx
+
+
+class ThreadedMaxPool2d:
+    """:class:`portnn.ops.pool.MaxPool2dPortable`'s two products in NumPy,
+    over chunks of the batch on `threads` threads, each written into the
+    result in place (the gradient through boolean masks, no float ones)."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.pool = _Pool(threads) if threads else shared_pool()
+
+    def forward(self, x, kernel, stride, pads):
+        import numpy as np
+
+        from portnn.ops.windows import output_size, window_keys
+
+        (top, bottom), (left, right) = pads
+        if top or bottom or left or right:
+            x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)),
+                       constant_values=-np.inf)
+        n, c, hp, wp = x.shape
+        oh = output_size(hp, kernel[0], stride[0], 1)
+        ow = output_size(wp, kernel[1], stride[1], 1)
+        keys = window_keys(kernel, stride, (1, 1), (oh, ow))
+        y = np.empty((n, c, oh, ow), dtype=x.dtype)
+        chunks = _chunks(self.pool.threads, n, c * hp * wp, _POOL_BLOCK)
+
+        def run(bounds):
+            a, b = bounds
+            rows, out = x[a:b], y[a:b]
+            np.copyto(out, rows[keys[0]])
+            for key in keys[1:]:
+                np.maximum(out, rows[key], out=out)  # propagates NaN
+
+        self.pool.map(run, chunks, blas=False)
+        return y, (x, y, keys, chunks, pads,
+                   all(s >= k for s, k in zip(stride, kernel, strict=True)))
+
+    def input_grad(self, ctx, dy):
+        import numpy as np
+
+        x, y, keys, chunks, pads, disjoint = ctx
+        dx = np.zeros(x.shape, dtype=dy.dtype)
+
+        def run(bounds):
+            a, b = bounds
+            rows, best, d, out = x[a:b], y[a:b], dy[a:b], dx[a:b]
+            taken = None  # outputs whose gradient an earlier tap took
+            for i, key in enumerate(keys):
+                hit = rows[key] == best
+                if taken is not None:
+                    np.logical_and(hit, np.logical_not(taken), out=hit)
+                view = out[key]
+                # d * hit, not a where= mask: 6x faster into strided views
+                if disjoint:  # each input under at most one window
+                    np.multiply(d, hit, out=view)
+                else:
+                    view += d * hit
+                if i < len(keys) - 1:
+                    taken = hit if taken is None else np.logical_or(taken, hit,
+                                                                    out=taken)
+
+        self.pool.map(run, chunks, blas=False)
+        (top, bottom), (left, right) = pads
+        return dx[..., top:dx.shape[-2] - bottom, left:dx.shape[-1] - right]

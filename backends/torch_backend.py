@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Backend, BackendUnavailableError, InvalidDeviceError, add_into_views
 from .torch_conv import TorchConv2d
+from .torch_pool import TorchMaxPool2d
 
 
 def _to_numpy(x):
@@ -63,7 +64,7 @@ def make_torch_backend(device=None) -> Backend:
         to_numpy=_to_numpy,
         array_types=(torch.Tensor,),
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
-                "conv2d": TorchConv2d()},
+                "conv2d": TorchConv2d(), "max_pool2d": TorchMaxPool2d()},
         synchronize=sync,
         synchronous=dev.type == "cpu",
         device_info=lambda: device_info(dev),

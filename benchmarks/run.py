@@ -7,7 +7,8 @@ For each case, portnn on every usable backend runs next to a hand-written
 NumPy version of the same network (where the suite has one) and PyTorch
 (CPU, and CUDA where a GPU exists), all from the same initial weights on
 the same batches. Repetitions are interleaved, so drift on a shared
-machine hits every implementation alike; the device is synchronized
+machine hits every implementation alike, with a pause before each block so
+that the thread pools of the one before are idle; the device is synchronized
 before each clock read; warm-up steps come first and their losses must
 agree across implementations. Printed per implementation: median and
 minimum time per step, samples/s, GFLOP/s and the fraction of the
@@ -40,6 +41,12 @@ from cases import CASES  # noqa: E402
 import portnn  # noqa: E402
 
 WARMUP = 5
+# NumPy's OpenBLAS and PyTorch's OpenMP each keep their worker threads
+# spinning for a while after a call; with the implementations interleaved
+# in one process, the previous one's spinners would steal cores from the next
+# (on 2 cores this cost portnn-torch 1.7x -> 1.1x PyTorch on the MLP). A real
+# program runs one of them, so each block starts once the others are idle.
+SETTLE_S = 0.3
 
 
 def gemm_peak(n=1024, reps=7) -> float:
@@ -102,6 +109,7 @@ def run_case(case, reps, peak_gflops):
         for r in runs.values():
             step, sync = r["step"], r["sync"]
             sync()
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             for _ in range(case.steps):
                 step()

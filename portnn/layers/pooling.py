@@ -1,14 +1,15 @@
 """Pooling: max and average over windows, and global average pooling.
 
 Windows come from :func:`portnn.ops.windows.window_views`. Max pooling's
-forward is a running maximum over the window's taps; its backward routes
-each output's gradient to the first tap equal to that maximum (PyTorch's
-choice on ties), with no mask the size of the input kept between passes.
+two products live in :mod:`portnn.ops.pool` (a running maximum over the
+window's taps; the gradient to the first tap equal to it), where a backend
+may put a native path.
 """
 
 from __future__ import annotations
 
 from .._namespace import namespace
+from ..ops.pool import max_pool2d_impl
 from ..ops.windows import add_windows, output_size, pad2d, unpad2d, window_views
 from .activations import Activation
 from .conv import _pair
@@ -51,21 +52,21 @@ class _Pool(Activation):
             return (1, *self.kernel_size), (1, *self.stride), ((0, 0), *pads)
         return self.kernel_size, self.stride, pads
 
-    def _windows(self, x, fill):
+    def _as_2d(self, x):
+        """`x` checked and seen as ``(N, C, H, W)``; records the shapes."""
         name = type(self).__name__
         if x.ndim != self.nd + 2:
             layout = "(batch, channels, length)" if self.nd == 1 else (
                 "(batch, channels, height, width)")
             msg = f"{name}: expected input {layout}, got shape {tuple(x.shape)}"
             raise ValueError(msg)
-        xp = namespace(x)
         self._x_shape = tuple(x.shape)
         if self.nd == 1:
-            x = xp.reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
+            x = namespace(x).reshape(x, (x.shape[0], x.shape[1], 1, x.shape[2]))
         kernel, stride, pads = self._geometry()
-        x = pad2d(x, pads, fill)
-        self._in_shape = tuple(x.shape)
-        hp, wp = x.shape[-2:]
+        (top, bottom), (left, right) = pads
+        hp, wp = x.shape[-2] + top + bottom, x.shape[-1] + left + right
+        self._in_shape = (*x.shape[:-2], hp, wp)
         if (output_size(hp, kernel[0], stride[0], 1) < 1
                 or output_size(wp, kernel[1], stride[1], 1) < 1):
             msg = (
@@ -74,7 +75,11 @@ class _Pool(Activation):
                 f"{self._x_shape}"
             )
             raise ValueError(msg)
-        return window_views(x, kernel, stride, (1, 1))
+        return x
+
+    def _windows(self, x, fill):
+        kernel, stride, pads = self._geometry()
+        return window_views(pad2d(self._as_2d(x), pads, fill), kernel, stride, (1, 1))
 
     def _output(self, y):
         if self.nd == 1:
@@ -123,30 +128,17 @@ class MaxPool2D(_Pool):
     [[5.0, 7.0], [13.0, 15.0]]
     """
 
-    _cache_attrs = ("_x_shape", "_in_shape", "_views", "_best")
+    _cache_attrs = ("_x_shape", "_in_shape", "_ctx", "_pool")
 
     def forward(self, x, training=False):
-        xp = namespace(x)
-        views = self._windows(x, -float("inf"))
-        best = views[0]
-        for v in views[1:]:
-            best = xp.maximum(best, v)  # propagates NaN, as in PyTorch
-        self._views, self._best = views, best
-        return self._output(best)
+        x4 = self._as_2d(x)
+        self._pool = max_pool2d_impl(x4)
+        y, self._ctx = self._pool.forward(x4, *self._geometry())
+        return self._output(y)
 
     def backward(self, dy):
-        # Each output's gradient goes to the first tap that holds the maximum
-        # (PyTorch's choice on ties); `free` marks outputs not yet routed.
-        xp = namespace(dy)
-        dy = self._dy_2d(dy)
-        best = self._best
-        free = xp.ones(tuple(best.shape), dtype=dy.dtype, device=dy.device)
-        pieces = []
-        for v in self._views:
-            hit = xp.astype(v == best, dy.dtype) * free
-            pieces.append(dy * hit)
-            free = free - hit
-        return self._input_grad(pieces, dy)
+        dx = self._pool.input_grad(self._ctx, self._dy_2d(dy))
+        return namespace(dx).reshape(dx, self._x_shape)
 
 
 class AvgPool2D(_Pool):
