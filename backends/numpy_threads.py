@@ -73,16 +73,24 @@ class _Pool:
                 return list(self._executor.map(fn, items))
         return list(self._executor.map(fn, items))
 
+    def map_blocks(self, fn, plan, blas: bool = True):
+        """`fn` over every block of a :func:`_chunks` plan, each thread
+        taking its own list; results in block order."""
+        parts = self.map(lambda blocks: [fn(block) for block in blocks], plan, blas)
+        return [result for part in parts for result in part]
+
 
 def _chunks(threads: int, n: int, work_per_sample: int, block: int | None = None):
-    """``(start, stop)`` row ranges: one per thread, fewer for small work;
-    with `block`, also small enough that a chunk's `work` (elements) stays
-    near `block`, so that the passes over one chunk run in the cache."""
+    """A plan: per thread, its ``(start, stop)`` row ranges. One thread per
+    part of the batch (fewer for small work); with `block`, each part is cut
+    into blocks of about `block` elements of work, so that the passes over a
+    block run in the cache. A thread walks its own blocks: handing every
+    block to the pool would cost about as much as the block's work."""
     parts = max(1, min(threads, n, n * work_per_sample // _MIN_CHUNK_WORK))
-    if block:
-        parts = max(parts, min(n, -(-n * work_per_sample // block)))
     bounds = [n * i // parts for i in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:], strict=True))
+    rows = max(1, block // work_per_sample) if block else n
+    return [[(s, min(s + rows, b)) for s in range(a, b, rows)]
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 _POOL = None
@@ -139,7 +147,7 @@ class ThreadedConv2d:
                                  (b - a, g, o // g, oh * ow))
             np.matmul(wm, _columns(ctx, a, b), out=out)
 
-        self.pool.map(run, chunks)
+        self.pool.map_blocks(run, chunks)
         return y, ctx
 
     def weight_grad(self, ctx, dy, w_shape):
@@ -153,7 +161,7 @@ class ThreadedConv2d:
             dyg = dy[a:b].reshape((b - a, o, -1) if g == 1 else (b - a, g, o // g, -1))
             return np.matmul(dyg, np.swapaxes(_columns(ctx, a, b), -1, -2)).sum(axis=0)
 
-        parts = self.pool.map(run, chunks)
+        parts = self.pool.map_blocks(run, chunks)
         total = parts[0]
         for part in parts[1:]:
             total += part
@@ -181,7 +189,7 @@ class ThreadedConv2d:
                 view = rows[key]
                 view += dcols[:, :, i]
 
-        self.pool.map(run, chunks)
+        self.pool.map_blocks(run, chunks)
         return dx
 
 
@@ -216,7 +224,7 @@ class ThreadedMaxPool2d:
             for key in keys[1:]:
                 np.maximum(out, rows[key], out=out)  # propagates NaN
 
-        self.pool.map(run, chunks, blas=False)
+        self.pool.map_blocks(run, chunks, blas=False)
         return y, (x, y, keys, chunks, pads,
                    all(s >= k for s, k in zip(stride, kernel, strict=True)))
 
@@ -244,6 +252,6 @@ class ThreadedMaxPool2d:
                     taken = hit if taken is None else np.logical_or(taken, hit,
                                                                     out=taken)
 
-        self.pool.map(run, chunks, blas=False)
+        self.pool.map_blocks(run, chunks, blas=False)
         (top, bottom), (left, right) = pads
         return dx[..., top:dx.shape[-2] - bottom, left:dx.shape[-1] - right]
