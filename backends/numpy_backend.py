@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .base import Backend, InvalidDeviceError, add_into_views
+from .host_memory import keep_freed_memory
 from .numpy_threads import ThreadedConv2d, ThreadedMaxPool2d
 
 
@@ -57,6 +58,7 @@ def make_numpy_backend(device=None) -> Backend:
     if device not in (None, "cpu"):
         msg = f"the numpy backend runs on the CPU only, got device {device!r}"
         raise InvalidDeviceError(msg)
+    keep_freed_memory()
     return Backend(
         "numpy",
         xp,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .base import Backend, BackendUnavailableError, InvalidDeviceError, add_into_views
+from .host_memory import keep_freed_memory
 from .torch_conv import TorchConv2d
 from .torch_pool import TorchMaxPool2d
+from .torch_relu import TorchReLU
 
 
 def _to_numpy(x):
@@ -57,6 +59,8 @@ def make_torch_backend(device=None) -> Backend:
         # "cuda" and "cuda:0" must compare equal when arrays are checked
         dev = torch.device("cuda", torch.cuda.current_device())
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
+    if dev.type == "cpu":
+        keep_freed_memory()
     return Backend(
         "torch",
         xp,
@@ -64,7 +68,8 @@ def make_torch_backend(device=None) -> Backend:
         to_numpy=_to_numpy,
         array_types=(torch.Tensor,),
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
-                "conv2d": TorchConv2d(), "max_pool2d": TorchMaxPool2d()},
+                "conv2d": TorchConv2d(), "max_pool2d": TorchMaxPool2d(),
+                "relu": TorchReLU()},
         synchronize=sync,
         synchronous=dev.type == "cpu",
         device_info=lambda: device_info(dev),

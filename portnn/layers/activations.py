@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .._namespace import namespace
+from ..ops.relu import relu_impl
 from .base import Layer, upcast
 
 __all__ = [
@@ -111,20 +112,18 @@ class ReLU(Activation):
     [0.0, 2.0]
     """
 
-    _cache_attrs = ("_mask",)
+    _cache_attrs = ("_ctx", "_impl")
 
     init = "he_uniform"
 
     def forward(self, x, training=False):
-        xp = namespace(x)
-        # a float mask: dy * mask is several times faster than where(mask, dy,
-        # 0) on NumPy (measured: 1.5 ms against 12 ms on 2.4M floats)
-        self._mask = xp.astype(x > 0, x.dtype)
-        # maximum (not where) so that NaN propagates, as in PyTorch
-        return xp.maximum(x, 0.0)
+        # the backend's kernels where it has them (portnn.ops.relu)
+        self._impl = relu_impl(x)
+        y, self._ctx = self._impl.forward(x)
+        return y
 
     def backward(self, dy):
-        return dy * self._mask
+        return self._impl.input_grad(self._ctx, dy)
 
 
 class LeakyReLU(Activation):
