@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .base import Backend, InvalidDeviceError, add_into_views
 from .host_memory import keep_freed_memory
-from .numpy_threads import ThreadedConv2d, ThreadedMaxPool2d
+from .numpy_threads import PoolAwareMatmul, ThreadedConv2d, ThreadedMaxPool2d
 
 
 def _scatter_add(target, indices, values):
@@ -69,7 +69,7 @@ def make_numpy_backend(device=None) -> Backend:
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
                 "to_bytes": _to_bytes, "from_bytes": _from_bytes,
                 "quiet_overflow": _quiet_overflow, "conv2d": ThreadedConv2d(),
-                "max_pool2d": ThreadedMaxPool2d()},
+                "max_pool2d": ThreadedMaxPool2d(), "matmul": PoolAwareMatmul()},
         install_hint="pip install numpy",
         single_device=True,
         synchronous=True,

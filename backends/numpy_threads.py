@@ -1,6 +1,7 @@
 """NumPy's native convolution and max pooling, per chunk of the batch, the
 chunks on a thread pool: im2col, GEMM and col2im for a convolution; the
-running maximum and the routing of its gradient for pooling.
+running maximum and the routing of its gradient for pooling. And the dense
+layer's products, kept off OpenBLAS's threads while the pool works.
 
 NumPy releases the GIL in its copies, ufunc loops and BLAS calls, so the
 window copies that dominate a small convolution, and the elementwise passes
@@ -16,6 +17,7 @@ Results equal the portable path's to float rounding (tested against it).
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 # Below this many column elements per sample-chunk, threads cost more than
@@ -29,6 +31,18 @@ _CONV_BLOCK = 1 << 19
 # input elements keep them in the cache (the benchmark CNN's pooling backward
 # at one thread: 8.4 ms in one piece, 4.8 ms in 1 MB chunks).
 _POOL_BLOCK = 1 << 18
+# After a multi-threaded call, OpenBLAS keeps its workers spinning for about
+# 0.1 s, on the cores the pool's threads need: the benchmark CNN's second
+# convolution took 7.2 ms with OpenBLAS idle and 14.7 ms just after the dense
+# head's 2-thread GEMM, and the whole step at 2 threads was slower than at 1.
+# While the pool has worked this recently, GEMMs stay off OpenBLAS's threads.
+_ENGAGED_S = 1.0
+# OpenBLAS runs a GEMM on one thread below this M * N * K (its interface/gemm.c:
+# SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD): nothing to keep off.
+_OPENBLAS_SERIAL_MNK = 65536 * 4
+# Above this M * N * K a GEMM is worth splitting by rows on the pool (a pool
+# round costs about 0.1 ms; a GEMM this size, about 0.4 ms on one thread).
+_SPLIT_MNK = 1 << 24
 
 
 def thread_count() -> int:
@@ -52,13 +66,13 @@ class _Pool:
         self.threads = threads
         self._executor = None
         self._controller = None
+        self._last_used = -float("inf")
 
-    def map(self, fn, items, blas: bool = True):
-        """``[fn(item) for item in items]`` on the pool's threads; `blas`
-        says whether `fn` calls the BLAS (which is then held to one thread)."""
-        items = list(items)
-        if len(items) == 1 or self.threads == 1:
-            return [fn(item) for item in items]
+    def engaged(self) -> bool:
+        """Whether the pool has run work on several threads lately."""
+        return time.monotonic() - self._last_used < _ENGAGED_S
+
+    def _start(self):
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.threads,
                                                 thread_name_prefix="portnn")
@@ -68,10 +82,30 @@ class _Pool:
                 self._controller = ThreadpoolController()
             except ImportError:
                 self._controller = False
-        if blas and self._controller:
-            with self._controller.limit(limits=1, user_api="blas"):
-                return list(self._executor.map(fn, items))
-        return list(self._executor.map(fn, items))
+
+    def blas_on_one_thread(self):
+        """A context holding the BLAS to one thread (where threadpoolctl is)."""
+        import contextlib
+
+        self._start()
+        if self._controller:
+            return self._controller.limit(limits=1, user_api="blas")
+        return contextlib.nullcontext()
+
+    def map(self, fn, items, blas: bool = True):
+        """``[fn(item) for item in items]`` on the pool's threads; `blas`
+        says whether `fn` calls the BLAS (which is then held to one thread)."""
+        items = list(items)
+        if len(items) == 1 or self.threads == 1:
+            return [fn(item) for item in items]
+        self._start()
+        try:
+            if blas and self._controller:
+                with self._controller.limit(limits=1, user_api="blas"):
+                    return list(self._executor.map(fn, items))
+            return list(self._executor.map(fn, items))
+        finally:
+            self._last_used = time.monotonic()
 
     def map_blocks(self, fn, plan, blas: bool = True):
         """`fn` over every block of a :func:`_chunks` plan, each thread
@@ -255,3 +289,37 @@ class ThreadedMaxPool2d:
         self.pool.map_blocks(run, chunks, blas=False)
         (top, bottom), (left, right) = pads
         return dx[..., top:dx.shape[-2] - bottom, left:dx.shape[-1] - right]
+
+
+class PoolAwareMatmul:
+    """``a @ b`` for the dense layer's three products; while the shared pool
+    is engaged (a convolutional network's step), a GEMM OpenBLAS would
+    thread runs on one BLAS thread, or split by rows on the pool when it is
+    large, so that OpenBLAS's spinning workers never compete with the pool.
+    Otherwise (an MLP) OpenBLAS threads it as usual."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.pool = _Pool(threads) if threads else shared_pool()
+
+    def __call__(self, a, b):
+        import numpy as np
+
+        pool = self.pool
+        if (pool.threads == 1 or a.ndim != 2 or b.ndim != 2
+                or not pool.engaged()):
+            return a @ b
+        (m, k), n = a.shape, b.shape[1]
+        work = m * k * n
+        if work <= _OPENBLAS_SERIAL_MNK:
+            return a @ b
+        if work < _SPLIT_MNK or m < 2 * pool.threads:
+            with pool.blas_on_one_thread():
+                return a @ b
+        out = np.empty((m, n), dtype=np.result_type(a, b))
+
+        def run(bounds):
+            r0, r1 = bounds
+            np.matmul(a[r0:r1], b, out=out[r0:r1])
+
+        pool.map_blocks(run, _chunks(pool.threads, m, k * n))
+        return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import init as initializers
 from .._namespace import namespace
+from ..ops.matmul import matmul
 from .activations import Activation
 from .activations import get as get_activation
 from .base import Layer, dtype_name, float_dtype, in_shape_pass, walk_layers
@@ -186,7 +187,7 @@ class Dense(Layer):
             )
             raise ValueError(msg)
         self._x = x
-        y = x @ W.value
+        y = matmul(x, W.value)
         if self.b is not None:
             y = y + self.b.value
         if self.activation is not None:
@@ -195,7 +196,7 @@ class Dense(Layer):
 
     def backward(self, dy):
         dy = self._param_grads(dy)
-        return dy @ self.W.value.T
+        return matmul(dy, self.W.value.T)
 
     def backward_params(self, dy):
         self._param_grads(dy)
@@ -215,7 +216,7 @@ class Dense(Layer):
         else:
             dy2 = dy
         if self.W.trainable:  # frozen: no GEMM for a gradient nobody keeps
-            self.W.accumulate(x.T @ dy2)
+            self.W.accumulate(matmul(x.T, dy2))
         if self.b is not None and self.b.trainable:
             self.b.accumulate(xp.sum(dy2, axis=0))
         return dy

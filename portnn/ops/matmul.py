@@ -1,0 +1,19 @@
+"""The dense layer's matrix products.
+
+The portable path is ``a @ b``. A backend may register a native ``matmul``
+(a callable of the same two arguments): the NumPy adapter keeps OpenBLAS's
+threads out of the way of its own thread pool (see
+``portnn.backends.numpy_threads.PoolAwareMatmul``). Every native path is
+tested against this one.
+"""
+
+from __future__ import annotations
+
+from ..backends import backend_of
+
+
+def matmul(a, b):
+    """``a @ b`` through the backend's native product where it has one."""
+    backend = backend_of(a)
+    native = backend.native.get("matmul") if backend is not None else None
+    return a @ b if native is None else native(a, b)
