@@ -10,6 +10,8 @@ from portnn.ops.relu import PORTABLE, relu_impl
 
 from .conftest import to_np
 
+SHAPES = [(4, 3, 5, 6), (7, 33), (5,), (), (0, 4)]
+
 
 def _natives():
     out = []
@@ -26,25 +28,43 @@ def _natives():
 
 @pytest.mark.parametrize(("spec", "native"), _natives())
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_native_relu_equals_the_portable_path(spec, native, dtype):
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_native_relu_equals_the_portable_path(spec, native, dtype, shape):
     rs = np.random.default_rng(0)
-    xs = rs.normal(size=(4, 3, 5, 6)).astype(dtype)
-    xs[0, 0, 0, :3] = [0.0, -0.0, 1e-300 if dtype == "float64" else 1e-40]  # the edges
+    xs = np.asarray(rs.normal(size=shape)).astype(dtype)
+    if xs.size >= 3:  # the edges: zeros of both signs, the smallest positive
+        xs.reshape(-1)[:3] = [0.0, -0.0, 1e-300 if dtype == "float64" else 1e-40]
     b = portnn.backends.get(spec)
     x = b.asarray(xs)
     y, ctx = native.forward(x)
     y0, ctx0 = PORTABLE.forward(x)
     assert y.dtype == x.dtype
     np.testing.assert_array_equal(to_np(y), to_np(y0))
-    dy = b.asarray(rs.normal(size=xs.shape).astype(dtype))
+    dy = b.asarray(np.asarray(rs.normal(size=shape)).astype(dtype))
     dx, dx0 = native.input_grad(ctx, dy), PORTABLE.input_grad(ctx0, dy)
     assert dx.dtype == x.dtype
     np.testing.assert_array_equal(to_np(dx), to_np(dx0))
 
 
+@pytest.mark.parametrize(("spec", "native"), _natives())
+def test_native_relu_propagates_nan_and_passes_no_gradient_there(spec, native):
+    b = portnn.backends.get(spec)
+    x = b.asarray(np.array([[np.nan, -1.0, 2.0]] * 4))
+    y, ctx = native.forward(x)
+    assert np.isnan(to_np(y)[:, 0]).all()
+    dx = to_np(native.input_grad(ctx, b.asarray(np.ones((4, 3)))))
+    portable = to_np(PORTABLE.input_grad(PORTABLE.forward(x)[1],
+                                         b.asarray(np.ones((4, 3)))))
+    # PyTorch passes the gradient through NaN (threshold_backward tests
+    # x <= 0); the portable path does not. Both are documented.
+    np.testing.assert_array_equal(dx[:, 1:], portable[:, 1:])
+    assert (portable[:, 0] == 0).all()
+
+
 def test_the_layer_uses_the_backends_relu():
-    with portnn.use_backend("numpy") as b:
-        assert relu_impl(b.asarray([1.0])) is PORTABLE
+    assert relu_impl(portnn.backends.get("numpy").asarray([1.0])) is PORTABLE
+    strict = pytest.importorskip("array_api_strict")
+    assert relu_impl(strict.asarray([1.0])) is PORTABLE
     try:
         torch_backend = portnn.backends.get("torch")
     except portnn.backends.BackendUnavailableError:

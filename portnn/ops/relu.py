@@ -7,7 +7,10 @@ as in PyTorch. A backend may register a native ``relu`` (an object with the
 two methods of :class:`ReluPortable`): the torch adapter's is PyTorch's
 ``relu`` and ``threshold_backward``, one pass each where the portable path
 makes four (the benchmark CNN's second ReLU on torch: 5.5 ms -> 0.5 ms
-forward at one thread). Every native path is tested against this one.
+forward at one thread). NumPy has none: a mask written by the comparison
+itself, split over portnn's threads, measured no faster on the benchmark
+CNN. Every native path is tested against this one. On NaN inputs PyTorch's gradient passes (it tests
+``x <= 0``) where the others give 0; the output is NaN in all.
 """
 
 from __future__ import annotations
