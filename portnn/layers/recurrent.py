@@ -17,6 +17,7 @@ import math
 
 from .. import init as initializers
 from .._namespace import namespace
+from ..ops.lstm import lstm_gates_impl
 from .base import Layer, dtype_name, float_dtype
 
 
@@ -244,7 +245,8 @@ class LSTM(_Recurrent):
     def _gate_rows(self, xp, like):
         """``(scale, shift)`` rows over the 4 gates: sigmoid(a) is
         0.5 tanh(0.5 a) + 0.5 and tanh(a) is 1 tanh(1 a) + 0, so one tanh
-        over all four gates computes them all."""
+        over all four gates computes them all (:mod:`portnn.ops.lstm`), and
+        the backward reads each gate's slope off `shift`."""
         rows = getattr(self, "_rows", None)
         if rows is None or rows[0].dtype != like.dtype:
             hs = self.hidden_size
@@ -262,10 +264,7 @@ class LSTM(_Recurrent):
         _, c = state
         scale, shift = self._gate_rows(xp, gx)
         a = gx + gh
-        a *= scale
-        t = xp.tanh(a)
-        gates = t * scale
-        gates += shift  # (i, f, g, o) side by side
+        gates = lstm_gates_impl(a)(a, scale, shift)  # (i, f, g, o) side by side
         hs = self.hidden_size
         i, f = gates[:, :hs], gates[:, hs:2 * hs]
         g, o = gates[:, 2 * hs:3 * hs], gates[:, 3 * hs:]
