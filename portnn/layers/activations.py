@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
-
 from .._namespace import namespace
+from ..ops.gelu import gelu_impl
 from ..ops.relu import relu_impl
 from .base import Layer, upcast
 
@@ -177,53 +176,25 @@ class ELU(Activation):
         return f"ELU(alpha={self.alpha})"
 
 
-_GELU_K = math.sqrt(2.0 / math.pi)
-_GELU_C = 0.044715
-
-
 class GELU(Activation):
     """GELU, tanh form (as ``torch.nn.GELU(approximate="tanh")``).
 
     ``y = x/2 (1 + t)`` with ``t = tanh(k (x + c x**3))``, so
-    ``dy/dx = (1 + t)/2 + x/2 (1 - t**2) k (1 + 3 c x**2)``.
+    ``dy/dx = (1 + t)/2 + x/2 (1 - t**2) k (1 + 3 c x**2)``
+    (:mod:`portnn.ops.gelu`, where a backend may put its kernels).
     """
 
-    _cache_attrs = ("_x", "_t")
+    _cache_attrs = ("_ctx", "_impl")
 
     init = "he_uniform"
 
     def forward(self, x, training=False):
-        xp = namespace(x)
-        self._x = x
-        # in-place steps on fresh arrays: two temporaries instead of six
-        # (immutable arrays, as JAX's, rebind: same result)
-        u = x * x
-        u *= _GELU_C
-        u += 1.0
-        u *= x
-        u *= _GELU_K
-        self._t = t = xp.tanh(u)
-        y = t + 1.0
-        y *= 0.5
-        y *= x
+        self._impl = gelu_impl(x)
+        y, self._ctx = self._impl.forward(x)
         return y
 
     def backward(self, dy):
-        x, t = self._x, self._t
-        # 0.5 (1 + t) + 0.5 x (1 - t**2) k (1 + 3 c x**2), in two arrays
-        term = x * x
-        term *= 3.0 * _GELU_C
-        term += 1.0
-        term *= _GELU_K * 0.5
-        term *= x
-        t_sq_minus_1 = t * t
-        t_sq_minus_1 -= 1.0
-        term *= t_sq_minus_1  # now -0.5 x (1 - t**2) k (1 + 3 c x**2)
-        grad = t + 1.0
-        grad *= 0.5
-        grad -= term
-        grad *= dy
-        return grad
+        return self._impl.input_grad(self._ctx, dy)
 
 
 class Softmax(Activation):
