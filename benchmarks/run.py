@@ -14,7 +14,8 @@ agree across implementations. Printed per implementation: median and
 minimum time per step, samples/s, GFLOP/s and the fraction of the
 measured single-GEMM peak, peak memory of one step (NumPy allocations,
 through tracemalloc) and the ratio to the hand-written and PyTorch CPU
-times. ``--json`` writes the same figures.
+times (the median of the ratios within each repetition). ``--json`` writes
+the same figures.
 
 Set the thread count in the environment before Python starts: the BLAS
 reads it once, at import. array_api_strict is a portability reference, not
@@ -123,18 +124,28 @@ def run_case(case, reps, peak_gflops):
             else None
         rows.append({
             "case": case.name, "impl": name, "median_s": med, "min_s": min(r["times"]),
+            "times_s": r["times"],
             "samples_per_s": case.batch / med, "gflops": gflops,
             "peak_fraction": gflops / peak_gflops if gflops else None,
             "peak_mib": mem / 2 ** 20 if mem else None,
             "losses": r["losses"], "loss_agrees": r["loss_ok"],
         })
-    by = {row["impl"]: row for row in rows}
     for row in rows:
         for ref_name, key in (("numpy hand-written", "vs_handwritten"),
                               ("pytorch-cpu", "vs_torch_cpu")):
-            ref_row = by.get(ref_name)
-            row[key] = row["median_s"] / ref_row["median_s"] if ref_row else None
+            ref = runs.get(ref_name)
+            row[key] = _paired_ratio(runs[row["impl"]]["times"], ref["times"]) \
+                if ref else None
     return rows
+
+
+def _paired_ratio(times, ref_times):
+    """The median over repetitions of each one's ratio to the reference's
+    block in the same repetition, seconds apart: a shared machine's speed
+    drifts by tens of percent within a run (the single-GEMM peak read 70
+    and 93 GFLOP/s in two runs), and a ratio of medians taken minutes apart
+    carries that drift."""
+    return statistics.median(t / r for t, r in zip(times, ref_times, strict=True))
 
 
 def _fmt(v, spec):

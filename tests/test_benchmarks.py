@@ -26,3 +26,15 @@ def test_suite_runs_and_implementations_agree(tmp_path, capsys):
         (r["impl"], r["losses"]) for r in rows]
     assert json.loads(out.read_text())["rows"][0]["median_s"] > 0
     assert "samples/s" in capsys.readouterr().out
+
+
+def test_ratios_pair_each_repetition_with_the_reference_in_it():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(BENCH))
+    # the machine slows in the middle repetition, for both alike; a ratio of
+    # medians would read 1.1 where every repetition but one says 1.0
+    assert run._paired_ratio([1.0, 2.2, 3.0], [1.0, 2.0, 3.0]) == 1.0
+    assert run._paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == 2.0
