@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..ops.axpy import sub_scaled
 from .base import Optimizer
 
 
@@ -48,4 +49,4 @@ class SGD(Optimizer):
                 buf += (1.0 - self.dampening) * g
             state["momentum"] = buf
             g = g + self.momentum * buf if self.nesterov else buf
-        p.value -= self.lr * g
+        p.value = sub_scaled(p.value, g, self.lr)

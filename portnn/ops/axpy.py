@@ -1,0 +1,40 @@
+"""``p - alpha * g``, in place where arrays are mutable: the plain SGD
+update.
+
+The portable path makes two passes (``alpha * g``, then the subtraction);
+a backend may register a native ``sub_scaled`` (a callable of the same three
+arguments): the torch adapter's is ``Tensor.sub_(g, alpha=...)``, one pass
+(the b16 MLP's six updates: 0.18 ms of a 2 ms step on one thread). Every
+native path is tested against this one.
+"""
+
+from __future__ import annotations
+
+from ..backends import backend_of
+
+
+def sub_scaled(p, g, alpha):
+    """``p - alpha * g``, written into `p` where it is mutable.
+
+    Parameters
+    ----------
+    p, g : array
+        The parameter and its gradient, of one shape.
+    alpha : float
+        The step size.
+
+    Returns
+    -------
+    array
+        `p` itself, updated, on backends with mutable arrays; a new array
+        on those without (JAX).
+    """
+    backend = backend_of(p)
+    native = backend.native.get("sub_scaled") if backend is not None else None
+    return sub_scaled_portable(p, g, alpha) if native is None else native(p, g, alpha)
+
+
+def sub_scaled_portable(p, g, alpha):
+    """:func:`sub_scaled` in standard ops."""
+    p -= alpha * g  # immutable arrays (JAX) rebind: same result
+    return p
