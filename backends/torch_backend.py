@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import Backend, BackendUnavailableError, InvalidDeviceError, add_into_views
 from .host_memory import keep_freed_memory
+from .torch_adam import torch_adam_step
 from .torch_axpy import torch_sub_scaled
 from .torch_conv import TorchConv2d
 from .torch_gelu import TorchGelu
@@ -73,7 +74,8 @@ def make_torch_backend(device=None) -> Backend:
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
                 "conv2d": TorchConv2d(), "max_pool2d": TorchMaxPool2d(),
                 "relu": TorchReLU(), "lstm_gates": TorchLstmGates(),
-                "gelu": TorchGelu(), "sub_scaled": torch_sub_scaled},
+                "gelu": TorchGelu(), "sub_scaled": torch_sub_scaled,
+                "adam_step": torch_adam_step},
         synchronize=sync,
         synchronous=dev.type == "cpu",
         device_info=lambda: device_info(dev),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from .._namespace import namespace
+from ..ops.adam import adam_step
 from .base import Optimizer, zeros_like
 
 
@@ -54,14 +55,10 @@ class Adam(Optimizer):
             v = state["v"]
             t = state["t"]
         t += 1
-        m *= b1
-        m += (1.0 - b1) * g
-        v *= b2
-        v += (1.0 - b2) * (g * g)
+        p.value, m, v = adam_step(p.value, g, m, v, b1, b2,
+                                  self.lr / _one_minus_pow(b1, t),
+                                  _one_minus_pow(b2, t) ** -0.5, self.eps)
         state["m"], state["v"], state["t"] = m, v, t
-        xp = namespace(v)
-        denom = xp.sqrt(v) * _one_minus_pow(b2, t) ** -0.5 + self.eps
-        p.value -= (self.lr / _one_minus_pow(b1, t)) * (m / denom)
 
 
 def _one_minus_pow(b: float, t):
