@@ -8,7 +8,7 @@ from .torch_adam import torch_adam_step
 from .torch_axpy import torch_sub_scaled
 from .torch_conv import TorchConv2d
 from .torch_gelu import TorchGelu
-from .torch_lstm import TorchLstmGates
+from .torch_lstm import TorchLstmGates, TorchLstmLayer
 from .torch_pool import TorchMaxPool2d
 from .torch_relu import TorchReLU
 
@@ -75,7 +75,7 @@ def make_torch_backend(device=None) -> Backend:
                 "conv2d": TorchConv2d(), "max_pool2d": TorchMaxPool2d(),
                 "relu": TorchReLU(), "lstm_gates": TorchLstmGates(),
                 "gelu": TorchGelu(), "sub_scaled": torch_sub_scaled,
-                "adam_step": torch_adam_step},
+                "adam_step": torch_adam_step, "lstm_layer": TorchLstmLayer()},
         synchronize=sync,
         synchronous=dev.type == "cpu",
         device_info=lambda: device_info(dev),

@@ -53,3 +53,61 @@ def test_the_lstm_uses_the_backends_gates():
         pytest.skip("torch is not installed")
     native = torch_backend.native["lstm_gates"]
     assert lstm_gates_impl(torch_backend.asarray([1.0])) is native
+
+
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["seq", "last"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("given_state", [False, True], ids=["zeros", "state"])
+def test_native_lstm_layer_equals_the_layers_own_loop(return_sequences, bias,
+                                                       given_state, monkeypatch):
+    try:
+        b = portnn.backends.get("torch")
+    except portnn.backends.BackendUnavailableError:
+        pytest.skip("torch is not installed (it registers a native lstm_layer)")
+    rs = np.random.default_rng(1)
+    n, t, i, h = 3, 6, 4, 5
+    x = b.asarray(rs.normal(size=(n, t, i)).astype("float32"))
+    out_shape = (n, t, h) if return_sequences else (n, h)
+    dy = b.asarray(rs.normal(size=out_shape).astype("float32"))
+    state = tuple(b.asarray(rs.normal(size=(n, h)).astype("float32"))
+                  for _ in range(2)) if given_state else None
+
+    first = portnn.LSTM(i, h, bias=bias, backend=b, dtype="float32")
+    if not b.native["lstm_layer"].accepts(x, first):
+        pytest.skip("this PyTorch has no oneDNN")
+    start = first.state_dict()
+
+    def run():
+        layer = portnn.LSTM(i, h, return_sequences=return_sequences, bias=bias,
+                            backend=b, dtype="float32")
+        layer.load_state_dict(start)
+        layer.W_hh.trainable = False  # a frozen weight gets no gradient
+        y = layer(x, True, initial_state=state)
+        dx = layer.backward(dy)
+        grads = {p.name: to_np(p.grad) for p in layer.parameters() if p.grad is not None}
+        return (to_np(y), to_np(dx), [to_np(s) for s in layer.final_state],
+                [to_np(s) for s in layer.initial_state_grad], grads)
+
+    native = run()
+    monkeypatch.delitem(b.native, "lstm_layer")
+    portable = run()
+    for got, expect in zip(native[:4], portable[:4], strict=True):
+        np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-6)
+    assert native[4].keys() == portable[4].keys()
+    assert not any("W_hh" in k for k in native[4])
+    for k in native[4]:
+        np.testing.assert_allclose(native[4][k], portable[4][k], rtol=1e-5, atol=1e-5)
+
+
+def test_the_native_lstm_layer_takes_only_float32():
+    try:
+        b = portnn.backends.get("torch")
+    except portnn.backends.BackendUnavailableError:
+        pytest.skip("torch is not installed")
+    native = b.native["lstm_layer"]
+    layer64 = portnn.LSTM(2, 3, backend=b, dtype="float64")
+    layer32 = portnn.LSTM(2, 3, backend=b, dtype="float32")
+    x = np.zeros((1, 2, 2))
+    assert not native.accepts(b.asarray(x), layer64)
+    assert native.accepts(b.asarray(x.astype("float32")), layer32) == \
+        bool(__import__("torch").backends.mkldnn.is_available())

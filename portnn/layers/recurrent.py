@@ -17,7 +17,7 @@ import math
 
 from .. import init as initializers
 from .._namespace import namespace
-from ..ops.lstm import lstm_gates_impl
+from ..ops.lstm import lstm_gates_impl, lstm_layer_impl
 from .base import Layer, dtype_name, float_dtype
 
 
@@ -99,16 +99,19 @@ class _Recurrent(Layer):
             raise ValueError(msg)
         return states
 
-    def forward(self, x, training=False, initial_state=None):
-        W_ih = self.W_ih
-        if type(x) is not type(W_ih.value):
-            self._check_backend(x, W_ih)
+    def _check_input(self, x):
+        if type(x) is not type(self.W_ih.value):
+            self._check_backend(x, self.W_ih)
         if x.ndim != 3 or x.shape[2] != self.input_size:
             msg = (
                 f"{type(self).__name__}: expected input (batch, time, features) with "
                 f"{self.input_size} features, got shape {tuple(x.shape)}"
             )
             raise ValueError(msg)
+
+    def forward(self, x, training=False, initial_state=None):
+        W_ih = self.W_ih
+        self._check_input(x)
         xp = namespace(x)
         n, steps, _ = x.shape
         gx = xp.reshape(xp.reshape(x, (n * steps, self.input_size)) @ W_ih.value.T,
@@ -240,7 +243,35 @@ class LSTM(_Recurrent):
 
     gates = 4
     state_names = ("h", "c")
-    _cache_attrs = (*_Recurrent._cache_attrs, "_rows")
+    _cache_attrs = (*_Recurrent._cache_attrs, "_rows", "_native")
+
+    def forward(self, x, training=False, initial_state=None):
+        # the backend's whole-layer kernel where it has one (portnn.ops.lstm);
+        # the loop below is the portable path and the reference
+        impl = lstm_layer_impl(x, self)
+        if impl is None:
+            self._native = None
+            return super().forward(x, training, initial_state)
+        self._check_input(x)
+        h0, c0 = self._initial(namespace(x), x.shape[0], initial_state, x)
+        bias = (None, None) if self.b_ih is None else (self.b_ih.value, self.b_hh.value)
+        y, h, c, ctx = impl.forward(x, h0, c0, self.W_ih.value, self.W_hh.value, *bias)
+        self._native = (impl, ctx)
+        self.final_state = (h, c)
+        return y if self.return_sequences else h
+
+    def _backward(self, dy, need_dx):
+        if self._native is None:
+            return super()._backward(dy, need_dx)
+        impl, ctx = self._native
+        dx, dw_ih, dw_hh, db_ih, db_hh, dh0, dc0 = impl.backward(
+            ctx, dy, self.return_sequences)
+        self.initial_state_grad = (dh0, dc0)
+        for param, grad in ((self.W_ih, dw_ih), (self.W_hh, dw_hh),
+                            (self.b_ih, db_ih), (self.b_hh, db_hh)):
+            if param is not None and param.trainable:
+                param.accumulate(grad)
+        return dx if need_dx else None
 
     def _gate_rows(self, xp, like):
         """``(scale, shift)`` rows over the 4 gates: sigmoid(a) is

@@ -10,6 +10,14 @@ floats: 111 us against 20 us), so the torch adapter's native ``lstm_gates``
 takes a sigmoid over all four and a tanh over ``g`` alone, as PyTorch's own
 LSTM does. The backward needs only the gates, whichever way they were made;
 every native path is tested against this one.
+
+A backend may also register a whole LSTM layer, ``lstm_layer`` (an object
+with ``accepts(x, layer)``, ``forward(x, h0, c0, W_ih, W_hh, b_ih, b_hh)``
+returning ``(y, h, c, ctx)`` and ``backward(ctx, dy, return_sequences)``
+returning ``(dx, dW_ih, dW_hh, db_ih, db_hh, dh0, dc0)``): the torch
+adapter's is oneDNN's LSTM, the kernel PyTorch's own ``nn.LSTM`` runs on
+the CPU, for float32. The layer's own step loop is the portable path, and
+the native one is tested against it.
 """
 
 from __future__ import annotations
@@ -23,6 +31,14 @@ def lstm_gates_impl(a):
     backend = backend_of(a)
     native = backend.native.get("lstm_gates") if backend is not None else None
     return native if native is not None else PORTABLE
+
+
+def lstm_layer_impl(x, layer):
+    """The backend's whole-layer LSTM kernel if it takes this input and
+    layer, else ``None`` (the layer runs its own loop)."""
+    backend = backend_of(x)
+    native = backend.native.get("lstm_layer") if backend is not None else None
+    return native if native is not None and native.accepts(x, layer) else None
 
 
 class LstmGatesPortable:
