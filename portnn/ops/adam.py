@@ -17,7 +17,7 @@ this one.
 from __future__ import annotations
 
 from .._namespace import namespace
-from ..backends import backend_of
+from ._native import native as native_path
 
 
 def adam_step(p, g, m, v, b1, b2, step, inv_c2, eps):
@@ -39,8 +39,7 @@ def adam_step(p, g, m, v, b1, b2, step, inv_c2, eps):
     tuple of arrays
         ``(p, m, v)`` after the step.
     """
-    backend = backend_of(p)
-    native = backend.native.get("adam_step") if backend is not None else None
+    native = native_path(p, "adam_step")
     fn = adam_step_portable if native is None else native
     return fn(p, g, m, v, b1, b2, step, inv_c2, eps)
 

@@ -10,7 +10,7 @@ native path is tested against this one.
 
 from __future__ import annotations
 
-from ..backends import backend_of
+from ._native import native as native_path
 
 
 def sub_scaled(p, g, alpha):
@@ -29,8 +29,7 @@ def sub_scaled(p, g, alpha):
         `p` itself, updated, on backends with mutable arrays; a new array
         on those without (JAX).
     """
-    backend = backend_of(p)
-    native = backend.native.get("sub_scaled") if backend is not None else None
+    native = native_path(p, "sub_scaled")
     return sub_scaled_portable(p, g, alpha) if native is None else native(p, g, alpha)
 
 

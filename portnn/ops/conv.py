@@ -16,14 +16,13 @@ every native path is tested against this one.
 from __future__ import annotations
 
 from .._namespace import namespace
-from ..backends import backend_of
+from ._native import native as native_path
 from .windows import add_windows, output_size, window_views
 
 
 def conv2d_impl(x):
     """The backend's native convolution, or the portable one."""
-    backend = backend_of(x)
-    native = backend.native.get("conv2d") if backend is not None else None
+    native = native_path(x, "conv2d")
     return native if native is not None else PORTABLE
 
 

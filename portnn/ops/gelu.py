@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 
 from .._namespace import namespace
-from ..backends import backend_of
+from ._native import native as native_path
 
 K = math.sqrt(2.0 / math.pi)
 C = 0.044715
@@ -24,8 +24,7 @@ C = 0.044715
 
 def gelu_impl(x):
     """The backend's native GELU, or the portable one."""
-    backend = backend_of(x)
-    native = backend.native.get("gelu") if backend is not None else None
+    native = native_path(x, "gelu")
     return native if native is not None else PORTABLE
 
 

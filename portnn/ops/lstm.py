@@ -23,21 +23,19 @@ the native one is tested against it.
 from __future__ import annotations
 
 from .._namespace import namespace
-from ..backends import backend_of
+from ._native import native as native_path
 
 
 def lstm_gates_impl(a):
     """The backend's native gate activations, or the portable ones."""
-    backend = backend_of(a)
-    native = backend.native.get("lstm_gates") if backend is not None else None
+    native = native_path(a, "lstm_gates")
     return native if native is not None else PORTABLE
 
 
 def lstm_layer_impl(x, layer):
     """The backend's whole-layer LSTM kernel if it takes this input and
     layer, else ``None`` (the layer runs its own loop)."""
-    backend = backend_of(x)
-    native = backend.native.get("lstm_layer") if backend is not None else None
+    native = native_path(x, "lstm_layer")
     return native if native is not None and native.accepts(x, layer) else None
 
 

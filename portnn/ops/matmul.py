@@ -9,11 +9,10 @@ tested against this one.
 
 from __future__ import annotations
 
-from ..backends import backend_of
+from ._native import native as native_path
 
 
 def matmul(a, b):
     """``a @ b`` through the backend's native product where it has one."""
-    backend = backend_of(a)
-    native = backend.native.get("matmul") if backend is not None else None
+    native = native_path(a, "matmul")
     return a @ b if native is None else native(a, b)

@@ -16,14 +16,13 @@ tested against this one.
 from __future__ import annotations
 
 from .._namespace import namespace
-from ..backends import backend_of
+from ._native import native as native_path
 from .windows import add_windows, pad2d, unpad2d, window_views
 
 
 def max_pool2d_impl(x):
     """The backend's native max pooling, or the portable one."""
-    backend = backend_of(x)
-    native = backend.native.get("max_pool2d") if backend is not None else None
+    native = native_path(x, "max_pool2d")
     return native if native is not None else PORTABLE
 
 

@@ -16,13 +16,12 @@ CNN. Every native path is tested against this one. On NaN inputs PyTorch's gradi
 from __future__ import annotations
 
 from .._namespace import namespace
-from ..backends import backend_of
+from ._native import native as native_path
 
 
 def relu_impl(x):
     """The backend's native ReLU, or the portable one."""
-    backend = backend_of(x)
-    native = backend.native.get("relu") if backend is not None else None
+    native = native_path(x, "relu")
     return native if native is not None else PORTABLE
 
 

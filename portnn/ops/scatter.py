@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._namespace import namespace
-from ..backends import backend_of
+from ._native import native as native_path
 
 
 def scatter_add_portable(target, indices, values):
@@ -43,8 +43,7 @@ def scatter_add(target, indices, values):
     >>> portnn.ops.scatter_add(t, idx, v).tolist()
     [2.0, 0.0, 5.0]
     """
-    backend = backend_of(target)
-    native = backend.native.get("scatter_add") if backend is not None else None
+    native = native_path(target, "scatter_add")
     if native is not None:
         return native(target, indices, values)
     return scatter_add_portable(target, indices, values)

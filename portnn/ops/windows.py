@@ -11,7 +11,7 @@ through the same views (:func:`add_windows`, the adjoint of
 from __future__ import annotations
 
 from .._namespace import namespace
-from ..backends import backend_of
+from ._native import native as native_path
 
 
 def output_size(size: int, kernel: int, stride: int, dilation: int) -> int:
@@ -42,8 +42,7 @@ def pad2d(x, pads, value=0.0):
     (top, bottom), (left, right) = pads
     if top == bottom == left == right == 0:
         return x
-    backend = backend_of(x)
-    native = backend.native.get("pad2d") if backend is not None else None
+    native = native_path(x, "pad2d")
     if native is not None:
         return native(x, pads, value)
     return pad2d_portable(x, pads, value)
@@ -123,8 +122,7 @@ def add_windows(pieces, shape, kernel, stride, dilation, dtype, device):
     xp = namespace(pieces[0])
     keys = window_keys(kernel, stride, dilation, tuple(pieces[0].shape[-2:]))
     out = xp.zeros(shape, dtype=dtype, device=device)
-    backend = backend_of(out)
-    native = backend.native.get("add_into_views") if backend is not None else None
+    native = native_path(out, "add_into_views")
     if native is not None:
         return native(out, keys, pieces)
     return add_into_views_portable(out, keys, pieces)
