@@ -16,6 +16,7 @@ Results equal the portable path's to float rounding (tested against it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -85,8 +86,6 @@ class _Pool:
 
     def blas_on_one_thread(self):
         """A context holding the BLAS to one thread (where threadpoolctl is)."""
-        import contextlib
-
         self._start()
         if self._controller:
             return self._controller.limit(limits=1, user_api="blas")
@@ -100,10 +99,8 @@ class _Pool:
             return [fn(item) for item in items]
         self._start()
         try:
-            if blas and self._controller:
-                with self._controller.limit(limits=1, user_api="blas"):
-                    return list(self._executor.map(fn, items))
-            return list(self._executor.map(fn, items))
+            with self.blas_on_one_thread() if blas else contextlib.nullcontext():
+                return list(self._executor.map(fn, items))
         finally:
             self._last_used = time.monotonic()
 
