@@ -108,7 +108,10 @@ def test_regression_metrics_match_scikit_learn(backend):
     assert logs["mean_squared_error"] == pytest.approx(sk.mean_squared_error(y, pred))
     assert logs["neg_mean_squared_error"] == -logs["mean_squared_error"]
     assert logs["mae"] == pytest.approx(sk.mean_absolute_error(y, pred))
+    # the mean of the per-output RMSEs, not the root of the pooled mean
     assert logs["neg_root_mean_squared_error"] == pytest.approx(
+        -sk.root_mean_squared_error(y, pred))
+    assert logs["neg_root_mean_squared_error"] != pytest.approx(
         -np.sqrt(sk.mean_squared_error(y, pred)))
     one = _run(backend, ["r2"], pred[:, :1], y[:, 0], loss=portnn.MSE())
     assert one["r2"] == pytest.approx(sk.r2_score(y[:, 0], pred[:, 0]), abs=1e-10)
@@ -146,3 +149,89 @@ def test_unknown_metric_names_list_the_known_ones():
         M.get("f2")
     with pytest.raises(ValueError, match="is for binary tasks"):
         _run(portnn.backends.get("numpy"), ["f1"], *_multiclass())
+
+
+def test_top_k_breaks_ties_as_scikit_learn(backend):
+    # all-equal scores: sklearn ranks the higher class index first, so only
+    # the last class is a top-1 hit (ties are not all hits)
+    y = np.arange(20) % 20
+    scores = np.zeros((20, 20), np.float32)
+    logs = _run(backend, ["top_1_accuracy", "top_3_accuracy"], scores, y)
+    assert logs["top_1_accuracy"] == pytest.approx(
+        sk.top_k_accuracy_score(y, scores, k=1, labels=range(20)))
+    assert logs["top_1_accuracy"] == pytest.approx(1 / 20)
+    assert logs["top_3_accuracy"] == pytest.approx(
+        sk.top_k_accuracy_score(y, scores, k=3, labels=range(20)))
+    # partial ties
+    rs = np.random.default_rng(3)
+    scores = rs.integers(0, 3, size=(60, 5)).astype(np.float32)
+    y = rs.integers(0, 5, 60)
+    logs = _run(backend, ["top_2_accuracy"], scores, y)
+    assert logs["top_2_accuracy"] == pytest.approx(
+        sk.top_k_accuracy_score(y, scores, k=2, labels=range(5)))
+
+
+def test_roc_auc_refuses_nan_scores(backend):
+    z = np.array([0.1, np.nan, 0.8, 0.3], np.float32)
+    y = np.array([0, 1, 1, 0])
+    with pytest.raises(ValueError, match="roc_auc: 1 predicted score.*NaN"):
+        _run(backend, ["roc_auc"], z, y, loss=portnn.BCEWithLogits())
+    with pytest.raises(ValueError):  # the reference refuses them too
+        sk.roc_auc_score(y, z)
+
+
+def _multilabel(shape, seed=4):
+    rs = np.random.default_rng(seed)
+    y = (rs.random(shape) < 0.3).astype(np.float32)
+    logits = (rs.normal(size=shape) + 2.5 * (2 * y - 1) * (rs.random(shape) > 0.2))
+    return logits.astype(np.float32), y
+
+
+def test_binary_losses_score_every_element(backend):
+    # (N, 1, H, W) per-pixel logits: accuracy per pixel, not an argmax over W
+    logits, y = _multilabel((12, 1, 5, 6))
+    names = ["accuracy", "f1", "precision_macro", "recall_micro", "roc_auc"]
+    logs = _run(backend, names, logits, y, batch=5, loss=portnn.BCEWithLogits())
+    t, p, z = y.ravel(), (logits > 0).ravel(), logits.ravel()
+    assert logs["accuracy"] == pytest.approx(sk.accuracy_score(t, p))
+    assert logs["accuracy"] > 0.8
+    assert logs["f1"] == pytest.approx(sk.f1_score(t, p))
+    assert logs["precision_macro"] == pytest.approx(
+        sk.precision_score(t, p, average="macro"))
+    assert logs["recall_micro"] == pytest.approx(sk.recall_score(t, p, average="micro"))
+    assert logs["roc_auc"] == pytest.approx(sk.roc_auc_score(t, z), abs=1e-6)
+
+
+def test_multilabel_averages_match_scikit_learn(backend):
+    logits, y = _multilabel((70, 4))
+    y[:, 3] = 0  # a label with no positives (and few predicted)
+    probs = 1 / (1 + np.exp(-logits))
+    names = ["accuracy", "f1_macro", "f1_micro", "f1_weighted", "precision_macro",
+             "recall_weighted"]
+    logs = _run(backend, names, probs, y, batch=9, loss=portnn.BCE())
+    p = probs > 0.5
+    # accuracy is Keras's element-wise binary accuracy
+    assert logs["accuracy"] == pytest.approx(np.mean(p == y))
+    for name in names[1:]:
+        kind, average = name.split("_")
+        fn = {"f1": sk.f1_score, "precision": sk.precision_score,
+              "recall": sk.recall_score}[kind]
+        assert logs[name] == pytest.approx(
+            fn(y, p, average=average, zero_division=0)), name
+    y[:, 3] = (np.arange(70) % 3 == 0)  # every label both ways for AUC
+    logs = _run(backend, ["roc_auc"], logits, y, batch=9, loss=portnn.BCEWithLogits())
+    assert logs["roc_auc"] == pytest.approx(sk.roc_auc_score(y, logits), abs=1e-6)
+    with pytest.raises(ValueError, match="4 labels.*f1_macro"):
+        _run(backend, ["f1"], probs, y, loss=portnn.BCE())
+
+
+@pytest.mark.parametrize(("name", "greater"), [
+    ("val_roc_auc", True), ("val_f1_macro", True), ("val_r2", True),
+    ("val_precision_weighted", True), ("recall", True), ("top_3_accuracy", True),
+    ("neg_mean_squared_error", True), ("val_neg_root_mean_squared_error", True),
+    ("val_loss", False), ("loss", False), ("mse", False), ("val_mae", False),
+    ("head_loss", False), ("val_head_f1_micro", True), ("my_acc", True),
+    ("my_score", False),
+])
+def test_direction_comes_from_the_metric(name, greater):
+    assert M.greater_is_better(name) is greater

@@ -408,3 +408,48 @@ def test_rows_of_a_memory_mapped_file_read_as_numpy_indexes_them(tmp_path):
     np.testing.assert_array_equal(view[np.array([0, 5])], x[[10, 15]])
     with pytest.raises(IndexError):
         ds[np.array([50])]
+
+
+# -- callbacks' direction -----------------------------------------------------
+
+
+class _Stub:
+    """What a callback reads of a model: an optimizer and state to copy."""
+
+    def __init__(self):
+        self.stop_training = False
+        self.optimizer = portnn.SGD(portnn.Dense(2, 1).parameters(), lr=1.0)
+        self.saved = []
+
+    def save(self, path):
+        self.saved.append(path)
+
+
+@pytest.mark.parametrize("monitor", ["val_roc_auc", "val_f1_macro", "val_r2",
+                                     "val_precision_weighted", "val_recall",
+                                     "val_neg_mean_squared_error"])
+def test_auto_mode_maximizes_scores_that_grow(monitor, tmp_path):
+    rising = [0.50, 0.60, 0.70, 0.80, 0.90, 0.95]
+    if monitor.startswith("val_neg"):
+        rising = [v - 1.0 for v in rising]
+    stop = portnn.EarlyStopping(monitor=monitor, patience=2)
+    plateau = portnn.ReduceLROnPlateau(monitor=monitor, patience=2, factor=0.5)
+    ckpt = portnn.ModelCheckpoint(str(tmp_path / "m{epoch}"), monitor=monitor,
+                                  save_best_only=True)
+    stub = _Stub()
+    for cb in (stop, plateau, ckpt):
+        cb.model = stub
+        cb.on_train_begin()
+    for epoch, value in enumerate(rising):
+        for cb in (stop, plateau, ckpt):
+            cb.on_epoch_end(epoch, {monitor: value})
+    # every epoch improved: no stop, no reduction, every epoch saved
+    assert not stub.stop_training and stop.best_epoch == len(rising) - 1
+    assert stub.optimizer.lr == 1.0 and plateau.reductions == []
+    assert len(stub.saved) == len(rising)
+
+
+def test_auto_mode_minimizes_losses_and_errors():
+    for monitor in ("val_loss", "val_mse", "mae"):
+        assert portnn.EarlyStopping(monitor=monitor).mode == "min"
+    assert portnn.EarlyStopping(monitor="val_roc_auc").mode == "max"

@@ -47,7 +47,10 @@ class EarlyStopping(Callback):
     min_delta : float, default 0
         Smallest change that counts as an improvement.
     mode : {"auto", "min", "max"}
-        ``"auto"`` maximizes names containing ``"acc"`` and minimizes the rest.
+        ``"auto"`` takes the direction from the monitored metric's own
+        definition (:func:`portnn.training.metrics.greater_is_better`:
+        accuracies, F1, AUC, R2 and ``neg_*`` errors are maximized, losses
+        and plain errors minimized).
     restore_best_weights : bool, default False
         Put back the weights of the best epoch when stopping.
 
@@ -64,7 +67,9 @@ class EarlyStopping(Callback):
             msg = f"EarlyStopping: mode must be 'auto', 'min' or 'max', got {mode!r}"
             raise ValueError(msg)
         if mode == "auto":
-            mode = "max" if "acc" in monitor else "min"
+            from .metrics import greater_is_better
+
+            mode = "max" if greater_is_better(monitor) else "min"
         self.monitor = monitor
         self.patience = int(patience)
         self.min_delta = abs(float(min_delta))

@@ -13,6 +13,22 @@ Names follow scikit-learn's scorers: ``"accuracy"``, ``"top_k_accuracy"``
 ``"mean_squared_error"``/``"mse"``), ``"neg_mean_absolute_error"`` (and
 ``"mae"``), ``"neg_root_mean_squared_error"``. Any ``metric(pred, target)``
 returning a batch mean also works.
+
+Binary losses (BCE, BCEWithLogits) make every output element a binary
+decision (Keras's binary accuracy): ``accuracy`` thresholds element-wise and
+counts every element, so a per-pixel ``(N, 1, H, W)`` output scores per
+pixel. Their labels run along axis 1: one channel (``(N,)``, ``(N, 1)``,
+``(N, 1, H, W)``) is one binary task over every element, where
+``precision``/``recall``/``f1`` and their averages are scikit-learn's on the
+flattened arrays; ``k > 1`` channels (``(N, k)``, ``(N, k, H, W)``) are
+``k`` labels (scikit-learn's multilabel indicator): ``_micro`` pools every
+label's counts, ``_macro`` averages the ``k`` labels' scores, ``_weighted``
+weighs them by their positives, the plain binary form refuses them, and
+``roc_auc`` is the mean of the labels' AUCs (``average="macro"``).
+
+``greater_is_better(name)`` gives a logged figure's direction (scikit-learn's
+scorer convention: ``neg_*`` errors, accuracies, F1, AUC and R2 grow; losses
+and plain errors shrink); callbacks with ``mode="auto"`` use it.
 """
 
 from __future__ import annotations
@@ -25,20 +41,47 @@ from .._host import accumulator_dtype
 from .._namespace import namespace
 
 
-def _labels_and_guesses(pred, target, threshold):
-    """Integer true classes and predicted classes, flattened."""
+def _labels_and_guesses(pred, target, threshold, binary=False):
+    """Integer true classes and predicted classes, flattened. `binary`
+    (a binary loss): every element is thresholded, whatever the shape."""
     xp = namespace(pred)
-    if pred.ndim >= 2 and pred.shape[-1] > 1:
+    if pred.ndim >= 2 and pred.shape[-1] > 1 and not binary:
         guess = xp.argmax(pred, axis=-1)
         if target.ndim == pred.ndim:
             target = xp.argmax(target, axis=-1)
         truth = xp.astype(target, guess.dtype)
     else:
-        if target.ndim != pred.ndim:
-            target = xp.reshape(target, tuple(pred.shape))
+        target = _like(target, pred)
         guess = xp.astype(pred > threshold, xp.int64)
         truth = xp.astype(xp.astype(target, pred.dtype) > 0.5, xp.int64)
     return xp.reshape(truth, (-1,)), xp.reshape(guess, (-1,))
+
+
+def _like(target, pred):
+    """`target` in `pred`'s shape (``(N,)`` labels of an ``(N, 1)`` output)."""
+    if tuple(target.shape) == tuple(pred.shape):
+        return target
+    if math.prod(target.shape) != math.prod(pred.shape):
+        msg = (f"targets of shape {tuple(target.shape)} do not match outputs of "
+               f"shape {tuple(pred.shape)}")
+        raise ValueError(msg)
+    return namespace(target).reshape(target, tuple(pred.shape))
+
+
+def _label_columns(array):
+    """An output as ``(elements, labels)``: labels along axis 1 (channels),
+    every other axis pooled; ``(N,)`` is one label."""
+    xp = namespace(array)
+    if array.ndim == 1:
+        return xp.reshape(array, (-1, 1))
+    k = int(array.shape[1])
+    if array.ndim > 2:
+        array = xp.moveaxis(array, 1, -1)
+    return xp.reshape(array, (-1, k))
+
+
+def _n_labels(pred) -> int:
+    return int(pred.shape[1]) if pred.ndim >= 2 else 1
 
 
 def accuracy(pred, target, threshold: float = 0.5) -> float:
@@ -76,6 +119,8 @@ class Metric:
     """
 
     name = "metric"
+    #: the direction of improvement (None: unknown, e.g. a user's function)
+    greater_is_better: bool | None = None
     #: device arrays summed over the ranks, and host counts added up
     _sums: tuple[str, ...] = ()
     _counts: tuple[str, ...] = ()
@@ -138,6 +183,11 @@ class Accuracy(Metric):
     threshold : float
         Decision threshold of a binary task with one output (0.5 for
         probabilities, 0 for logits); multi-class outputs use the argmax.
+    binary : bool
+        Every output element is a binary decision (a binary loss:
+        multi-label and per-pixel outputs are thresholded element-wise, as
+        Keras's binary accuracy; scikit-learn's multilabel ``accuracy_score``
+        is the stricter subset accuracy).
 
     Examples
     --------
@@ -152,18 +202,21 @@ class Accuracy(Metric):
     """
 
     name = "accuracy"
+    greater_is_better = True
     _sums, _counts = ("_correct",), ("_count",)
 
-    def __init__(self, threshold: float = 0.5, name: str = "accuracy") -> None:
+    def __init__(self, threshold: float = 0.5, name: str = "accuracy",
+                 binary: bool = False) -> None:
         self.threshold = float(threshold)
         self.name = name
+        self.binary = bool(binary)
 
     def _start(self):
         self._correct, self._count = self._zero(), 0
 
     def update(self, pred, target):
         xp = namespace(pred)
-        truth, guess = _labels_and_guesses(pred, target, self.threshold)
+        truth, guess = _labels_and_guesses(pred, target, self.threshold, self.binary)
         self._correct = self._correct + xp.sum(xp.astype(truth == guess, self.dtype))
         self._count += math.prod(truth.shape)
 
@@ -176,8 +229,10 @@ class Accuracy(Metric):
 
 class TopKAccuracy(Metric):
     """Fraction of samples whose true class is among the `k` highest scores
-    (scikit-learn's ``top_k_accuracy_score``)."""
+    (scikit-learn's ``top_k_accuracy_score``: among equal scores the higher
+    class index ranks first, so ties are not all hits)."""
 
+    greater_is_better = True
     _sums, _counts = ("_hits",), ("_count",)
 
     def __init__(self, k: int = 5, name: str | None = None) -> None:
@@ -195,8 +250,13 @@ class TopKAccuracy(Metric):
         if target.ndim == 2:
             target = xp.argmax(target, axis=-1)
         truth = xp.astype(target, xp.int64)
-        own = xp.take_along_axis(pred, xp.reshape(truth, (-1, 1)), axis=1)
-        above = xp.sum(xp.astype(pred > own, xp.int64), axis=1)  # classes ranked higher
+        column = xp.reshape(truth, (-1, 1))
+        own = xp.take_along_axis(pred, column, axis=1)
+        index = xp.arange(pred.shape[1], dtype=truth.dtype, device=truth.device)
+        # classes ranked higher: a greater score, or an equal one and a
+        # greater index (scikit-learn's reversed stable argsort)
+        above = xp.sum(xp.astype((pred > own) | ((pred == own) & (index > column)),
+                                 xp.int64), axis=1)
         self._hits = self._hits + xp.sum(xp.astype(above < self.k, self.dtype))
         self._count += int(pred.shape[0])
 
@@ -210,8 +270,11 @@ class TopKAccuracy(Metric):
 class _Confusion(Metric):
     """Precision, recall or F1 from the epoch's confusion matrix (counts on
     the device, ``C x C``), with scikit-learn's averages and
-    ``zero_division=0``."""
+    ``zero_division=0``. Under a binary loss with ``k > 1`` labels (axis 1)
+    the counts are per label instead: true positives, predicted and true
+    positives, a ``3 x k`` array (scikit-learn's multilabel averages)."""
 
+    greater_is_better = True
     _sums = ("_matrix",)
 
     def reduce(self, world) -> None:
@@ -221,29 +284,57 @@ class _Confusion(Metric):
         self._matrix = world.all_reduce(self._matrix)
 
     def __init__(self, kind: str, average: str, threshold: float = 0.5,
-                 name: str | None = None) -> None:
+                 name: str | None = None, binary: bool = False) -> None:
         if kind not in ("precision", "recall", "f1"):
             raise ValueError(f"unknown confusion metric {kind!r}")
         if average not in ("binary", "macro", "micro", "weighted"):
             raise ValueError(f"unknown average {average!r}")
         self.kind, self.average, self.threshold = kind, average, float(threshold)
         self.name = name or (kind if average == "binary" else f"{kind}_{average}")
+        self.binary = bool(binary)
 
     def _start(self):
         self._matrix = None
+        self._multilabel = False
 
     def update(self, pred, target):
         xp = namespace(pred)
+        if self.binary and _n_labels(pred) > 1:
+            return self._update_labels(pred, target)
+        if self.binary:  # one label: a two-class task over every element
+            truth, guess = _labels_and_guesses(pred, target, self.threshold, True)
+            self._add_matrix(xp, truth, guess, 2)
+            return None
         n_classes = int(pred.shape[-1]) if pred.ndim >= 2 and pred.shape[-1] > 1 else 2
         if self.average == "binary" and n_classes != 2:
             msg = (f"{self.name} is for binary tasks; with {n_classes} classes use "
                    f"{self.kind}_macro, _micro or _weighted")
             raise ValueError(msg)
         truth, guess = _labels_and_guesses(pred, target, self.threshold)
+        self._add_matrix(xp, truth, guess, n_classes)
+        return None
+
+    def _add_matrix(self, xp, truth, guess, n_classes):
         classes = xp.arange(n_classes, dtype=truth.dtype, device=truth.device)
         true_hot = xp.astype(xp.expand_dims(truth, 1) == classes, self.dtype)
         guess_hot = xp.astype(xp.expand_dims(guess, 1) == classes, self.dtype)
         counts = xp.matrix_transpose(true_hot) @ guess_hot  # [true, predicted]
+        self._matrix = counts if self._matrix is None else self._matrix + counts
+
+    def _update_labels(self, pred, target):
+        xp = namespace(pred)
+        k = _n_labels(pred)
+        if self.average == "binary":
+            msg = (f"{self.name} is for one binary label; outputs of shape "
+                   f"{tuple(pred.shape)} hold {k} labels (axis 1): use "
+                   f"{self.kind}_macro, _micro or _weighted")
+            raise ValueError(msg)
+        guess = _label_columns(xp.astype(pred > self.threshold, self.dtype))
+        truth = _label_columns(xp.astype(
+            xp.astype(_like(target, pred), self.dtype) > 0.5, self.dtype))
+        counts = xp.stack([xp.sum(truth * guess, axis=0), xp.sum(guess, axis=0),
+                           xp.sum(truth, axis=0)])  # tp, predicted, support
+        self._multilabel = True
         self._matrix = counts if self._matrix is None else self._matrix + counts
 
     def totals(self):
@@ -252,6 +343,8 @@ class _Confusion(Metric):
     def result(self, totals):
         if not totals:
             return 0.0
+        if self._multilabel:
+            return self._result_labels(totals)
         c = int(round(math.sqrt(len(totals))))
         m = [totals[i * c:(i + 1) * c] for i in range(c)]
         tp = [m[k][k] for k in range(c)]
@@ -270,6 +363,19 @@ class _Confusion(Metric):
         return sum(s * support[k] for s, k in zip(scores, present, strict=True)) / (
             total or 1.0)
 
+    def _result_labels(self, totals):
+        k = len(totals) // 3
+        tp, predicted, support = totals[:k], totals[k:2 * k], totals[2 * k:]
+        if self.average == "micro":
+            return _score(self.kind, sum(tp), sum(predicted), sum(support))
+        scores = [_score(self.kind, *c) for c in zip(tp, predicted, support,
+                                                     strict=True)]
+        if self.average == "macro":  # every label counts (scikit-learn)
+            return sum(scores) / k
+        total = sum(support)
+        return sum(s * n for s, n in zip(scores, support, strict=True)) / (
+            total or 1.0)
+
 
 def _score(kind, tp, predicted, support):
     if kind == "precision":
@@ -283,24 +389,44 @@ def _score(kind, tp, predicted, support):
 class ROCAUC(Metric):
     """Area under the ROC curve of a binary task, exact (the Mann-Whitney
     statistic with average ranks for ties, computed on the device from the
-    epoch's scores: ``roc_auc_score``)."""
+    epoch's scores: ``roc_auc_score``). Under a binary loss with ``k > 1``
+    labels (axis 1) it is the mean of the labels' AUCs, as scikit-learn's
+    ``average="macro"``. A NaN score is an error, as in scikit-learn."""
 
     name = "roc_auc"
+    greater_is_better = True
+
+    def __init__(self, binary: bool = False) -> None:
+        self.binary = bool(binary)
 
     def reduce(self, world) -> None:
         """All the ranks' scores and labels (ranks are exact, not summable)."""
-        xp = self.backend.xp
-        empty = xp.zeros((0,), dtype=self.dtype, device=self.backend.device)
+        xp, b = self.backend.xp, self.backend
         for name in ("_scores", "_labels"):
             mine = getattr(self, name)
-            local = xp.concat(mine) if mine else empty
-            setattr(self, name, [p for p in world.all_gather(local) if p.shape[0]])
+            # flat, the number of labels first (an idle rank sends [0])
+            width = [float(mine[0].shape[1])] if mine else [0.0]
+            local = xp.concat([xp.asarray(width, dtype=self.dtype, device=b.device),
+                               *(xp.reshape(m, (-1,)) for m in mine)])
+            parts = []
+            for part in world.all_gather(local):
+                k = int(b.to_numpy(part[:1])[0])
+                if k:
+                    parts.append(xp.reshape(part[1:], (-1, k)))
+            setattr(self, name, parts)
 
     def _start(self):
         self._scores, self._labels = [], []
 
     def update(self, pred, target):
         xp = namespace(pred)
+        if self.binary:  # labels along axis 1, every element a sample
+            score = _label_columns(pred)
+            labels = _label_columns(_like(target, pred))
+            self._scores.append(xp.astype(score, self.dtype))
+            self._labels.append(xp.astype(xp.astype(labels, self.dtype) > 0.5,
+                                          self.dtype))
+            return
         if pred.ndim >= 2 and pred.shape[-1] == 2:
             score = pred[..., 1] - pred[..., 0]  # monotone in P(class 1)
             labels = xp.argmax(target, axis=-1) if target.ndim == pred.ndim else target
@@ -312,14 +438,31 @@ class ROCAUC(Metric):
             raise ValueError(msg)
         labels = xp.astype(xp.astype(xp.reshape(labels, (-1,)), self.dtype) > 0.5,
                            self.dtype)
-        self._scores.append(xp.astype(xp.reshape(score, (-1,)), self.dtype))
-        self._labels.append(labels)
+        self._scores.append(xp.astype(xp.reshape(score, (-1, 1)), self.dtype))
+        self._labels.append(xp.reshape(labels, (-1, 1)))
 
     def totals(self):
         if not self._scores:
-            return [self._zero()]
+            return [self._zero(), self._zero()]
         xp = namespace(self._scores[0])
         s, y = xp.concat(self._scores), xp.concat(self._labels)
+        # one label at a time, each column a contiguous copy (for searchsorted)
+        aucs = [self._auc(xp, xp.asarray(s[:, j], copy=True), y[:, j])
+                for j in range(s.shape[1])]
+        nans = xp.sum(xp.astype(xp.isnan(s), self.dtype))
+        return [xp.mean(xp.stack(aucs)), nans]
+
+    def result(self, totals):
+        auc, nans = totals
+        if nans:
+            msg = (f"{self.name}: {int(nans)} predicted score(s) are NaN (the "
+                   "model's output); an AUC of NaN scores is undefined, as "
+                   "scikit-learn's roc_auc_score says too. Find where the model "
+                   "produces NaN (check the inputs and the learning rate)")
+            raise ValueError(msg)
+        return auc
+
+    def _auc(self, xp, s, y):
         ordered = xp.sort(s)
         low = xp.searchsorted(ordered, s, side="left")
         high = xp.searchsorted(ordered, s, side="right")
@@ -328,11 +471,14 @@ class ROCAUC(Metric):
         n_neg = y.shape[0] - n_pos
         u = xp.sum(ranks * y) - n_pos * (n_pos + 1.0) / 2.0
         both = (n_pos > 0) & (n_neg > 0)
-        return [xp.where(both, u / xp.where(both, n_pos * n_neg, 1.0), xp.nan)]
+        return xp.where(both, u / xp.where(both, n_pos * n_neg, 1.0), xp.nan)
 
 
 class _Errors(Metric):
-    """Mean squared or absolute error over every element."""
+    """Mean squared or absolute error over every element; the root form
+    is the mean over outputs of each output's RMSE (scikit-learn's
+    ``multioutput="uniform_average"``: the root of the pooled mean would
+    weigh the outputs differently)."""
 
     _sums, _counts = ("_sum",), ("_count",)
 
@@ -340,23 +486,34 @@ class _Errors(Metric):
                  root: bool = False) -> None:
         self.kind, self.name, self.sign, self.root = kind, name, sign, root
 
+    @property
+    def greater_is_better(self) -> bool:
+        return self.sign < 0  # the neg_* scorers
+
     def _start(self):
         self._sum, self._count = self._zero(), 0
 
     def update(self, pred, target):
         xp = namespace(pred)
-        if target.ndim != pred.ndim:
-            target = xp.reshape(target, tuple(pred.shape))
+        target = _like(target, pred)
         d = xp.astype(pred, self.dtype) - xp.astype(target, self.dtype)
-        self._sum = self._sum + xp.sum(d * d if self.kind == "squared" else xp.abs(d))
-        self._count += math.prod(d.shape)
+        e = d * d if self.kind == "squared" else xp.abs(d)
+        if self.root:  # one sum per output, one count per row
+            rows = int(d.shape[0]) if d.ndim else 1
+            self._sum = self._sum + xp.sum(xp.reshape(e, (rows, -1)), axis=0)
+            self._count += rows
+        else:
+            self._sum = self._sum + xp.sum(e)
+            self._count += math.prod(d.shape)
 
     def totals(self):
         return [self._sum]
 
     def result(self, totals):
-        mean = totals[0] / max(self._count, 1)
-        return self.sign * (math.sqrt(mean) if self.root else mean)
+        n = max(self._count, 1)
+        if self.root:
+            return self.sign * sum(math.sqrt(t / n) for t in totals) / len(totals)
+        return self.sign * totals[0] / n
 
 
 class R2(Metric):
@@ -365,6 +522,7 @@ class R2(Metric):
     (Chan et al.'s update), so the figure is exact and numerically sound."""
 
     name = "r2"
+    greater_is_better = True
 
     def reduce(self, world) -> None:
         """Merge the ranks' moments (Chan et al.'s update, rank by rank)."""
@@ -453,8 +611,17 @@ _TOP_K = re.compile(r"^top_(\d+)_accuracy$")
 _CONFUSION = re.compile(r"^(precision|recall|f1)(?:_(macro|micro|weighted))?$")
 
 
-def get(name, threshold: float = 0.5) -> Metric:
+def get(name, threshold: float = 0.5, binary: bool = False) -> Metric:
     """A metric from a scikit-learn scorer name, a Metric or a callable.
+
+    Parameters
+    ----------
+    name : str, Metric or callable
+    threshold : float
+        Decision threshold of binary outputs (0 for logits).
+    binary : bool
+        The loss is binary (BCE/BCEWithLogits): outputs are element-wise
+        binary decisions, with labels along axis 1 (see the module notes).
 
     Examples
     --------
@@ -469,15 +636,16 @@ def get(name, threshold: float = 0.5) -> Metric:
         msg = f"a metric is a name, a Metric or a function, got {name!r}"
         raise TypeError(msg)
     if name in ("accuracy", "acc"):
-        return Accuracy(threshold)
+        return Accuracy(threshold, binary=binary)
     if name == "top_k_accuracy":
         return TopKAccuracy(2, name)  # scikit-learn's default k
     if m := _TOP_K.match(name):
         return TopKAccuracy(int(m.group(1)), name)
     if m := _CONFUSION.match(name):
-        return _Confusion(m.group(1), m.group(2) or "binary", threshold, name)
+        return _Confusion(m.group(1), m.group(2) or "binary", threshold, name,
+                          binary=binary)
     table = {
-        "roc_auc": lambda: ROCAUC(),
+        "roc_auc": lambda: ROCAUC(binary),
         "r2": lambda: R2(),
         "neg_mean_squared_error": lambda: _Errors("squared", name, -1.0),
         "mean_squared_error": lambda: _Errors("squared", name),
@@ -505,17 +673,47 @@ def get_metrics(metrics, loss) -> list[Metric]:
     from .. import losses as losses_mod
 
     threshold = 0.0 if isinstance(loss, losses_mod.BCEWithLogits) else 0.5
+    binary = isinstance(loss, (losses_mod.BCE, losses_mod.BCEWithLogits))
     classification = (losses_mod.CrossEntropy, losses_mod.BCE,
                       losses_mod.BCEWithLogits)
     if metrics == "auto":
-        return [Accuracy(threshold)] if isinstance(loss, classification) else []
+        return ([Accuracy(threshold, binary=binary)]
+                if isinstance(loss, classification) else [])
     if metrics is None:
         return []
     items = [metrics] if isinstance(metrics, (str, Metric)) or callable(metrics) else (
         list(metrics))
-    out = [get(item, threshold) for item in items]
+    out = [get(item, threshold, binary) for item in items]
     names = [m.name for m in out]
     if len(set(names)) != len(names):
         msg = f"metric names must be unique, got {names}"
         raise ValueError(msg)
     return out
+
+
+def greater_is_better(name: str) -> bool:
+    """Whether a logged figure improves by growing, from the metric's own
+    definition (scikit-learn's scorers: accuracies, precision, recall, F1,
+    AUC, R2 and the ``neg_*`` errors grow; losses and plain errors shrink).
+    ``val_`` and output-name prefixes (``head_f1_macro``) are looked
+    through; a name no metric owns (a user's function) grows only if it
+    names an accuracy, Keras's rule.
+
+    Examples
+    --------
+    >>> [greater_is_better(n) for n in ("val_roc_auc", "val_loss", "neg_mean_absolute_error", "mse")]
+    [True, False, True, False]
+    """
+    base = name[4:] if name.startswith("val_") else name
+    parts = base.split("_")
+    for i in range(len(parts)):  # longest known suffix first
+        tail = "_".join(parts[i:])
+        if tail == "loss":
+            return False
+        try:
+            metric = get(tail)
+        except (ValueError, TypeError):
+            continue
+        if metric.greater_is_better is not None:
+            return metric.greater_is_better
+    return "acc" in base
