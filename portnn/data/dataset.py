@@ -59,14 +59,36 @@ class Dataset:
         x, y, sample_weight : str or os.PathLike
             Paths of ``.npy`` files (`y` and `sample_weight` optional).
         mmap_mode : {"r", "c"}
-            As in ``numpy.load``; ``"r"`` (read-only) is the safe default.
+            As in ``numpy.load``: ``"r"`` read-only (the default), ``"c"``
+            copy-on-write (changes stay in memory, and are what training
+            reads). Modes that write the file (``"r+"``, ``"w+"``: the
+            latter truncates it) are refused.
+
+        Raises
+        ------
+        ValueError
+            A write mode, or a file that is not a ``.npy`` array of at least
+            one dimension (an ``.npz`` archive, text, a 0-d array).
         """
         import numpy
+
+        if mmap_mode not in ("r", "c"):
+            msg = (f"Dataset.from_npy: mmap_mode must be 'r' or 'c' (read modes), "
+                   f"got {mmap_mode!r}; 'w+' would truncate the file and 'r+' "
+                   "write to it")
+            raise ValueError(msg)
 
         def open_(path):
             if path is None:
                 return None
-            return numpy.load(os.fspath(path), mmap_mode=mmap_mode)
+            path = os.fspath(path)
+            _check_npy(path)
+            array = numpy.load(path, mmap_mode=mmap_mode)
+            if array.ndim == 0:
+                msg = (f"Dataset.from_npy: {path!r} holds a 0-d array; a dataset "
+                       "needs one row per sample (axis 0)")
+                raise ValueError(msg)
+            return array
 
         return ArrayDataset(open_(x), open_(y), open_(sample_weight))
 
@@ -76,6 +98,23 @@ class Dataset:
         integer indexing, a PyTorch-style dataset too): ``samples[i]`` is
         one ``x`` or one ``(x, y)`` pair; a batch stacks them."""
         return ListDataset(samples, targets)
+
+
+def _check_npy(path) -> None:
+    """Refuse what ``numpy.load`` would open as something else, by name."""
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(b"PK"):
+        msg = (f"Dataset.from_npy: {path!r} is an .npz archive, not an .npy file; "
+               "load it (arrays = numpy.load(path)) and pass "
+               "Dataset.from_arrays(arrays['x'], arrays['y']), or save each "
+               "array with numpy.save")
+        raise ValueError(msg)
+    if magic != b"\x93NUMPY":
+        msg = (f"Dataset.from_npy: {path!r} is not an .npy file (no NumPy header); "
+               "write it with numpy.save, or load text with numpy.loadtxt and "
+               "pass Dataset.from_arrays")
+        raise ValueError(msg)
 
 
 def _rows(array):
@@ -111,8 +150,11 @@ class ArrayDataset(Dataset):
         self._has_y = y is not None
         self._read = 0
         self._readers = [_RowReader.of(a) for a in self.arrays]
+        # pages to drop between batches: never a copy-on-write map's, whose
+        # changed pages exist nowhere else (MADV_DONTNEED would revert them)
         self._mapped = [m for a, r in zip(self.arrays, self._readers, strict=True)
-                        if r is None and (m := _mapping(a)) is not None]
+                        if r is None and (m := _mapping(a)) is not None
+                        and _map_mode(a) != "c"]
 
     def __len__(self) -> int:
         return self._n
@@ -150,6 +192,9 @@ class _RowReader:
         for s in self.shape[1:]:
             self.row_bytes *= int(s)
         self._fd = None
+        # the file whose header gave shape and dtype: a file replaced or
+        # rewritten later would be read as garbage rows
+        self.identity = _identity(os.stat(filename))
 
     @classmethod
     def of(cls, array):
@@ -157,18 +202,30 @@ class _RowReader:
 
         import numpy
 
+        # only read-only maps: a copy-on-write map ("c") keeps its changes
+        # in private pages the file never sees, and a writable one ("r+")
+        # is read through its mapping, where its writes are
         if not (isinstance(array, numpy.memmap) and hasattr(os, "preadv")
+                and getattr(array, "mode", None) == "r"
                 and isinstance(array.base, mmap.mmap)  # the whole mapping
                 and array.flags.c_contiguous and array.filename
                 and array.ndim >= 1 and array.dtype.itemsize):
             return None
         return cls(array.filename, array.offset, array.shape, array.dtype)
 
+    def _check_identity(self) -> None:
+        if _identity(os.fstat(self._fd)) != self.identity:
+            msg = (f"{self.filename!r} changed on disk after the Dataset was made "
+                   "(its size, modification time or inode differ), so its rows no "
+                   "longer match the header read then; make the Dataset again")
+            raise OSError(msg)
+
     def __call__(self, indices):
         import numpy
 
         if self._fd is None:
             self._fd = os.open(self.filename, os.O_RDONLY)
+        self._check_identity()  # one fstat a batch
         indices = numpy.asarray(indices, dtype=numpy.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= self.shape[0]):
             msg = f"row indices out of range for {self.shape[0]} rows"
@@ -201,6 +258,20 @@ class _RowReader:
         state = self.__dict__.copy()
         state["_fd"] = None  # a descriptor is per process
         return state
+
+
+def _map_mode(array):
+    """The mode of the NumPy memmap behind `array` (a view of one too)."""
+    while array is not None:
+        mode = getattr(array, "mode", None)
+        if isinstance(mode, str):
+            return mode
+        array = getattr(array, "base", None)
+    return None
+
+
+def _identity(st) -> tuple:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _mapping(array):

@@ -16,6 +16,7 @@ copies and a GPU copy runs while Python waits, so the host work overlaps.
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -207,7 +208,9 @@ class _Raised(NamedTuple):
 def prefetched(items: Iterable, prepare: Callable[[Any], Any], *,
                enabled: bool = True, depth: int = 2) -> Iterator[Any]:
     """``prepare(item)`` for each item, computed up to `depth` items ahead in
-    a background thread (errors are raised here, in order).
+    a background thread (errors are raised here, in order). The thread runs
+    in a copy of the caller's context: the backend set with ``set_backend``
+    and the generator seeded with ``portnn.seed`` are the caller's.
 
     Examples
     --------
@@ -240,7 +243,11 @@ def prefetched(items: Iterable, prepare: Callable[[Any], Any], *,
             return
         put(_END)
 
-    worker = threading.Thread(target=work, name="portnn-prefetch", daemon=True)
+    # the caller's context: its backend, default dtype and generator (the
+    # generator is shared, so draws made here advance the caller's stream)
+    context = contextvars.copy_context()
+    worker = threading.Thread(target=context.run, args=(work,),
+                              name="portnn-prefetch", daemon=True)
     worker.start()
     try:
         while True:
