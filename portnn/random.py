@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from contextvars import ContextVar
 from typing import Any
 
@@ -110,8 +111,9 @@ class Generator:
         """`n` random 32-bit words as an int64 array (values in [0, 2**32))."""
         backend = backend or get_backend()
         xp = backend.xp
-        start = self.counter
-        self.counter += n
+        with _draw_lock:  # a prefetch thread may share this generator
+            start = self.counter
+            self.counter += n
         idx = xp.arange(n, dtype=xp.int64, device=backend.device) + start
         lo = idx & _MASK32
         hi = idx >> 32
@@ -184,6 +186,10 @@ def _resolve_dtype(backend, dtype):
         return backend.dtype(dtype)
     return dtype
 
+
+#: Reserves counter ranges: two threads drawing from one generator never
+#: get the same numbers.
+_draw_lock = threading.Lock()
 
 #: The template a context's generator starts from: `seed` resets it, so a
 #: thread started after ``seed(0)`` begins at seed 0 too.

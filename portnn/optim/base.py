@@ -72,6 +72,12 @@ class Optimizer:
         #: the learning-rate schedule driving ``lr``, if one was made for it
         self.scheduler = None
 
+    @property
+    def keeps_state(self) -> bool:
+        """Whether updates create per-parameter state (moments, buffers);
+        a stateless update can be masked on the device from the first step."""
+        return True
+
     def step(self, where=None) -> None:
         """Apply one update to every parameter that has a gradient.
 
@@ -100,9 +106,9 @@ class Optimizer:
         if where is None:
             return self._step()
         backend = backend_of(where) or get_backend()
-        if backend.synchronous or any(
+        if backend.synchronous or (self.keeps_state and any(
                 not s for p, s in zip(self.params, self.state, strict=True)
-                if p.grad is not None and p.trainable):
+                if p.grad is not None and p.trainable)):
             # Free on the CPU; elsewhere only at an optimizer's first step,
             # before its state exists (there is nothing to keep to select).
             if bool(where):

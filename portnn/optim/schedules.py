@@ -16,7 +16,14 @@ class LRScheduler:
     counts calls to ``step()``, starting at 0. The schedule registers
     itself as ``optimizer.scheduler``, so checkpoints save it with the
     optimizer and :func:`portnn.load` brings it back where it stopped.
+
+    ``scale`` multiplies every rate the schedule sets (1 unless
+    :class:`portnn.ReduceLROnPlateau` reduced it): a plateau's reductions
+    compose with the schedule instead of being overwritten at its next step.
     """
+
+    #: the plateau reductions' product, applied to every rate set
+    scale = 1.0
 
     #: when `fit` steps it: after every "epoch" or every "batch"
     interval = "epoch"
@@ -44,21 +51,34 @@ class LRScheduler:
     def step(self) -> float:
         """Advance one step and return the new learning rate."""
         self.t += 1
-        self.optimizer.lr = self.lr_at(self.t)
+        self.optimizer.lr = self.lr_at(self.t) * self.scale
+        return self.optimizer.lr
+
+    def rescale(self, factor: float, min_lr: float = 0.0) -> float:
+        """Multiply every rate from now on by `factor` (a plateau's
+        reduction), keeping today's rate at `min_lr` or above; returns it."""
+        scheduled = self.lr_at(self.t)
+        scale = self.scale * float(factor)
+        if scheduled > 0 and scheduled * scale < min_lr:
+            scale = min_lr / scheduled
+        self.scale = scale
+        self.optimizer.lr = scheduled * scale
         return self.optimizer.lr
 
     def state_dict(self) -> dict:
-        """Step count and base rate."""
-        return {"t": self.t, "base_lr": self.base_lr}
+        """Step count, base rate and the plateau scale."""
+        return {"t": self.t, "base_lr": self.base_lr, "scale": self.scale}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` returned (and the rate it implies)."""
         t, base_lr = int(state["t"]), float(state["base_lr"])
-        if t < 0 or not math.isfinite(base_lr) or base_lr < 0:
+        scale = float(state.get("scale", 1.0))  # older checkpoints: none
+        if t < 0 or not math.isfinite(base_lr) or base_lr < 0 or not (
+                math.isfinite(scale) and scale > 0):
             msg = f"{type(self).__name__}: invalid state {state!r}"
             raise ValueError(msg)
-        self.t, self.base_lr = t, base_lr
-        self.optimizer.lr = self.lr_at(self.t)
+        self.t, self.base_lr, self.scale = t, base_lr, scale
+        self.optimizer.lr = self.lr_at(self.t) * self.scale
 
 
 class StepLR(LRScheduler):
@@ -170,6 +190,12 @@ class OneCycle(LRScheduler):
         The peak (default: the optimizer's rate).
     pct_start, div_factor, final_div_factor : float
         As in PyTorch.
+
+    Raises
+    ------
+    ValueError
+        When stepped more than `total_steps` times, as PyTorch does (the
+        cosine would start over): make it for the whole run.
     """
 
     interval = "batch"
@@ -187,6 +213,14 @@ class OneCycle(LRScheduler):
         self.div_factor = float(div_factor)
         self.final_div_factor = float(final_div_factor)
         super().__init__(optimizer)
+
+    def step(self) -> float:
+        if self.t + 1 > self.total_steps:
+            msg = (f"OneCycle was stepped {self.t + 1} times, past its "
+                   f"total_steps={self.total_steps}; make it with total_steps = "
+                   "epochs * batches per epoch of the whole run")
+            raise ValueError(msg)
+        return super().step()
 
     def lr_at(self, t: int) -> float:
         initial = self.max_lr / self.div_factor

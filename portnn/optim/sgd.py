@@ -37,6 +37,10 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.weight_decay = float(weight_decay)
 
+    @property
+    def keeps_state(self) -> bool:
+        return self.momentum != 0  # plain SGD has no buffer to create
+
     def update(self, p, g, state):
         if self.weight_decay:
             g = g + self.weight_decay * p.value

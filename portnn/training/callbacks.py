@@ -149,7 +149,9 @@ class LRSchedulerCallback(Callback):
 
 class ReduceLROnPlateau(Callback):
     """Multiply the learning rate by `factor` when `monitor` has not improved
-    for `patience` epochs (Keras's semantics).
+    for `patience` epochs (Keras's semantics). With a learning-rate schedule
+    on the optimizer the reduction scales the schedule (every later rate it
+    sets is multiplied by the factors so far), so the two compose.
 
     Parameters
     ----------
@@ -205,7 +207,11 @@ class ReduceLROnPlateau(Callback):
             self.wait += 1
             optimizer = self.model.optimizer
             if self.wait >= self.patience and optimizer.lr > self.min_lr:
-                optimizer.lr = max(optimizer.lr * self.factor, self.min_lr)
+                schedule = getattr(optimizer, "scheduler", None)
+                if schedule is not None:  # scale the schedule, do not fight it
+                    schedule.rescale(self.factor, self.min_lr)
+                else:
+                    optimizer.lr = max(optimizer.lr * self.factor, self.min_lr)
                 self.reductions.append(epoch)
                 self.cooldown_left, self.wait = self.cooldown, 0
 
@@ -374,6 +380,11 @@ class ModelCheckpoint(Callback):
 class CSVLogger(Callback):
     """Write one CSV row of figures per epoch (flushed as it goes).
 
+    With ``append=True`` rows go under an existing file's header; when this
+    run logs figures that header lacks (or lacks ones it has), the file is
+    rewritten once with the union of the columns, old rows kept and the
+    missing cells left empty, so every row stays under its own names.
+
     Examples
     --------
     >>> import portnn
@@ -397,10 +408,38 @@ class CSVLogger(Callback):
             return
         exists = self.append and os.path.exists(self.path) and (
             os.path.getsize(self.path) > 0)
+        self._old_header = self._read_header() if exists else None
         self._file = open(self.path, "a" if self.append else "w",  # noqa: SIM115
                           newline="", encoding="utf-8")
         self._keys = None
         self._header_written = exists
+
+    def _read_header(self):
+        import csv
+
+        with open(self.path, newline="", encoding="utf-8") as f:
+            return next(csv.reader(f, delimiter=self.separator), None)
+
+    def _merge_columns(self, keys):
+        """Rewrite the existing file under the union of its columns and
+        `keys` (atomically); returns the columns to write under."""
+        import csv
+        import os
+
+        old = self._old_header or []
+        columns = old + [k for k in keys if k not in old]
+        self._file.close()
+        with open(self.path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter=self.separator))
+        tmp = f"{self.path}.tmp-{os.getpid()}"
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, columns, delimiter=self.separator,
+                                    restval="", extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+        self._file = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
+        return columns
 
     def on_epoch_end(self, epoch, logs=None):
         import csv
@@ -410,11 +449,14 @@ class CSVLogger(Callback):
         logs = logs or {}
         if self._keys is None:
             self._keys = ["epoch", *logs]
+            if self._old_header is not None and self._old_header != self._keys:
+                self._keys = self._merge_columns(self._keys)
         writer = csv.writer(self._file, delimiter=self.separator)
         if not self._header_written:
             writer.writerow(self._keys)
             self._header_written = True
-        writer.writerow([epoch + 1, *(logs.get(k, "") for k in self._keys[1:])])
+        row = {"epoch": epoch + 1, **logs}
+        writer.writerow([row.get(k, "") for k in self._keys])
         self._file.flush()
 
     def on_train_end(self, logs=None):

@@ -22,13 +22,23 @@ from ..layers.base import no_grad
 
 def is_batch_stream(x) -> bool:
     """Whether `x` is an iterable of batches (a generator, an iterator, a
-    DataLoader-like object) rather than array data (arrays, lists)."""
-    if isinstance(x, (list, tuple, str, bytes, Dataset)) or x is None:
+    DataLoader-like object, a list of ``(x, y[, w])`` tuples of arrays)
+    rather than array data (arrays, nested lists of numbers)."""
+    if isinstance(x, (list, tuple)):
+        return bool(x) and all(_is_batch(item) for item in x)
+    if isinstance(x, (str, bytes, Dataset)) or x is None:
         return False
     if backend_of(x) is not None or any(hasattr(x, a) for a in (
             "__array_namespace__", "__array__", "__dlpack__", "shape")):
         return False
     return hasattr(x, "__iter__") or hasattr(x, "__next__")
+
+
+def _is_batch(item) -> bool:
+    """``(x, y)`` or ``(x, y, w)`` with array parts (not a row of numbers)."""
+    return (isinstance(item, (tuple, list)) and len(item) in (2, 3)
+            and all(getattr(part, "ndim", 0) >= 1 or part is None for part in item)
+            and getattr(item[0], "ndim", 0) >= 1)
 
 
 def refuse_text(y) -> None:
@@ -125,18 +135,33 @@ class Inputs:
         return y
 
     def weights(self, w, n):
-        """Sample weights as ``(n,)`` floats on the device, or None."""
+        """Sample weights as ``(n,)`` floats on the device, or None; checked
+        finite and >= 0 where they are (on the host for host data, once per
+        array or batch, as labels are)."""
         if w is None:
             return None
         model = self.model
-        w = model.backend.asarray(w)
-        dtype = model._model_dtype()
-        if dtype is not None:
-            w = model.backend.xp.astype(w, dtype)
+        w = _host(w)
+        xp = namespace(w)
         if tuple(w.shape) != (n,):
             msg = (f"sample_weight must hold one weight per sample, shape ({n},), "
                    f"got {tuple(w.shape)}")
             raise ValueError(msg)
+        if not xp.isdtype(w.dtype, ("real floating", "integral", "bool")):
+            msg = f"sample_weight must be numbers, got dtype {w.dtype}"
+            raise TypeError(msg)
+        bad = int(xp.sum(xp.astype(~(w >= 0), xp.int64)))
+        if not bad and xp.isdtype(w.dtype, "real floating"):
+            bad = int(xp.sum(xp.astype(~xp.isfinite(w), xp.int64)))
+        if bad:
+            msg = (f"sample_weight holds {bad} negative or non-finite value(s); "
+                   "weights must be finite and >= 0 (a negative weight trains "
+                   "by gradient ascent)")
+            raise ValueError(msg)
+        w = model.backend.asarray(w)
+        dtype = model._model_dtype()
+        if dtype is not None:
+            w = model.backend.xp.astype(w, dtype)
         return w
 
     # -- any data -------------------------------------------------------------------
@@ -270,12 +295,20 @@ class ClassWeights:
             raise ValueError(msg)
         self.binary = not isinstance(loss, losses_mod.CrossEntropy)
         n_classes = 2 if self.binary else int(sample_pred.shape[-1])
-        bad = [k for k in class_weight if not (
-            isinstance(k, int) and not isinstance(k, bool) and 0 <= k < n_classes)]
+        keys = {_class_index(k, n_classes): v for k, v in class_weight.items()}
+        bad = [k for k, k_int in zip(class_weight, keys, strict=True) if k_int is None]
         if bad:
             msg = (f"class_weight keys must be class indices 0..{n_classes - 1}, "
                    f"got {bad}")
             raise ValueError(msg)
+        negative = {k: v for k, v in class_weight.items()
+                    if not (isinstance(v, (int, float)) or hasattr(v, "__float__"))
+                    or not math.isfinite(float(v)) or float(v) < 0}
+        if negative:
+            msg = (f"class_weight values must be finite numbers >= 0, got "
+                   f"{negative} (a negative weight trains by gradient ascent)")
+            raise ValueError(msg)
+        class_weight = keys
         if not self.binary and sample_pred.ndim != 2:
             msg = ("class_weight weighs whole samples, one label each; for "
                    "sequence labels use CrossEntropy(weight=...)")
@@ -295,3 +328,17 @@ class ClassWeights:
             labels = xp.argmax(y, axis=-1)
         weights = xp.take(self.vector, labels)
         return weights if w is None else weights * w
+
+
+def _class_index(key, n_classes):
+    """`key` as a class index (NumPy integers too, as Keras accepts), or
+    None if it is not one."""
+    import operator
+
+    if isinstance(key, bool):
+        return None
+    try:
+        k = operator.index(key)
+    except TypeError:
+        return None
+    return k if 0 <= k < n_classes else None

@@ -243,6 +243,7 @@ class Model(Layer):
         batch_size = _positive_int("batch_size", batch_size)
         loss = self._resolve_loss(loss)
         optimizer = self._resolve_optimizer(optimizer)
+        self._warn_untrained(optimizer)
         metric_list = self._metrics(metrics, loss)
         policy = Precision(precision, self.backend)
         world = distributed.current()
@@ -592,8 +593,10 @@ class Model(Layer):
                     else optim_mod.get("adam", self.parameters()))
         if isinstance(optimizer, str):
             kept = self.optimizer
-            if kept is not None and type(kept) is optim_mod.resolve(optimizer):
+            if (kept is not None and type(kept) is optim_mod.resolve(optimizer)
+                    and not self._untrained_by(kept)):
                 return kept  # made once: its moments and step count go on
+            # new, over today's trainable parameters (after an unfreeze too)
             return optim_mod.get(optimizer, self.parameters())
         if not isinstance(optimizer, optim_mod.Optimizer):
             return optim_mod.get(optimizer, self.parameters())
@@ -608,6 +611,25 @@ class Model(Layer):
             )
             raise ValueError(msg)
         return optimizer
+
+    def _untrained_by(self, optimizer) -> list:
+        """Trainable parameters `optimizer` does not update."""
+        held = {id(p) for p in optimizer.params}
+        return [p for p in self.parameters() if p.trainable and id(p) not in held]
+
+    def _warn_untrained(self, optimizer) -> None:
+        missed = self._untrained_by(optimizer)
+        if missed:
+            import warnings
+
+            msg = (
+                f"{len(missed)} trainable parameter(s) ({missed[0]!r}, ...) are not "
+                f"in the optimizer's list, so fit leaves them as they are (a layer "
+                "unfrozen after the optimizer was made?). Recompile "
+                "(model.compile(optimizer='adam')) or pass an optimizer over "
+                "model.parameters(); freeze them (trainable=False) if intended"
+            )
+            warnings.warn(msg, UserWarning, stacklevel=3)
 
     def _metrics(self, metrics, loss) -> list[Metric]:
         if metrics == "auto" and self.metrics is not None:
