@@ -138,7 +138,7 @@ def train(args, out=None) -> int:
     backend = portnn.set_backend(args.backend)
     portnn.seed(args.seed)
     x_tr, x_te, y_tr, y_te, (mean, scale) = _digits(backend, args.example)
-    epochs = args.epochs or EXAMPLES[args.example]
+    epochs = EXAMPLES[args.example] if args.epochs is None else args.epochs
     if args.example == "digits-mlp":
         model = portnn.models.digits_mlp()
         opt = portnn.AdamW(model.parameters(), lr=5e-4)
@@ -176,9 +176,9 @@ def main(argv=None) -> int:
     t = sub.add_parser("train", help="train a built-in example")
     t.add_argument("example", nargs="?", default="digits-mlp", choices=list(EXAMPLES))
     t.add_argument("--backend", default="numpy")
-    t.add_argument("--epochs", type=int, default=None,
+    t.add_argument("--epochs", type=_positive_int, default=None,
                    help="default: 60 for digits-mlp, 15 for digits-cnn")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=_seed, default=0)
     t.add_argument("--save", default=None, help="checkpoint path (.safetensors)")
     t.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -188,10 +188,37 @@ def main(argv=None) -> int:
 
     try:
         backends.get(args.backend)
-    except (backends.BackendUnavailableError, ValueError, TypeError) as exc:
+        if args.save:  # before the run, not after it: nothing trained is lost
+            from .safetensors import check_destination
+
+            check_destination(args.save)
+    except (backends.BackendUnavailableError, ValueError, TypeError,
+            OSError) as exc:
         print(f"portnn: {exc}", file=sys.stderr)  # one line, no traceback
         return 2
     return train(args)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"must be a positive whole number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        msg = f"must be a whole number in [0, 2**63), got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

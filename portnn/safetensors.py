@@ -13,13 +13,21 @@ cross the host through the NumPy backend's native ``to_bytes`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import secrets
+import signal
 import stat
+import threading
 from typing import Any
 
-__all__ = ["CheckpointError", "SafetensorsFile", "read", "write_atomic"]
+__all__ = ["CheckpointError", "SafetensorsFile", "check_destination", "read",
+           "write_atomic"]
+
+#: a temporary file of write_atomic: ``.portnn-<pid>-<12 hex>.tmp``
+_TMP = re.compile(r"^\.portnn-(\d+)-[0-9a-f]{12}\.tmp$")
 
 _MAX_HEADER = 100_000_000  # the reference implementation's limit
 
@@ -81,36 +89,31 @@ def write_atomic(path, tensors,
     FileNotFoundError
         If the folder of `path` does not exist (the message names it).
     """
-    target = os.path.realpath(os.fspath(path))  # through symbolic links
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        msg = (
-            f"cannot save {os.fspath(path)!r}: the folder {folder!r} does not "
-            "exist; create it first (os.makedirs)"
-        )
-        raise FileNotFoundError(msg)
+    target, folder = check_destination(path)
     parts = _encode(tensors, dict(metadata or {}))
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         mode = None  # a new file: os.open applies the umask to 0o666
+    remove_stale_temporaries(folder)
     tmp = os.path.join(folder, f".portnn-{os.getpid()}-{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for part in parts:
-                f.write(part)
-            f.flush()
-            if mode is not None:
-                os.chmod(tmp, mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
+    with _termination_raises():
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            with os.fdopen(fd, "wb") as f:
+                for part in parts:
+                    f.write(part)
+                f.flush()
+                if mode is not None:
+                    os.chmod(tmp, mode)
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
     try:  # make the rename itself durable
         dir_fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -119,6 +122,106 @@ def write_atomic(path, tensors,
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def check_destination(path) -> tuple[str, str]:
+    """Check that a file can be written at `path` (before a long run that
+    ends in a save): its folder exists and is writable, and `path` is not a
+    folder. Returns the real target (through symbolic links) and its folder.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError, PermissionError
+        Naming the path and what to do.
+    """
+    shown = os.fspath(path)
+    target = os.path.realpath(shown)  # through symbolic links
+    folder = os.path.dirname(target)
+    if os.path.isdir(target):
+        msg = f"cannot save to {shown!r}: it is a folder; give a file name in it"
+        raise IsADirectoryError(msg)
+    if not os.path.isdir(folder):
+        msg = (f"cannot save {shown!r}: the folder {folder!r} does not exist; "
+               "create it first (os.makedirs)")
+        raise FileNotFoundError(msg)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        msg = f"cannot save {shown!r}: the folder {folder!r} is not writable"
+        raise PermissionError(msg)
+    return target, folder
+
+
+def remove_stale_temporaries(folder) -> list[str]:
+    """Delete the temporary files of saves whose process is gone (killed in
+    the middle of a save); returns their names. A live process's, this
+    process's included, are left alone."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        m = _TMP.match(name)
+        if m is None or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # someone else's (or not a pid we can ask about): keep it
+    return True
+
+
+class _Terminated(BaseException):
+    """A termination signal arrived during a save."""
+
+
+@contextlib.contextmanager
+def _termination_raises():
+    """Within, SIGTERM and SIGHUP raise (so the temporary file is removed),
+    then are delivered again to the handler they had: the process ends as
+    it would have, without leaving a file behind. Only the main thread can
+    set handlers; elsewhere the next save cleans up instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise _Terminated(signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+    try:
+        yield
+    except _Terminated:
+        pass  # re-delivered below
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        if received:
+            os.kill(os.getpid(), received[0])
+    if received:  # a handler that lets the process go on: the save did not
+        msg = (f"the save was interrupted by signal {received[0]}; the file was "
+               "not written (the previous one, if any, is intact)")
+        raise InterruptedError(msg)
 
 
 #: valid safetensors dtypes that portnn does not load

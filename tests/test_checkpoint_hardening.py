@@ -332,8 +332,9 @@ def test_an_optimizer_over_some_parameters_round_trips(tmp_path):
     portnn.seed(0)
     model = portnn.Sequential(portnn.Dense(3, 4), portnn.ReLU(), portnn.Dense(4, 2))
     opt = portnn.Adam(model[2].parameters(), lr=0.01)  # fine-tune the head
-    model.fit(np.ones((4, 3), np.float32), np.array([0, 1, 0, 1]),
-              loss="cross_entropy", optimizer=opt, verbose=0)
+    with pytest.warns(UserWarning, match="2 trainable parameter"):
+        model.fit(np.ones((4, 3), np.float32), np.array([0, 1, 0, 1]),
+                  loss="cross_entropy", optimizer=opt, verbose=0)
     model.save(tmp_path / "head.safetensors")
     loaded = portnn.load(tmp_path / "head.safetensors")
     assert [tuple(p.shape) for p in loaded.optimizer.params] == [(4, 2), (2,)]

@@ -112,3 +112,41 @@ def test_gpu_check_says_no_gpu_and_runs_nothing_without_one():
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "verdict: NO GPU" in proc.stdout
     assert "cupy" in proc.stdout and "torch:cuda" in proc.stdout
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--epochs", "0"], "--epochs: must be a positive whole number, got '0'"),
+    (["--epochs", "-3"], "--epochs: must be a positive whole number, got '-3'"),
+    (["--epochs", "2.5"], "--epochs: must be a positive whole number"),
+    (["--seed", "-1"], "--seed: must be a whole number in [0, 2**63), got '-1'"),
+])
+def test_train_arguments_are_validated_in_one_line(argv, message, capsys,
+                                                   monkeypatch):
+    ran = []
+    monkeypatch.setattr(cli, "train", lambda args: ran.append(args) or 0)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", *argv])
+    assert exc.value.code == 2 and not ran
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_epochs_given_are_the_epochs_run(monkeypatch):
+    ran = []
+    monkeypatch.setattr(cli, "train", lambda args: ran.append(args) or 0)
+    cli.main(["train", "--epochs", "1"])
+    assert ran[0].epochs == 1
+    cli.main(["train"])
+    assert ran[1].epochs is None  # the example's default
+
+
+@pytest.mark.parametrize("where", ["missing", "folder"])
+def test_save_destination_is_checked_before_training(where, tmp_path, capsys,
+                                                     monkeypatch):
+    ran = []
+    monkeypatch.setattr(cli, "train", lambda args: ran.append(args) or 0)
+    path = tmp_path / "no" / "x.safetensors" if where == "missing" else tmp_path
+    assert cli.main(["train", "--save", str(path)]) == 2 and not ran
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("portnn: cannot save") and len(err.splitlines()) == 1
+    assert ("does not exist" if where == "missing" else "it is a folder") in err
