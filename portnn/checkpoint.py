@@ -210,6 +210,9 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
                 "config": scheduler.get_config(),
                 "state": scheduler.state_dict(),
             })
+    scaler = getattr(model, "loss_scaler", None)
+    if scaler is not None:  # mixed_float16 training state
+        meta["portnn.loss_scale"] = json.dumps(scaler.state_dict())
     if metadata is None:
         metadata = getattr(model, "metadata", None)
     for k, v in (metadata or {}).items():
@@ -277,6 +280,7 @@ def load(path, backend=None, restore_rng: bool = False):
         opt_spec = _json(meta, "portnn.optimizer", where)
         loss_spec = _json(meta, "portnn.loss", where)
         sched_spec = _json(meta, "portnn.scheduler", where)
+        scaler = _loss_scaler(_json(meta, "portnn.loss_scale", where), backend, where)
         with use_backend(backend), init_mod.deferred():
             model = _build(arch, backend, where)
         entries = _model_entries(model, f, where)
@@ -299,6 +303,8 @@ def load(path, backend=None, restore_rng: bool = False):
             model.optimizer = optimizer
         if loss is not None:
             model.loss = loss
+        if scaler is not None:
+            model.loss_scaler = scaler
         model.metadata = {k[len("user."):]: v for k, v in meta.items()
                           if k.startswith("user.")}
     if restore_rng:
@@ -323,6 +329,27 @@ def _json(meta, key, where, required=False):
         msg = f"{where}: portnn metadata {key!r} is corrupted ({type(exc).__name__}: "
         msg += f"{str(exc)[:200]})"
         raise CheckpointError(msg) from None
+
+
+def _loss_scaler(spec, backend, where):
+    """The float16 loss scaler a checkpoint holds, checked, or None."""
+    if spec is None:
+        return None
+    from .training.precision import LossScaler
+
+    ok = (isinstance(spec, dict) and set(spec) == {"scale", "growth_tracker"}
+          and isinstance(spec["scale"], (int, float))
+          and not isinstance(spec["scale"], bool)
+          and _is_count(spec["growth_tracker"]) and spec["growth_tracker"] < 2**31)
+    scaler = LossScaler(backend)
+    try:
+        if not ok:
+            raise ValueError
+        scaler.load_state_dict(spec)
+    except (ValueError, OverflowError):
+        msg = f"{where}: malformed loss-scale state {str(spec)[:200]}"
+        raise CheckpointError(msg) from None
+    return scaler
 
 
 def _is_count(v) -> bool:

@@ -63,8 +63,10 @@ class StepGuard:
     (1, 0)
     """
 
-    def __init__(self, backend) -> None:
+    def __init__(self, backend, names=None, policy: str = "float32") -> None:
         self.backend = backend
+        self.names = list(names or [])  # the optimizer's parameters, named
+        self.policy = policy
         self.reset()
 
     def reset(self) -> None:
@@ -74,10 +76,11 @@ class StepGuard:
         self.healthy = xp.asarray(True, device=b.device)
         self.first_bad = xp.asarray(-1.0, dtype=acc, device=b.device)
         self.bad_loss = xp.asarray(0.0, dtype=acc, device=b.device)
+        self.stalled = xp.asarray(-1.0, dtype=acc, device=b.device)
         self.batch = 0
 
     def step(self, optimizer, value, finite_grads=None,
-             overflow_skips: bool = False) -> None:
+             overflow_skips: bool = False, stalled=None, bad_param=None) -> None:
         """Step `optimizer` if the loss `value` and the gradients are finite
         and no earlier batch of the epoch was bad; record the first bad one.
 
@@ -89,6 +92,10 @@ class StepGuard:
         overflow_skips : bool
             With dynamic loss scaling, non-finite gradients are an overflow
             of the scale: the step is skipped but the run is not diverged.
+        stalled, bad_param : 0-d arrays, optional
+            The loss scaler has skipped too many steps in a row: the run is
+            diverged after all; `bad_param` indexes the first parameter
+            whose gradient was non-finite.
         """
         xp = self.backend.xp
         if finite_grads is None:
@@ -97,28 +104,44 @@ class StepGuard:
                 sq is None) else xp.isfinite(sq)
         finite_loss = xp.isfinite(value)
         bad = ~finite_loss if overflow_skips else ~(finite_loss & finite_grads)
+        if stalled is not None:
+            bad = bad | stalled
         first = self.healthy & bad
         self.first_bad = xp.where(first, float(self.batch), self.first_bad)
         self.bad_loss = xp.where(first, xp.astype(value, self.bad_loss.dtype),
                                  self.bad_loss)
+        if stalled is not None:
+            self.stalled = xp.where(first & stalled,
+                                    xp.astype(bad_param, self.stalled.dtype),
+                                    self.stalled)
         self.healthy = self.healthy & ~bad
         optimizer.step(where=self.healthy & finite_grads)
         self.batch += 1
 
     def totals(self) -> list:
         """The device values :meth:`check` needs, read with the epoch's figures."""
-        return [self.first_bad, self.bad_loss]
+        return [self.first_bad, self.bad_loss, self.stalled]
 
-    @staticmethod
-    def check(totals, *, epoch, batches, lr, history) -> None:
+    def check(self, totals, *, epoch, batches, lr, history) -> None:
         """Raise :class:`TrainingDivergedError` if the host values of
         :meth:`totals` name a bad batch."""
-        first_bad, bad_loss = totals
+        first_bad, bad_loss, stalled = totals
         if first_bad < 0:
             return
         what = (f"the loss became {bad_loss}" if bad_loss != bad_loss
                 or abs(bad_loss) == float("inf")
                 else f"a gradient became NaN or infinite (loss {bad_loss:.4g})")
+        if stalled >= 0:
+            k = int(stalled)
+            name = self.names[k] if k < len(self.names) else f"parameter {k}"
+            from .precision import LossScaler
+
+            what = (
+                f"under {self.policy} no step succeeded for "
+                f"{LossScaler.stall_limit} batches in a row: the gradients are "
+                f"not finite at any loss scale (first non-finite: {name}), so "
+                "this is NaN, not a float16 overflow"
+            )
         msg = (
             f"training diverged: {what} at epoch {epoch + 1}, batch "
             f"{int(first_bad) + 1} of {batches}; the weights are those from "

@@ -41,6 +41,8 @@ class Model(Layer):
     stop_training = False
     loss = None
     optimizer = None
+    #: the float16 loss scaler, kept between fits and in checkpoints
+    loss_scaler = None
     #: metrics set by :meth:`compile` (``None``: chosen per loss)
     metrics = None
 
@@ -120,8 +122,10 @@ class Model(Layer):
                                  self.backend)
         finite = policy.unscale(optimizer.params)  # unscaled; finite (float16)?
         if guard is not None:
-            guard.step(optimizer, value, finite,
-                       overflow_skips=policy.scaler is not None)
+            scaler = policy.scaler
+            guard.step(optimizer, value, finite, overflow_skips=scaler is not None,
+                       stalled=policy.stalled(finite),
+                       bad_param=scaler._first_bad_now if scaler else None)
         else:
             optimizer.step(where=finite)
         policy.update(finite)
@@ -245,7 +249,7 @@ class Model(Layer):
         optimizer = self._resolve_optimizer(optimizer)
         self._warn_untrained(optimizer)
         metric_list = self._metrics(metrics, loss)
-        policy = Precision(precision, self.backend)
+        policy = Precision(precision, self.backend, scaler=self.loss_scaler)
         world = distributed.current()
         rng = rng or shuffle_generator(world)
         callbacks = _checked_callbacks(callbacks)
@@ -275,12 +279,15 @@ class Model(Layer):
 
         # -- train ---------------------------------------------------------------
         self.loss, self.optimizer = loss, optimizer
+        if policy.scaler is not None:  # training state: the next fit goes on
+            self.loss_scaler = policy.scaler
         if world.size > 1:  # every rank starts from rank 0's weights and state
             broadcast_state(world, self, optimizer)
         for cb in callbacks:
             cb.model = self
         meters = Meters(self.backend, metric_list)
-        guard = StepGuard(self.backend)
+        guard = StepGuard(self.backend, names=_parameter_names(self, optimizer),
+                          policy=precision)
         history = History()
         self.stop_training = False
         try:
@@ -304,7 +311,7 @@ class Model(Layer):
                     meters.reduce(world)  # data-parallel: over every rank
                     # the epoch's one host read: figures and the guard's verdict
                     logs, verdict = meters.read(guard.totals())
-                    StepGuard.check(verdict, epoch=epoch, batches=guard.batch,
+                    guard.check(verdict, epoch=epoch, batches=guard.batch,
                                     lr=optimizer.lr, history=history)
                     if world.size > 1:
                         average_buffers(world, self)  # one model on every rank
@@ -671,6 +678,20 @@ def _check_shards(model, source, world) -> None:
             "change batch_size or drop the last few samples"
         )
         raise ValueError(msg)
+
+
+def _parameter_names(model, optimizer) -> list[str]:
+    """``"<dotted name> (<layer class>)"`` of each of the optimizer's
+    parameters, for error messages."""
+    from ..layers.base import walk_layers
+
+    owners = {}
+    for layer in walk_layers(model):
+        for p in getattr(layer, "_params", {}).values():
+            owners.setdefault(id(p), type(layer).__name__)
+    names = {id(p): f"{n} ({owners.get(id(p), '?')})"
+             for n, p in model.named_parameters()}
+    return [names.get(id(p), repr(p)) for p in optimizer.params]
 
 
 def _shard(world):

@@ -13,7 +13,11 @@ float16 overflows beyond 65504, so its gradients are scaled: the loss
 gradient is multiplied by a scale before the backward pass and the weight
 gradients divided by it after; a step whose gradients overflow is skipped
 (on the device) and the scale halved; after 2000 good steps in a row it is
-doubled. bfloat16 has float32's range and needs no scaling.
+doubled. bfloat16 has float32's range and needs no scaling. The scaler is
+training state: it stays on the model between `fit` calls
+(``model.loss_scaler``) and in checkpoints. 32 skipped steps in a row are
+not an overflow any more (NaN gradients, or a forward pass beyond float16's
+range): the run stops with :class:`TrainingDivergedError`.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ class LossScaler:
     65536.0
     """
 
+    #: consecutive skipped steps after which the run is stuck, not
+    #: overflowing: the scale has fallen from 2**16 to 2**-16, so the
+    #: gradients are NaN (or the float16 forward itself overflows)
+    stall_limit = 32
+
     def __init__(self, backend, init_scale: float = 2.0**16,
                  growth_factor: float = 2.0, backoff_factor: float = 0.5,
                  growth_interval: int = 2000) -> None:
@@ -69,6 +78,9 @@ class LossScaler:
         self.growth_interval = int(growth_interval)
         self.scale = xp.asarray(float(init_scale), dtype=xp.float32, device=dev)
         self.growth_tracker = xp.asarray(0, dtype=xp.int32, device=dev)
+        self.skipped = xp.asarray(0, dtype=xp.int32, device=dev)
+        self.first_bad = xp.asarray(-1, dtype=xp.int32, device=dev)
+        self._first_bad_now = self.first_bad
 
     def scale_gradient(self, dy):
         """``dy * scale`` (the loss gradient, before the backward pass)."""
@@ -77,19 +89,33 @@ class LossScaler:
 
     def unscale(self, params):
         """Divide every gradient by the scale; return whether all are finite
-        (a 0-d boolean array, no host read)."""
-        xp = self.backend.xp
+        (a 0-d boolean array, no host read). Remembers which parameter was
+        the first non-finite one, for :meth:`stalled`."""
+        xp, dev = self.backend.xp, self.backend.device
         inv = 1.0 / self.scale
+        flags = []
         for p in params:
             if p.grad is not None:
                 p.grad = p.grad * xp.astype(inv, p.grad.dtype)
-        sq = grad_sq_norm(params)
-        return xp.asarray(True, device=self.backend.device) if sq is None else (
-            xp.isfinite(sq))
+                flags.append(xp.isfinite(grad_sq_norm([p])))
+            else:
+                flags.append(xp.asarray(True, device=dev))
+        if not flags:
+            return xp.asarray(True, device=dev)
+        finite = xp.stack(flags)
+        self._first_bad_now = xp.astype(xp.argmax(xp.astype(~finite, xp.int32)),
+                                        xp.int32)
+        return xp.all(finite)
+
+    def stalled(self, finite):
+        """Whether this step, skipped, makes :attr:`stall_limit` skipped
+        steps in a row (a 0-d boolean, no host read)."""
+        return ~finite & (self.skipped + 1 >= self.stall_limit)
 
     def update(self, finite) -> None:
         """Back off after an overflow, grow after `growth_interval` good
-        steps, on the device (``torch._amp_update_scale_``)."""
+        steps, on the device (``torch._amp_update_scale_``); count the
+        skipped steps in a row."""
         xp = self.backend.xp
         grown = self.growth_tracker + 1
         due = finite & (grown >= self.growth_interval)
@@ -100,11 +126,33 @@ class LossScaler:
             xp.where(due & xp.isfinite(bigger), bigger, self.scale))
         self.growth_tracker = xp.where(finite & ~due, grown,
                                        xp.zeros_like(grown))
+        starts = ~finite & (self.skipped == 0)  # the first skip of a run
+        self.first_bad = xp.where(starts, self._first_bad_now, self.first_bad)
+        self.skipped = xp.where(finite, xp.zeros_like(self.skipped),
+                                self.skipped + 1)
 
     def state_dict(self) -> dict:
         """The scale and the good-step count, as Python numbers."""
         return {"scale": float(self.scale),
                 "growth_tracker": int(self.growth_tracker)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned.
+
+        Raises
+        ------
+        ValueError
+            A scale that is not a finite positive number, or a negative count.
+        """
+        import math
+
+        scale, tracker = float(state["scale"]), int(state["growth_tracker"])
+        if not (math.isfinite(scale) and scale > 0) or tracker < 0:
+            msg = f"invalid loss-scale state {state!r}"
+            raise ValueError(msg)
+        xp, dev = self.backend.xp, self.backend.device
+        self.scale = xp.asarray(scale, dtype=xp.float32, device=dev)
+        self.growth_tracker = xp.asarray(tracker, dtype=xp.int32, device=dev)
 
 
 class Precision:
@@ -126,7 +174,7 @@ class Precision:
         array-api-strict neither half type).
     """
 
-    def __init__(self, policy: str, backend) -> None:
+    def __init__(self, policy: str, backend, scaler=None) -> None:
         if policy not in POLICIES:
             msg = f"unknown precision {policy!r}; choose one of {sorted(POLICIES)}"
             raise ValueError(msg)
@@ -148,7 +196,13 @@ class Precision:
                     "or jax backend (both have float16 and bfloat16)"
                 )
                 raise TypeError(msg) from None
-        self.scaler = LossScaler(backend) if half == "float16" else None
+        self.scaler = None
+        if half == "float16":  # the model's scaler goes on where it stopped
+            self.scaler = scaler if scaler is not None else LossScaler(backend)
+            if self.scaler.backend is not backend:  # the model moved
+                moved = LossScaler(backend)
+                moved.load_state_dict(self.scaler.state_dict())
+                self.scaler = moved
 
     @property
     def mixed(self) -> bool:
@@ -214,6 +268,11 @@ class Precision:
         if self.scaler is None:
             return None
         return self.scaler.unscale(params)
+
+    def stalled(self, finite):
+        """A 0-d boolean: the loss scale has skipped too many steps in a row
+        (float16; None otherwise)."""
+        return None if self.scaler is None else self.scaler.stalled(finite)
 
     def update(self, finite) -> None:
         """Advance the loss scale after a step (float16 only)."""
