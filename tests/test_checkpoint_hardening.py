@@ -341,3 +341,24 @@ def test_an_optimizer_over_some_parameters_round_trips(tmp_path):
     assert loaded.optimizer.params[0] is loaded[2].W
     np.testing.assert_array_equal(to_np(loaded.optimizer.state[0]["m"]),
                                   to_np(opt.state[0]["m"]))
+
+
+def test_a_huge_max_len_in_a_checkpoint_costs_nothing_until_used(tmp_path):
+    """A small file naming PositionalEncoding(max_len=10**6) must not make
+    predict allocate the whole table (10**8 tried to take 6 GB)."""
+    model = portnn.Sequential(portnn.PositionalEncoding(max_len=10**6, d_model=16),
+                              portnn.Dense(16, 2))
+    model.save(tmp_path / "pe.safetensors")
+    assert (tmp_path / "pe.safetensors").stat().st_size < 4096
+    loaded = portnn.load(tmp_path / "pe.safetensors", backend="numpy")
+    x = np.zeros((4, 7, 16), np.float32)
+    tracemalloc.start()
+    try:
+        out = loaded.predict(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, peak  # the table of 10**6 positions: 128 MB
+    small = portnn.PositionalEncoding(max_len=7, d_model=16)
+    np.testing.assert_allclose(to_np(out), to_np(loaded[1](small(
+        portnn.backends.get("numpy").asarray(x)))), rtol=1e-6)

@@ -56,17 +56,19 @@ class PositionalEncoding(Layer):
                 rng=rng))
         self._table = None  # the fixed table, made for the input's backend
 
-    def _sinusoids(self, x):
+    def _sinusoids(self, x, rows: int):
+        """The first `rows` rows of the table: only the positions used are
+        computed (a max_len of 10**8 read from a file costs nothing until a
+        sequence that long arrives)."""
         backend = backend_of(x) or self.backend
         xp, dev = backend.xp, x.device
         half = (self.d_model + 1) // 2
-        pos = xp.reshape(xp.arange(self.max_len, dtype=xp.float64, device=dev),
-                         (-1, 1))
+        pos = xp.reshape(xp.arange(rows, dtype=xp.float64, device=dev), (-1, 1))
         rate = xp.exp(xp.arange(half, dtype=xp.float64, device=dev)
                       * (-2.0 * math.log(10000.0) / self.d_model))
         angle = pos * rate
         table = xp.reshape(xp.stack([xp.sin(angle), xp.cos(angle)], axis=-1),
-                           (self.max_len, 2 * half))
+                           (rows, 2 * half))
         return xp.astype(table[:, :self.d_model], x.dtype)
 
     def forward(self, x, training=False):
@@ -81,8 +83,9 @@ class PositionalEncoding(Layer):
             table = self.P.value
         else:
             table = self._table
-            if table is None or type(table) is not type(x) or table.dtype != x.dtype:
-                self._table = table = self._sinusoids(x)
+            if (table is None or type(table) is not type(x) or table.dtype != x.dtype
+                    or table.shape[0] < x.shape[1]):
+                self._table = table = self._sinusoids(x, int(x.shape[1]))
         self._steps = x.shape[1]
         return x + table[:x.shape[1], :]
 
