@@ -221,3 +221,73 @@ def test_csv_logger_appends_new_columns_under_a_consistent_header(tmp_path):
     assert rows[0]["accuracy"] and rows[0]["f1_macro"] == ""  # old rows kept
     assert rows[2]["f1_macro"] and rows[2]["val_loss"] and rows[2]["accuracy"] == ""
     assert float(rows[2]["lr"]) == pytest.approx(0.001)
+
+
+# -- item 26: steps ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("steps", [0, -1, 2.5, "3", True])
+def test_steps_are_validated_up_front(steps):
+    x, y = _data()
+    model = _model()
+    for call in (lambda: model.fit([(x, y)], loss="cross_entropy", verbose=0,
+                                   steps_per_epoch=steps),
+                 lambda: model.fit(x, y, loss="cross_entropy", verbose=0,
+                                   validation_data=[(x, y)],
+                                   validation_steps=steps),
+                 lambda: model.evaluate([(x, y)], loss="cross_entropy", steps=steps),
+                 lambda: model.predict([(x, y)], steps=steps)):
+        with pytest.raises(ValueError, match="must be a positive int .*or None"):
+            call()
+    assert model.optimizer is None
+
+
+def test_a_reiterable_shorter_than_steps_per_epoch_is_refused():
+    x, y = _data()
+    batches = [(x[:32], y[:32]), (x[32:], y[32:])]
+    with pytest.raises(ValueError, match="steps_per_epoch=5 but the iterable holds 2"):
+        _model().fit(batches, loss="cross_entropy", steps_per_epoch=5, verbose=0)
+
+    class Unsized:  # re-iterable, no len: found out while training
+        def __iter__(self):
+            return iter(batches)
+
+    with pytest.raises(ValueError, match="ended after 2 batches of an epoch of "
+                                         "steps_per_epoch=3"):
+        _model().fit(Unsized(), loss="cross_entropy", steps_per_epoch=3, verbose=0)
+
+
+# -- item 28: lazy models ------------------------------------------------------------
+
+
+def _lazy():
+    portnn.seed(0)
+    return portnn.Sequential(portnn.Dense(8), portnn.ReLU(), portnn.Dense(2))
+
+
+def test_a_failed_fit_leaves_a_lazy_model_unbuilt():
+    x, y = _data()
+    model = _lazy()
+    with pytest.raises(ValueError):  # a label out of range: validation fails
+        model.fit(x, y + 5, loss="cross_entropy", verbose=0)
+    assert model.layers[0].W.shape == (None, 8)
+    wide = np.ones((64, 9), np.float32)
+    model.fit(wide, y, loss="cross_entropy", verbose=0, epochs=1)
+    assert model.layers[0].W.shape == (9, 8)
+    eager = _lazy()
+    eager.build((9,))
+    fresh = _lazy()
+    with pytest.raises(ValueError):
+        fresh.fit(x, y + 5, loss="cross_entropy", verbose=0)
+    fresh.build((9,))  # the failure drew nothing: the same weights as eager
+    np.testing.assert_array_equal(to_np(fresh.layers[0].W.value),
+                                  to_np(eager.layers[0].W.value))
+
+
+def test_a_failed_predict_leaves_a_lazy_model_unbuilt():
+    model = portnn.Sequential(portnn.Dense(8), portnn.Flatten(), portnn.Dense(16, 2))
+    with pytest.raises(ValueError):  # built for 4 features, then 24 != 16 fails
+        model.predict(np.ones((3, 3, 4), np.float32))
+    assert model.layers[0].W.shape == (None, 8)
+    assert model.predict(np.ones((3, 2, 5), np.float32)).shape == (3, 2)
+    assert model.layers[0].W.shape == (5, 8)

@@ -137,6 +137,13 @@ def _host_indices(lo, hi):
     return host.xp.arange(lo, hi, dtype=host.xp.int64)
 
 
+def _len(iterable):
+    try:
+        return len(iterable)
+    except TypeError:
+        return None
+
+
 class IterableSource:
     """Batches from an iterable: all of it each epoch, or `steps` batches an
     epoch from an endless (or one-shot) iterator."""
@@ -161,6 +168,12 @@ class IterableSource:
 
     def first(self):
         """The first batch, kept to be trained on (for up-front checks)."""
+        size = self.n_batches if self.steps is None else _len(self.iterable)
+        if self.steps is not None and size is not None and size < self.steps:
+            msg = (f"steps_per_epoch={self.steps} but the iterable holds {size} "
+                   f"batches; pass steps_per_epoch={size} or fewer (or None: all "
+                   "of it each epoch)")
+            raise ValueError(msg)
         if not self._peeked:
             self._it = iter(self.iterable)
             try:
@@ -182,6 +195,12 @@ class IterableSource:
                 try:
                     item = next(self._it)
                 except StopIteration:
+                    if self.steps is not None and count:
+                        msg = (f"the iterable ended after {count} batches of an "
+                               f"epoch of steps_per_epoch={self.steps}: make it "
+                               "endless (a generator with a while loop) or pass "
+                               f"steps_per_epoch={count}")
+                        raise ValueError(msg) from None
                     break
             count += 1
             yield item

@@ -701,7 +701,8 @@ def greater_is_better(name: str) -> bool:
 
     Examples
     --------
-    >>> [greater_is_better(n) for n in ("val_roc_auc", "val_loss", "neg_mean_absolute_error", "mse")]
+    >>> names = ("val_roc_auc", "val_loss", "neg_mean_absolute_error", "mse")
+    >>> [greater_is_better(n) for n in names]
     [True, False, True, False]
     """
     base = name[4:] if name.startswith("val_") else name

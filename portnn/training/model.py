@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from .. import distributed
 from .. import losses as losses_mod
 from .. import optim as optim_mod
@@ -243,39 +245,44 @@ class Model(Layer):
         True
         """
         # -- validate everything before changing anything --------------------
-        epochs = _positive_int("epochs", epochs)
-        batch_size = _positive_int("batch_size", batch_size)
-        loss = self._resolve_loss(loss)
-        optimizer = self._resolve_optimizer(optimizer)
-        self._warn_untrained(optimizer)
-        metric_list = self._metrics(metrics, loss)
-        policy = Precision(precision, self.backend, scaler=self.loss_scaler)
-        world = distributed.current()
-        rng = rng or shuffle_generator(world)
-        callbacks = _checked_callbacks(callbacks)
-        _check_verbose(verbose)
-        self._check_head(loss)
-        inputs = Inputs(self, loss, prefetch=prefetch, shard=_shard(world))
-        if validation_split and validation_data is None:
-            (x, y, sample_weight), validation_data = inputs.split(
-                x, y, sample_weight, validation_split)
-        source = inputs.source(x, y, sample_weight, batch_size=batch_size,
-                               shuffle=shuffle, rng=rng, steps=steps_per_epoch)
-        validation = None
-        if validation_data is not None:
-            vx, vy, vw = validation_pair(validation_data)
-            validation = inputs.source(vx, vy, vw, batch_size=max(batch_size, 256),
-                                       steps=validation_steps)
-        _check_shards(self, source, world)
-        weigh = None
-        if class_weight is not None:
-            weigh = ClassWeights(class_weight, loss, inputs.sample_pred, self.backend)
-        schedule = _schedule_callback(lr_schedule, optimizer, callbacks)
-        if schedule is not None:
-            callbacks.insert(0, schedule)
-        if verbose and world.rank == 0:  # only the main rank prints
-            callbacks.append(ProgressBar(epochs, source.n_batches,
-                                         live=verbose != 2))
+        with self._tentative_build():  # lazy layers: built only if valid
+            epochs = _positive_int("epochs", epochs)
+            batch_size = _positive_int("batch_size", batch_size)
+            steps_per_epoch = _steps("steps_per_epoch", steps_per_epoch)
+            validation_steps = _steps("validation_steps", validation_steps)
+            loss = self._resolve_loss(loss)
+            optimizer = self._resolve_optimizer(optimizer)
+            self._warn_untrained(optimizer)
+            metric_list = self._metrics(metrics, loss)
+            policy = Precision(precision, self.backend, scaler=self.loss_scaler)
+            world = distributed.current()
+            rng = rng or shuffle_generator(world)
+            callbacks = _checked_callbacks(callbacks)
+            _check_verbose(verbose)
+            self._check_head(loss)
+            inputs = Inputs(self, loss, prefetch=prefetch, shard=_shard(world))
+            if validation_split and validation_data is None:
+                (x, y, sample_weight), validation_data = inputs.split(
+                    x, y, sample_weight, validation_split)
+            source = inputs.source(x, y, sample_weight, batch_size=batch_size,
+                                   shuffle=shuffle, rng=rng, steps=steps_per_epoch)
+            validation = None
+            if validation_data is not None:
+                vx, vy, vw = validation_pair(validation_data)
+                validation = inputs.source(vx, vy, vw,
+                                           batch_size=max(batch_size, 256),
+                                           steps=validation_steps)
+            _check_shards(self, source, world)
+            weigh = None
+            if class_weight is not None:
+                weigh = ClassWeights(class_weight, loss, inputs.sample_pred,
+                                     self.backend)
+            schedule = _schedule_callback(lr_schedule, optimizer, callbacks)
+            if schedule is not None:
+                callbacks.insert(0, schedule)
+            if verbose and world.rank == 0:  # only the main rank prints
+                callbacks.append(ProgressBar(epochs, source.n_batches,
+                                             live=verbose != 2))
 
         # -- train ---------------------------------------------------------------
         self.loss, self.optimizer = loss, optimizer
@@ -345,12 +352,14 @@ class Model(Layer):
             the device once.
         """
         batch_size = _positive_int("batch_size", batch_size)
+        steps = _steps("steps", steps)
         loss = self._resolve_loss(loss)
         metric_list = self._metrics(metrics, loss)
         refuse_text(y)
-        source = Inputs(self, loss, prefetch=prefetch,
-                        shard=_shard(distributed.current())).source(
-            x, y, sample_weight, batch_size=batch_size, steps=steps)
+        with self._tentative_build():
+            source = Inputs(self, loss, prefetch=prefetch,
+                            shard=_shard(distributed.current())).source(
+                x, y, sample_weight, batch_size=batch_size, steps=steps)
         with validated_data():
             return self._evaluate(source, loss, metric_list)
 
@@ -374,6 +383,11 @@ class Model(Layer):
         an iterable of batches (their ``x``)."""
         if batch_size is not None:
             batch_size = _positive_int("batch_size", batch_size)
+        steps = _steps("steps", steps)
+        with self._tentative_build():  # a failed call leaves lazy layers unbuilt
+            return self._predict(x, batch_size, steps, prefetch)
+
+    def _predict(self, x, batch_size, steps, prefetch):
         world = distributed.current()
         if world.size > 1 and not _is_stream(x):
             # each rank its contiguous share of the rows; gathered in order
@@ -422,9 +436,40 @@ class Model(Layer):
             raise ValueError(msg)
         xp, b = self.backend.xp, self.backend
         dtype = xp.int64 if self.integer_input else self._model_dtype()
-        self._build_lazy(xp.zeros((1, *shape), dtype=dtype, device=b.device))
+        with self._tentative_build():
+            self._build_lazy(xp.zeros((1, *shape), dtype=dtype, device=b.device))
         self._input_shape = shape
         return self
+
+    @contextlib.contextmanager
+    def _tentative_build(self):
+        """Lazy layers built inside are unbuilt again if the block fails
+        (a bad input must not leave them sized for it), and the generator
+        goes back to where it was (a retry draws the same weights)."""
+        if not any(None in p.shape for p in self.parameters()):
+            yield
+            return
+        from ..layers.base import walk_layers
+        from ..random import global_generator
+
+        generator = global_generator()
+        rng = generator.get_state()
+        saved = []
+        for layer in walk_layers(self):
+            params = [(p, {k: getattr(p, k) for k in p.__slots__})
+                      for p in getattr(layer, "_params", {}).values()]
+            saved.append((layer, dict(layer.__dict__), params))
+        try:
+            yield
+        except BaseException:
+            for layer, attrs, params in saved:
+                layer.__dict__.clear()
+                layer.__dict__.update(attrs)
+                for p, slots in params:
+                    for k, v in slots.items():
+                        setattr(p, k, v)
+            generator.set_state(rng)
+            raise
 
     def _build_lazy(self, x) -> None:
         """Size the lazy layers on `x` (one sample), then draw their weights
@@ -810,6 +855,18 @@ def _ends_linear(model) -> bool:
     last = _last_layer(model)
     return type(last).__name__ in ("Dense", "Conv1D", "Conv2D") and (
         last.activation is None)
+
+
+def _steps(name, value):
+    """None, or batches per epoch of an iterable: a positive int."""
+    if value is None:
+        return None
+    try:
+        return _positive_int(name, value)
+    except ValueError:
+        msg = (f"{name} must be a positive int (batches taken from an iterable "
+               f"each epoch) or None (all of it), got {value!r}")
+        raise ValueError(msg) from None
 
 
 def _positive_int(name, value) -> int:
