@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from typing import Any
 
 from . import init as init_mod
@@ -22,7 +23,8 @@ from .backends import backend_of, get, get_backend, use_backend
 from .layers.base import Layer
 from .safetensors import CheckpointError, SafetensorsFile, read, write_atomic
 
-__all__ = ["CheckpointError", "load", "read_tensors", "register_layer", "save"]
+__all__ = ["CheckpointError", "load", "read_tensors", "register_layer",
+           "register_loss", "save"]
 
 FORMAT = "portnn-checkpoint"
 VERSION = 1
@@ -47,6 +49,33 @@ def register_layer(cls: type, name: str | None = None) -> type:
         msg = f"register_layer takes a Layer subclass, got {cls!r}"
         raise TypeError(msg)
     _LAYERS[name or cls.__name__] = cls
+    return cls
+
+
+_LOSSES: dict[str, type] = {}
+
+
+def register_loss(cls: type, name: str | None = None) -> type:
+    """Allow checkpoints to rebuild losses of class `cls` (usable as a
+    decorator), as :func:`register_layer` does for layers. Its
+    ``get_config()`` (by default its public attributes) must be JSON data.
+    A loss that cannot be rebuilt never stops a load: the model and its
+    optimizer load, with a warning that the loss must be given again.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> @portnn.checkpoint.register_loss
+    ... class HalfMSE(portnn.MSE):
+    ...     def forward(self, pred, target):
+    ...         return 0.5 * super().forward(pred, target)
+    ...     def backward(self):
+    ...         return 0.5 * super().backward()
+    """
+    if not (isinstance(cls, type) and issubclass(cls, losses_mod.Loss)):
+        msg = f"register_loss takes a Loss subclass, got {cls!r}"
+        raise TypeError(msg)
+    _LOSSES[name or cls.__name__] = cls
     return cls
 
 
@@ -179,8 +208,9 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
     }
     loss = getattr(model, "loss", None)
     if isinstance(loss, losses_mod.Loss):
-        meta["portnn.loss"] = json.dumps({"class": type(loss).__name__,
-                                          "config": loss.get_config()})
+        entry = _loss_entry(loss)
+        if entry is not None:
+            meta["portnn.loss"] = entry
     if optimizer is None:
         optimizer = getattr(model, "optimizer", None)
     if optimizer is not None:
@@ -278,7 +308,7 @@ def load(path, backend=None, restore_rng: bool = False):
         arch = _json(meta, "portnn.architecture", where, required=True)
         rng_state = _rng_state(_json(meta, "portnn.rng", where, required=True), where)
         opt_spec = _json(meta, "portnn.optimizer", where)
-        loss_spec = _json(meta, "portnn.loss", where)
+        loss_spec = meta.get("portnn.loss")  # parsed where it may fail alone
         sched_spec = _json(meta, "portnn.scheduler", where)
         scaler = _loss_scaler(_json(meta, "portnn.loss_scale", where), backend, where)
         with use_backend(backend), init_mod.deferred():
@@ -455,15 +485,45 @@ def _construct(cls, args, config, where, what):
         raise CheckpointError(msg) from None
 
 
+def _loss_entry(loss):
+    """The loss as checkpoint metadata, or None (with a warning) when its
+    configuration is not JSON data: the weights are saved all the same."""
+    name = type(loss).__name__
+    try:
+        config = {k: _host(v).tolist() if hasattr(v, "shape") else v
+                  for k, v in loss.get_config().items()}  # class weights
+        return json.dumps({"class": name, "config": config}, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        warnings.warn(
+            f"the loss {name} is not saved in the checkpoint (its get_config() "
+            f"is not JSON data: {exc}); the model and optimizer are. Give the "
+            "loss again after loading (model.compile(loss=...)), or implement "
+            "get_config() with plain numbers and strings",
+            UserWarning, stacklevel=3)
+        return None
+
+
 def _build_loss(spec, where):
+    """The saved loss, or None with a warning when it cannot be rebuilt: a
+    loss never costs the user the weights."""
     if spec is None:
         return None
-    name, config = _spec(spec, where, "loss")
-    cls = _concrete(losses_mod, losses_mod.Loss, name)
-    if cls is None:
-        msg = f"{where}: unknown loss class {name!r}"
-        raise CheckpointError(msg)
-    return _construct(cls, (), config, where, "loss")
+    try:
+        spec = _json({"portnn.loss": spec}, "portnn.loss", where)
+        name, config = _spec(spec, where, "loss")
+        cls = _LOSSES.get(name) or _concrete(losses_mod, losses_mod.Loss, name)
+        if cls is None:
+            msg = (f"{name!r} is not a portnn loss; register its class with "
+                   "portnn.checkpoint.register_loss before loading")
+            raise CheckpointError(msg)
+        return _construct(cls, (), config, where, "loss")
+    except CheckpointError as exc:
+        why = str(exc).removeprefix(f"{where}: ")
+        warnings.warn(
+            f"{where}: the model and optimizer are loaded, but not the loss: "
+            f"{why}. Give the loss again (model.compile(loss=...) or "
+            "fit(loss=...))", UserWarning, stacklevel=3)
+        return None
 
 
 def _build_optimizer(spec, f, model, where):

@@ -258,3 +258,53 @@ def test_csv_logger(tmp_path):
     _model().fit(x, y, loss="cross_entropy", epochs=1, verbose=0,
                  callbacks=[portnn.CSVLogger(path, append=True)])
     assert len(path.read_text().splitlines()) == 5
+
+
+class _ScaledMSE(portnn.MSE):
+    """A user's loss: MSE times a factor (its config: the factor)."""
+
+    def __init__(self, factor=2.0):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, pred, target):
+        return self.factor * super().forward(pred, target)
+
+    def backward(self):
+        return self.factor * super().backward()
+
+
+def test_a_registered_custom_loss_round_trips(tmp_path):
+    portnn.checkpoint.register_loss(_ScaledMSE)
+    model = portnn.Sequential(portnn.Dense(3, 1))
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)
+    model.fit(x, y, loss=_ScaledMSE(3.0), verbose=0)
+    model.save(tmp_path / "m.safetensors")
+    loaded = portnn.load(tmp_path / "m.safetensors")
+    assert type(loaded.loss) is _ScaledMSE and loaded.loss.factor == 3.0
+    loaded.fit(x, y, verbose=0)  # no loss given: the saved one
+
+
+def test_a_loss_whose_config_is_not_json_saves_the_weights(tmp_path):
+    class _Hooked(portnn.MSE):
+        def __init__(self, hook=None):
+            super().__init__()
+            self.hook = hook  # a function: not JSON data
+
+    model = portnn.Sequential(portnn.Dense(3, 1))
+    model.fit(np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32),
+              loss=_Hooked(print), verbose=0)
+    with pytest.warns(UserWarning, match="loss _Hooked is not saved.*Give the"):
+        model.save(tmp_path / "m.safetensors")
+    loaded = portnn.load(tmp_path / "m.safetensors")
+    assert loaded.loss is None and loaded.optimizer is not None
+    np.testing.assert_array_equal(to_np(loaded[0].W.value), to_np(model[0].W.value))
+
+
+def test_class_weights_given_as_an_array_are_saved_with_the_loss(tmp_path):
+    model = portnn.Sequential(portnn.Dense(3, 2))
+    model.fit(np.ones((8, 3), np.float32), np.array([0, 1] * 4), verbose=0,
+              loss=portnn.CrossEntropy(weight=np.array([1.0, 3.0], np.float32)))
+    model.save(tmp_path / "m.safetensors")
+    loaded = portnn.load(tmp_path / "m.safetensors")
+    assert np.allclose(to_np(loaded.loss.weight), [1.0, 3.0])

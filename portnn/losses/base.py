@@ -137,8 +137,15 @@ class Loss:
         raise ValueError(msg)
 
     def get_config(self) -> dict:
-        """Constructor arguments (the public attributes)."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        """Constructor arguments: the public attributes the constructor
+        takes (all of them if it takes ``**kwargs``), so a subclass with
+        its own signature is rebuilt by ``cls(**config)``."""
+        import inspect
+
+        params = inspect.signature(type(self).__init__).parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        return {k: v for k, v in vars(self).items()
+                if not k.startswith("_") and (takes_any or k in params)}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(reduction={self.reduction!r})"
