@@ -746,19 +746,61 @@ def _shard(world):
 
 def shuffle_generator(world):
     """The shuffles' generator: the context's, or, in a world of several
-    ranks, one every rank shares (seeded by rank 0), so that every rank
-    draws the same global permutation however many dropout masks each
-    drew."""
+    ranks, a copy of rank 0's (the same seed and counter) on every rank,
+    taken when the first permutation is drawn. Every rank then draws the
+    permutations one process would (however many dropout masks each draws
+    from its own), so K ranks reach one process's weights with shuffling."""
     if world.size == 1:
         return global_generator()
-    from ..random import Generator
+    return _RankZeroCopy(world)
 
+
+class _RankZeroCopy:
+    """Rank 0's generator as it stands at the first draw, on every rank
+    (each rank makes that first draw at the same point of the loop, the
+    first epoch's shuffle, where the copy is one collective)."""
+
+    def __init__(self, world) -> None:
+        self.world = world
+        self._generator = None
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._generator is None:
+            from ..random import Generator
+
+            state = global_generator().get_state()
+            seed, counter = _broadcast_ints(self.world, [state["seed"],
+                                                         state["counter"]])
+            self._generator = Generator(seed)
+            self._generator.set_state({"seed": seed, "counter": counter})
+        return getattr(self._generator, name)
+
+
+def _broadcast_ints(world, values: list[int]) -> list[int]:
+    """Rank 0's non-negative ints below 2**128 on every rank, exactly (as
+    16-bit pieces, each exact in a float32 or float64 array)."""
     b = world.backend
-    mine = global_generator().get_state()
-    seed = world.broadcast(b.asarray([mine["seed"] % 2**52, mine["counter"] % 2**52],
-                                     dtype=_float64(b)))
-    seed, counter = (int(v) for v in b.to_numpy(seed).tolist())
-    return Generator(seed ^ (counter * 0x9E3779B97F4A7C15 % 2**62))
+    pieces = []
+    for v in values:
+        if not 0 <= v < 2**128:
+            msg = f"cannot share {v} across ranks: it must be in [0, 2**128)"
+            raise ValueError(msg)
+        words = []
+        for _ in range(8):
+            words.append(float(v & 0xFFFF))
+            v >>= 16
+        pieces.extend(words[::-1])
+    got = [int(p) for p in b.to_numpy(world.broadcast(
+        b.asarray(pieces, dtype=_float64(b)))).tolist()]
+    out = []
+    for i in range(len(values)):
+        v = 0
+        for word in got[8 * i:8 * i + 8]:
+            v = (v << 16) | word
+        out.append(v)
+    return out
 
 
 def _float64(backend):
