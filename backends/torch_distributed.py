@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import socket
 
-from portnn.distributed.comm import Communicator
+from portnn.distributed.comm import Communicator, collective_timeout
 
 
 def meeting_point(rank: int) -> str:
@@ -33,17 +33,24 @@ class TorchCommunicator(Communicator):
 
     engine = "torch.distributed"
 
-    def __init__(self, backend, rank=None, size=None, local_rank=0) -> None:
+    def __init__(self, backend, rank=None, size=None, local_rank=0,
+                 timeout=None) -> None:
+        import datetime
+
         import torch.distributed as dist
 
         self._dist = dist
+        self.timeout = collective_timeout(timeout)
         if not dist.is_initialized():
             kind = "nccl" if backend.device.type == "cuda" else "gloo"
+            # the engine's own bound on every collective
+            limit = datetime.timedelta(seconds=self.timeout)
             if "RANK" in os.environ and "MASTER_ADDR" in os.environ:  # torchrun
-                dist.init_process_group(backend=kind, init_method="env://")
+                dist.init_process_group(backend=kind, init_method="env://",
+                                        timeout=limit)
             else:
                 dist.init_process_group(backend=kind, init_method=meeting_point(rank),
-                                        rank=rank, world_size=size)
+                                        rank=rank, world_size=size, timeout=limit)
         super().__init__(backend, dist.get_rank(), dist.get_world_size(),
                          local_rank or 0)
 

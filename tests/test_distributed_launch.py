@@ -92,3 +92,23 @@ def test_torch_distributed_on_gloo_trains_two_processes_to_the_weights_of_one():
     for r, (p, (out, err)) in enumerate(zip(ranks, outs, strict=True)):
         assert p.returncode == 0, err[-3000:]
         assert out.strip() == f"EQUIVALENT {r} torch.distributed"
+
+
+@pytest.mark.parametrize(("mode", "says"), [
+    # only rank 0 calls fit: its first collective that needs the other rank
+    # (a small broadcast from the root completes alone) gives up, named
+    ("main-only", "rank 0 of 2: all_reduce in train_step waited 3 s"),
+    # sys.exit in a callback skips the abort hook: fit ends the job itself
+    ("exit", "rank 1 of 2 left fit with SystemExit(0)"),
+    # a rank that catches its error: the other's collective gives up
+    ("caught", "rank 0 of 2: all_reduce in train_step waited 3 s"),
+])
+def test_a_rank_that_leaves_never_hangs_the_job(mode, says):
+    start = time.monotonic()
+    done = subprocess.run([_mpiexec(), "-n", "2", sys.executable, JOB, mode, "mpi",
+                           "numpy"], capture_output=True, text=True,
+                          timeout=TIMEOUT,
+                          env=_clean_env(PORTNN_COLLECTIVE_TIMEOUT="3"))
+    assert done.returncode != 0, done.stdout + done.stderr
+    assert says in done.stderr, done.stderr[-3000:]
+    assert time.monotonic() - start < 60

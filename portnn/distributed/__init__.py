@@ -24,16 +24,22 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 
 from ..backends import get, get_backend, set_backend
-from .comm import Communicator, LocalCommunicator, launcher_environment
+from .comm import (
+    CollectiveTimeoutError,
+    Communicator,
+    LocalCommunicator,
+    collective_timeout,
+    launcher_environment,
+)
 
-__all__ = ["Communicator", "init", "shutdown", "current", "rank", "world_size",
-           "local_rank", "is_main", "barrier", "single"]
+__all__ = ["CollectiveTimeoutError", "Communicator", "init", "shutdown", "current",
+           "rank", "world_size", "local_rank", "is_main", "barrier", "single"]
 
 _world: Communicator | None = None
 _single: ContextVar[bool] = ContextVar("portnn_single_process", default=False)
 
 
-def init(engine: str = "auto", backend=None) -> Communicator:
+def init(engine: str = "auto", backend=None, timeout=None) -> Communicator:
     """Join the job the launcher started (a world of one without one).
 
     Parameters
@@ -45,6 +51,13 @@ def init(engine: str = "auto", backend=None) -> Communicator:
         Default: the current backend. On a GPU each rank moves to the
         device of its local rank (``cupy:<local_rank>``,
         ``torch:cuda:<local_rank>``), and that becomes the current backend.
+    timeout : float, optional
+        Seconds a collective waits for the other ranks before it raises
+        :class:`~portnn.distributed.comm.CollectiveTimeoutError` naming the
+        rank and the call (a rank that stopped or never called ``fit``
+        ends the job instead of hanging it). Default
+        ``PORTNN_COLLECTIVE_TIMEOUT``, else 600. MPI and torch.distributed
+        honour it; NCCL through CuPy has no bound.
 
     Returns
     -------
@@ -63,6 +76,7 @@ def init(engine: str = "auto", backend=None) -> Communicator:
                "or 'local'")
         raise ValueError(msg)
     backend = get(backend) if backend is not None else get_backend()
+    timeout = collective_timeout(timeout)
     env = launcher_environment()
     if engine == "local" or (engine == "auto" and not env):
         _world = LocalCommunicator(backend)
@@ -76,7 +90,7 @@ def init(engine: str = "auto", backend=None) -> Communicator:
                    "torch.distributed can join: use the torch backend, or launch "
                    "with mpiexec for MPI")
             raise RuntimeError(msg)
-    _world = _start(engine, backend, env)
+    _world = _start(engine, backend, env, timeout)
     set_backend(backend)
     return _world
 
@@ -89,12 +103,12 @@ def _device_of_local_rank(backend, local: int):
     return backend
 
 
-def _start(engine, backend, env) -> Communicator:
+def _start(engine, backend, env, timeout) -> Communicator:
     if engine == "torch":
         from ..backends.torch_distributed import TorchCommunicator
 
         return TorchCommunicator(backend, env.get("rank"), env.get("size"),
-                                 env.get("local_rank") or 0)
+                                 env.get("local_rank") or 0, timeout=timeout)
     if engine == "nccl":
         try:
             from ..backends.cupy_nccl import NCCLCommunicator
@@ -109,7 +123,7 @@ def _start(engine, backend, env) -> Communicator:
         msg = (f"MPI needs mpi4py ({exc}): pip install 'portnn[mpi]' (mpi4py and "
                "mpich), or pip install mpi4py mpich")
         raise RuntimeError(msg) from exc
-    world = MPICommunicator(backend)
+    world = MPICommunicator(backend, timeout=timeout)
     abort_on_error(world)  # one rank's error ends the job: never a hang
     return world
 

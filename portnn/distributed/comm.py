@@ -9,7 +9,66 @@ nothing here is written on sockets.
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
+
+#: seconds a collective waits for the other ranks before it gives up
+DEFAULT_TIMEOUT = 600.0
+
+
+def collective_timeout(timeout=None) -> float:
+    """`timeout`, else ``PORTNN_COLLECTIVE_TIMEOUT``, else 600 seconds."""
+    if timeout is None:
+        text = os.environ.get("PORTNN_COLLECTIVE_TIMEOUT")
+        if text is None:
+            return DEFAULT_TIMEOUT
+        try:
+            timeout = float(text)
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            msg = (f"PORTNN_COLLECTIVE_TIMEOUT must be a number of seconds > 0, "
+                   f"got {text!r}")
+            raise ValueError(msg)
+        return timeout
+    if not (isinstance(timeout, (int, float)) and timeout > 0):
+        msg = f"timeout must be a number of seconds > 0, got {timeout!r}"
+        raise ValueError(msg)
+    return float(timeout)
+
+
+class CollectiveTimeoutError(TimeoutError):
+    """A collective waited longer than the timeout for the other ranks:
+    one of them stopped (an error it caught, ``sys.exit``) or never called
+    the same function (``if is_main(): fit(...)``)."""
+
+
+def timeout_error(rank: int, size: int, call: str, timeout: float):
+    """The error a rank raises when `call` waited `timeout` seconds."""
+    where = _caller()
+    msg = (
+        f"rank {rank} of {size}: {call}{where} waited {timeout:g} s for the other "
+        "ranks and gave up. A rank has stopped (an exception it caught, "
+        "sys.exit) or does not call the same function: every rank must call "
+        "fit, evaluate and predict (not only the main rank). For steps that "
+        "are slow, raise the limit: portnn.distributed.init(timeout=...) or "
+        "PORTNN_COLLECTIVE_TIMEOUT"
+    )
+    return CollectiveTimeoutError(msg)
+
+
+def _caller() -> str:
+    """`` in <portnn function>``: the first frame outside the engines."""
+    frame = sys._getframe(2)
+    here = os.path.dirname(__file__)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(here) or os.path.basename(name) in (
+                "torch_distributed.py", "cupy_nccl.py")):
+            return f" in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return ""
 
 
 class Communicator:
@@ -21,12 +80,18 @@ class Communicator:
     """
 
     engine = "none"
+    #: seconds a collective waits for the other ranks (see `init`)
+    timeout = DEFAULT_TIMEOUT
 
     def __init__(self, backend, rank: int = 0, size: int = 1,
                  local_rank: int = 0) -> None:
         self.backend = backend
         self.rank, self.size, self.local_rank = int(rank), int(size), int(local_rank)
         self.scratch: dict = {}  # reusable buffers of the gradient all-reduce
+
+    def abort(self, code: int = 1) -> None:
+        """End every rank of the job (the engine's abort where it has one)."""
+        os._exit(code)
 
     def all_reduce(self, x, donate: bool = False) -> Any:
         """The elementwise sum of `x` over every rank.

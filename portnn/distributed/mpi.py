@@ -4,8 +4,10 @@ PyTorch on the CPU), and CuPy through host copies.
 Arrays cross MPI as host buffers: a NumPy array directly (copied once, so
 the caller's array is never written), other backends through their
 ``to_numpy``. Collectives of large arrays are MPI's own (``Allreduce``,
-``Bcast``); a gather of arrays of different lengths goes through mpi4py's
-object layer (used for predictions and metrics, once per call).
+``Bcast``, started non-blocking and waited for at most ``timeout``
+seconds, so a rank that left ends the job with an error instead of a hang);
+a gather of arrays of different lengths goes through mpi4py's object layer
+(used for predictions and metrics, once per call).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 import time
 
 from ..backends import backend_of, get
-from .comm import Communicator
+from .comm import Communicator, collective_timeout, timeout_error
 
 
 class MPICommunicator(Communicator):
@@ -22,7 +24,7 @@ class MPICommunicator(Communicator):
 
     engine = "mpi"
 
-    def __init__(self, backend, comm=None) -> None:
+    def __init__(self, backend, comm=None, timeout=None) -> None:
         from mpi4py import MPI
 
         self._MPI = MPI
@@ -31,6 +33,25 @@ class MPICommunicator(Communicator):
         super().__init__(backend, self.comm.Get_rank(), self.comm.Get_size(),
                          local.Get_rank())
         local.Free()
+        self.timeout = collective_timeout(timeout)
+
+    def _wait(self, request, call: str) -> None:
+        """Wait for a non-blocking collective, at most `timeout` seconds:
+        MPI's blocking collectives wait forever for a rank that left."""
+        if request.Test():
+            return
+        start = time.monotonic()
+        deadline = start + self.timeout
+        # MPI moves a non-blocking collective on only inside MPI calls: spin
+        # on Test (a sleep there made a 9 us all-reduce take 1 ms); a rank
+        # that waits longer than SPIN seconds is waiting for a slow or
+        # missing rank, and polls once a millisecond
+        while not request.Test():
+            now = time.monotonic()
+            if now > deadline:
+                raise timeout_error(self.rank, self.size, call, self.timeout)
+            if now - start > _SPIN_SECONDS:
+                time.sleep(0.001)
 
     def _host(self, x, donate: bool = False):
         """`x`'s backend, and a contiguous host buffer MPI may write into:
@@ -44,21 +65,24 @@ class MPICommunicator(Communicator):
 
     def all_reduce(self, x, donate: bool = False):
         backend, buf = self._host(x, donate)
-        self.comm.Allreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM)
+        self._wait(self.comm.Iallreduce(self._MPI.IN_PLACE, buf, op=self._MPI.SUM),
+                   "all_reduce")
         return buf if buf is x else backend.asarray(buf)
 
     def broadcast(self, x, root: int = 0):
         backend, buf = self._host(x)
-        self.comm.Bcast(buf, root=root)
+        self._wait(self.comm.Ibcast(buf, root=root), "broadcast")
         return backend.asarray(buf)
 
     def all_gather(self, x) -> list:
         backend = backend_of(x) or self.backend
+        # every rank here first (bounded), then mpi4py's gather of objects
+        self._wait(self.comm.Ibarrier(), "all_gather")
         parts = self.comm.allgather(backend.to_numpy(x))
         return [backend.asarray(p) for p in parts]
 
     def barrier(self) -> None:
-        self.comm.Barrier()
+        self._wait(self.comm.Ibarrier(), "barrier")
 
     def abort(self, code: int = 1) -> None:
         """End every rank of the job (after an error on this one)."""
@@ -66,6 +90,7 @@ class MPICommunicator(Communicator):
 
 
 _DRAIN_SECONDS = 0.5
+_SPIN_SECONDS = 0.05
 
 
 def abort_on_error(communicator) -> None:

@@ -331,6 +331,10 @@ class Model(Layer):
                     history.append(epoch, logs)  # last, so callbacks may add figures
                     if self.stop_training:
                         break
+        except SystemExit as exc:
+            if world.size > 1:  # skips the abort hook: the others would wait
+                _abort_world(world, exc)
+            raise
         finally:
             free_caches(loss)  # the last batch's predictions and targets
             for cb in callbacks:  # also when training fails: files close
@@ -737,6 +741,21 @@ def _parameter_names(model, optimizer) -> list[str]:
     names = {id(p): f"{n} ({owners.get(id(p), '?')})"
              for n, p in model.named_parameters()}
     return [names.get(id(p), repr(p)) for p in optimizer.params]
+
+
+def _abort_world(world, exc) -> None:
+    """End every rank: this one leaves fit with `exc` (``sys.exit`` in a
+    callback), which the other ranks would wait for in their next collective."""
+    import sys
+    import time
+
+    print(f"portnn: rank {world.rank} of {world.size} left fit with "
+          f"SystemExit({exc.code!r}) (sys.exit in a callback?); ending the job, "
+          "since the other ranks would wait for it forever. To stop training "
+          "on every rank, set model.stop_training = True instead",
+          file=sys.stderr, flush=True)
+    time.sleep(0.5)  # the launcher forwards stderr: let it pass the line on
+    world.abort(1)
 
 
 def _shard(world):

@@ -2,6 +2,9 @@
 
     python job.py fault        # rank 1 raises in its third step
     python job.py equivalence  # two ranks against a one-process reference
+    python job.py main-only    # only rank 0 calls fit: it must not hang
+    python job.py exit         # sys.exit in a callback on rank 1
+    python job.py caught       # rank 1 catches its error and goes on
 
 Started by ``mpiexec -n 2`` or with torchrun's environment variables set by
 ``tests/test_distributed_launch.py``. Says ``EQUIVALENT <rank> <engine>`` when
@@ -38,7 +41,7 @@ class FailOnRankOne(portnn.Layer):
         return dy
 
 
-def train(layers, backend):
+def train(layers, backend, callbacks=None):
     rs = np.random.default_rng(0)
     x = rs.normal(size=(60, 6))
     y = (x[:, 0] > x[:, 1]).astype(np.int64)
@@ -46,7 +49,7 @@ def train(layers, backend):
         portnn.seed(0)
         model = portnn.Sequential(*layers())
         model.fit(x, y, loss="cross_entropy", optimizer="adam", epochs=2,
-                  batch_size=10, rng=Generator(3), verbose=0)
+                  batch_size=10, rng=Generator(3), verbose=0, callbacks=callbacks)
         return np.concatenate([np.asarray(portnn.backends.get(backend).to_numpy(v))
                                .ravel() for v in model.state_dict().values()])
 
@@ -59,11 +62,33 @@ def say(line: str, rank: int, folder: str | None) -> None:
         f.write(line + "\n")
 
 
+class ExitOnRankOne(portnn.Callback):
+    """``sys.exit`` from a callback on rank 1, after the first epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if portnn.distributed.rank() == 1:
+            sys.exit(0)
+
+
 def main(mode: str, engine: str, backend: str, folder: str | None = None) -> int:
     world = portnn.distributed.init(engine=engine, backend=backend)
     if mode == "fault":
         train(lambda: [portnn.Dense(6, 4), FailOnRankOne(), portnn.Dense(4, 2)],
               backend)
+        return 0
+    if mode == "main-only":  # a mistake: the other rank never joins fit
+        if portnn.distributed.is_main():
+            train(lambda: [portnn.Dense(6, 2)], backend)
+        return 0
+    if mode == "exit":
+        train(lambda: [portnn.Dense(6, 2)], backend, callbacks=[ExitOnRankOne()])
+        return 0
+    if mode == "caught":  # rank 1 swallows its error and goes on alone
+        try:
+            train(lambda: [portnn.Dense(6, 4), FailOnRankOne(), portnn.Dense(4, 2)],
+                  backend)
+        except RuntimeError:
+            pass
         return 0
 
     def mlp():
