@@ -283,6 +283,12 @@ class Model(Layer):
             if verbose and world.rank == 0:  # only the main rank prints
                 callbacks.append(ProgressBar(epochs, source.n_batches,
                                              live=verbose != 2))
+            if world.size > 1:  # every rank the same job, before any collective
+                _check_same_job(world, "fit", self, source, validation, {
+                    "epochs": epochs, "batch_size": batch_size,
+                    "shuffle": bool(shuffle), "precision": precision,
+                    "optimizer": type(optimizer).__name__,
+                    "loss": type(loss).__name__})
 
         # -- train ---------------------------------------------------------------
         self.loss, self.optimizer = loss, optimizer
@@ -360,10 +366,14 @@ class Model(Layer):
         loss = self._resolve_loss(loss)
         metric_list = self._metrics(metrics, loss)
         refuse_text(y)
+        world = distributed.current()
         with self._tentative_build():
             source = Inputs(self, loss, prefetch=prefetch,
-                            shard=_shard(distributed.current())).source(
+                            shard=_shard(world)).source(
                 x, y, sample_weight, batch_size=batch_size, steps=steps)
+        if world.size > 1:
+            _check_same_job(world, "evaluate", self, source, None,
+                            {"batch_size": batch_size, "loss": type(loss).__name__})
         with validated_data():
             return self._evaluate(source, loss, metric_list)
 
@@ -396,6 +406,11 @@ class Model(Layer):
         if world.size > 1 and not _is_stream(x):
             # each rank its contiguous share of the rows; gathered in order
             x = self._as_input(x)
+            from ..data.sources import ArraySource
+
+            _check_same_job(world, "predict", self, ArraySource(
+                x, batch_size=batch_size or int(x.shape[0]) or 1,
+                backend=self.backend), None, {"batch_size": batch_size})
             mine = x[shard_rows(int(x.shape[0]), world.rank, world.size), ...]
             with distributed.single():
                 part = self.predict(mine, batch_size=batch_size, prefetch=prefetch)
@@ -741,6 +756,22 @@ def _parameter_names(model, optimizer) -> list[str]:
     names = {id(p): f"{n} ({owners.get(id(p), '?')})"
              for n, p in model.named_parameters()}
     return [names.get(id(p), repr(p)) for p in optimizer.params]
+
+
+def _check_same_job(world, call, model, source, validation, arguments) -> None:
+    """Every rank was given the same data, model and arguments (named
+    error on every rank otherwise; one gather)."""
+    from ..distributed.fingerprint import (
+        check_same,
+        data_fingerprint,
+        model_fingerprint,
+    )
+
+    fingerprint = {**data_fingerprint(source), **model_fingerprint(model),
+                   **arguments}
+    if validation is not None:
+        fingerprint["validation data"] = data_fingerprint(validation)
+    check_same(world, call, fingerprint)
 
 
 def _abort_world(world, exc) -> None:

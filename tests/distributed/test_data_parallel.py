@@ -232,3 +232,48 @@ def test_two_ranks_shuffle_as_one_process_from_the_default_generator(dp_backend,
         alone, h_alone = _train(make, 30, 8, epochs=4, rng=None)
     _same(_weights(parallel), _weights(alone), rtol=1e-10, atol=1e-12)
     assert h["loss"] == pytest.approx(h_alone["loss"], rel=1e-10)
+
+
+# -- every rank the same job: a named error, never a silent mixture --------------
+
+
+def test_ranks_given_different_rows_of_the_same_length_refuse(world):
+    x, y = _data(32, seed=world.rank)  # each rank its own data
+    portnn.seed(0)
+    model = _mlp()
+    with pytest.raises(ValueError, match="different fit calls: checksum of the "
+                                         "first rows: rank 0 has"):
+        model.fit(x, y, loss="cross_entropy", verbose=0)
+    with pytest.raises(ValueError, match="different evaluate calls: checksum"):
+        model.evaluate(x, y, loss="cross_entropy")
+    assert model.optimizer is None  # nothing trained
+
+
+def test_predict_with_different_row_counts_refuses(world):
+    x, _ = _data(10 + 2 * world.rank)
+    portnn.seed(0)
+    with pytest.raises(ValueError, match="predict calls: .*rows: rank 0 has 10, "
+                                         "rank 1 has 12"):
+        _mlp().predict(x)
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ("width", r"parameters: rank 0 has 0\.W \(6, 16\) float64, rank 1 has "
+              r"0\.W \(6, 17\)"),
+    ("dtype", r"parameters: rank 0 has 0\.W \(6, 16\) float64, rank 1 has "
+              r"0\.W \(6, 16\) float32"),
+    ("batch", "batch_size: rank 0 has 8, rank 1 has 16"),
+])
+def test_ranks_with_other_models_or_arguments_name_the_difference(world, change,
+                                                                   says):
+    x, y = _data(32)
+    odd = world.rank == 1
+    dtype = "float32" if change == "dtype" and odd else "float64"
+    with portnn.default_dtype(dtype):
+        portnn.seed(0)
+        width = 17 if change == "width" and odd else 16
+        model = portnn.Sequential(portnn.Dense(6, width), portnn.Tanh(),
+                                  portnn.Dense(width, 3))
+        with pytest.raises(ValueError, match=says):
+            model.fit(x.astype(dtype), y, loss="cross_entropy", verbose=0,
+                      batch_size=16 if change == "batch" and odd else 8)
