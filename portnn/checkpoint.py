@@ -388,9 +388,11 @@ def _is_count(v) -> bool:
 
 def _rng_state(state, where):
     if not (isinstance(state, dict) and set(state) == {"seed", "counter"}
-            and _is_count(state["seed"]) and _is_count(state["counter"])):
-        msg = (f"{where}: the RNG state must be {{'seed': int >= 0, 'counter': "
-               f"int >= 0}}, got {str(state)[:200]}")
+            and _is_count(state["seed"]) and state["seed"] < 2**64
+            and _is_count(state["counter"])
+            and state["counter"] < random_mod.MAX_COUNTER):
+        msg = (f"{where}: the RNG state must be {{'seed': int in [0, 2**64), "
+               f"'counter': int in [0, 2**62)}}, got {str(state)[:200]}")
         raise CheckpointError(msg)
     return state
 

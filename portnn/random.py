@@ -103,9 +103,21 @@ class Generator:
         return {"seed": self.seed, "counter": self.counter}
 
     def set_state(self, state: dict[str, int]) -> None:
-        """Restore a state from `get_state`."""
+        """Restore a state from `get_state`.
+
+        Raises
+        ------
+        ValueError
+            A counter outside ``[0, 2**62)``: draws index elements by int64
+            counters, so a larger one would overflow at the next draw.
+        """
+        counter = state["counter"]
+        if not (isinstance(counter, int) and not isinstance(counter, bool)
+                and 0 <= counter < MAX_COUNTER):
+            msg = f"the RNG counter must be an int in [0, 2**62), got {counter!r}"
+            raise ValueError(msg)
         self.reseed(int(state["seed"]))
-        self.counter = int(state["counter"])
+        self.counter = counter
 
     def bits(self, n: int, backend: Any = None):
         """`n` random 32-bit words as an int64 array (values in [0, 2**32))."""
@@ -186,6 +198,9 @@ def _resolve_dtype(backend, dtype):
         return backend.dtype(dtype)
     return dtype
 
+
+#: Counters index draws as int64: a state beyond this is refused.
+MAX_COUNTER = 2**62
 
 #: Reserves counter ranges: two threads drawing from one generator never
 #: get the same numbers.

@@ -291,3 +291,80 @@ def test_a_failed_predict_leaves_a_lazy_model_unbuilt():
     assert model.layers[0].W.shape == (None, 8)
     assert model.predict(np.ones((3, 2, 5), np.float32)).shape == (3, 2)
     assert model.layers[0].W.shape == (5, 8)
+
+
+# -- item 27: inputs and files that are not what they seem --------------------------
+
+
+def test_object_arrays_are_named():
+    x, y = _data()
+    with pytest.raises(TypeError, match="x is an object array"):
+        _model().fit(x.astype(object), y, loss="cross_entropy", verbose=0)
+    with pytest.raises(TypeError, match="y is an object array"):
+        _model().fit(x, y.astype(object), loss="cross_entropy", verbose=0)
+    ragged = np.empty(64, dtype=object)
+    ragged[:] = [[1.0, 2.0]] * 63 + [None]
+    with pytest.raises(TypeError, match="does not convert to numbers.*None"):
+        _model().fit(ragged, y, loss="cross_entropy", verbose=0)
+    with pytest.raises(ValueError, match="y is None: fit and evaluate need targets"):
+        _model().fit(x, None, loss="cross_entropy", verbose=0)
+
+
+def test_boolean_inputs_and_labels_train():
+    x, y = _data()
+    flags = x > 0
+    a = _model().fit(flags, y.astype(bool), loss="cross_entropy", verbose=0)
+    b = _model().fit(flags.astype(np.float32), y, loss="cross_entropy", verbose=0)
+    assert a["loss"] == b["loss"]
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_float_labels_are_named(bad):
+    x, y = _data()
+    labels = y.astype(np.float64)
+    labels[3] = bad
+    with pytest.raises(ValueError, match="NaN or infinite labels") as info:
+        _model().fit(x, labels, loss="cross_entropy", verbose=0)
+    assert "9223372036854775808" not in str(info.value)
+
+
+def test_an_rng_counter_beyond_int64_is_refused(tmp_path):
+    import json
+
+    from portnn.checkpoint import CheckpointError
+    from portnn.safetensors import read, write_atomic
+
+    _model().save(tmp_path / "m.safetensors")
+    tensors, meta = read(tmp_path / "m.safetensors")
+    meta["portnn.rng"] = json.dumps({"seed": 1, "counter": 2**200})
+    write_atomic(tmp_path / "r.safetensors", tensors, meta)
+    with pytest.raises(CheckpointError, match=r"'counter': int in \[0, 2\*\*62\)"):
+        portnn.load(tmp_path / "r.safetensors", restore_rng=True)
+    with pytest.raises(ValueError, match="RNG counter must be an int"):
+        portnn.random.set_state({"seed": 1, "counter": 2**200})
+    portnn.random.global_generator().uniform((2,))  # still draws
+
+
+def test_a_checkpoint_naming_another_backend_loads_here_without_it(tmp_path):
+    import subprocess
+    import sys
+
+    from portnn.safetensors import read, write_atomic
+
+    _model().save(tmp_path / "m.safetensors")
+    tensors, meta = read(tmp_path / "m.safetensors")
+    meta["portnn.backend"] = "cupy"  # saved on a GPU machine
+    write_atomic(tmp_path / "g.safetensors", tensors, meta)
+    code = ("import sys, portnn; m = portnn.load(sys.argv[1]); "
+            "print(m.backend.name, 'cupy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "g.safetensors")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["numpy", "False"], out.stderr
+
+
+@pytest.mark.parametrize("template", ["m-{epoch:03d-{val_loss}.st", "m-{epoch:.3q}.st",
+                                      "m-{}.st"])
+def test_model_checkpoint_templates_are_checked_at_construction(template, tmp_path):
+    with pytest.raises(ValueError, match="path template .* cannot be filled"):
+        portnn.ModelCheckpoint(str(tmp_path / template))
+    portnn.ModelCheckpoint(str(tmp_path / "m-{epoch:03d}-{val_loss:.3f}.st"))

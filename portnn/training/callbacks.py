@@ -344,6 +344,7 @@ class ModelCheckpoint(Callback):
         if every < 1:
             msg = f"ModelCheckpoint: every must be >= 1, got {every!r}"
             raise ValueError(msg)
+        _check_template(str(path))
         self.path = str(path)
         self.monitor = monitor
         self.save_best_only = save_best_only
@@ -375,6 +376,26 @@ class ModelCheckpoint(Callback):
         path = self.path.format(epoch=epoch + 1, **logs)
         self.model.save(path)
         self.saved.append(path)
+
+
+def _check_template(path: str) -> None:
+    """Refuse a path template that cannot be filled (bad braces, a format
+    spec that fits no number) now, not after the first epoch's training."""
+    import string
+
+    try:
+        fields = [f for _, f, spec, _ in string.Formatter().parse(path)
+                  if f is not None]
+        dummy = {f.split(".")[0].split("[")[0]: 1 if f == "epoch" else 0.5
+                 for f in fields if f}
+        if any(not f for f in fields):
+            raise ValueError("positional fields {} are not allowed; name them")
+        path.format(**dummy)
+    except (ValueError, IndexError, KeyError, AttributeError) as exc:
+        msg = (f"ModelCheckpoint: the path template {path!r} cannot be filled "
+               f"({exc}); use fields such as {{epoch:03d}} and "
+               "{val_loss:.3f}")
+        raise ValueError(msg) from None
 
 
 class CSVLogger(Callback):

@@ -73,7 +73,11 @@ def integral_labels(y, pred):
     if not xp.isdtype(y.dtype, "real floating") or (
             tuple(y.shape[1:]) != tuple(pred.shape[1:-1])):
         return y
-    whole = read_scalars([xp.all(y == xp.round(y))])[0]
+    finite, whole = read_scalars([xp.all(xp.isfinite(y)), xp.all(y == xp.round(y))])
+    if not finite:
+        msg = (f"CrossEntropy: y holds NaN or infinite labels (floats of shape "
+               f"{tuple(y.shape)}); class labels are whole numbers 0..C-1")
+        raise ValueError(msg)
     if not whole:
         msg = (
             f"CrossEntropy: y holds floats of shape {tuple(y.shape)}, one per "

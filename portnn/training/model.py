@@ -602,6 +602,7 @@ class Model(Layer):
     def _as_input(self, x, what="x"):
         xp = self.backend.xp
         _refuse_unsupported(x, what)
+        _refuse_objects(x, what)
         x = self.backend.asarray(x)
         dtype = self._model_dtype()
         if dtype is None or x.dtype == dtype:
@@ -615,10 +616,18 @@ class Model(Layer):
     def _as_data(self, x, y, loss=None):
         """`x` and `y` as arrays on the model's device (moved once)."""
         xp = self.backend.xp
+        if y is None:
+            msg = ("y is None: fit and evaluate need targets (y=...), or a "
+                   "Dataset or iterable of (x, y) batches as x")
+            raise ValueError(msg)
         x = self._as_input(x)
         _refuse_unsupported(y, "y")
         refuse_text(y)
+        _refuse_objects(y, "y")
         y = self.backend.asarray(y)
+        if xp.isdtype(y.dtype, "bool"):  # True/False: classes or targets 1/0
+            y = xp.astype(y, xp.int64 if isinstance(
+                loss, losses_mod.CrossEntropy) else self._model_dtype() or xp.float32)
         dtype = self._model_dtype()
         labels = isinstance(loss, losses_mod.CrossEntropy) and not xp.isdtype(
             y.dtype, "real floating")
@@ -920,6 +929,23 @@ def _refuse_unsupported(data, what):
             "steps_per_epoch for an endless one)"
         )
         raise TypeError(msg)
+
+
+def _refuse_objects(data, what):
+    """NumPy object arrays (mixed types, None, nested sequences): name the
+    problem instead of failing deep inside a ufunc."""
+    if getattr(getattr(data, "dtype", None), "kind", None) != "O":
+        return
+    try:
+        data.astype("float64")
+    except (TypeError, ValueError) as exc:
+        msg = (f"{what} is an object array that does not convert to numbers "
+               f"({exc}); look for None, strings or ragged rows, and pass a "
+               f"numeric array (numpy.asarray({what}, dtype=numpy.float32))")
+        raise TypeError(msg) from None
+    msg = (f"{what} is an object array (dtype object); pass a numeric array: "
+           f"numpy.asarray({what}, dtype=numpy.float32), or int64 for labels")
+    raise TypeError(msg)
 
 
 def _last_layer(model):
