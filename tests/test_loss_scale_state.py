@@ -125,3 +125,42 @@ def test_float32_raises_on_the_same_nan_gradients():
     model = portnn.Sequential(portnn.Dense(8, 8), NaNGradient(8), portnn.Dense(8, 1))
     with pytest.raises(portnn.TrainingDivergedError, match="a gradient became NaN"):
         model.fit(x, y / 300, loss="mse", batch_size=8, verbose=0)
+
+
+def test_inputs_beyond_float16s_range_are_named(half):
+    x, y = _big_regression()
+    x[3, 2] = 1e6
+    model = _regressor()
+    with pytest.raises(ValueError, match=r"x holds values up to 1e\+06, beyond "
+                                         r"float16's range \(\+-65504\)"):
+        model.fit(x, y, loss="mse", verbose=0, precision="mixed_float16")
+    assert model.optimizer is None
+    batches = [(x[:32], y[:32]), (x[32:], y[32:])]  # per batch for streams
+    with pytest.raises(ValueError, match="beyond float16's range"):
+        _regressor().fit(batches, loss="mse", verbose=0, precision="mixed_float16")
+    if half.name == "torch":  # bfloat16 has float32's range: fine
+        _regressor().fit(x, y, loss="mse", verbose=0, precision="mixed_bfloat16")
+
+
+class AddFloat32Constant(Layer):
+    """A user's layer that makes its constant in float32."""
+
+    def forward(self, x, training=False):
+        xp = self.backend.xp
+        return x + xp.ones((1, x.shape[-1]), dtype=xp.float32, device=x.device)
+
+    def backward(self, dy):
+        return dy
+
+
+def test_a_layer_that_mixes_dtypes_is_named_with_the_policy(torch):
+    with portnn.use_backend("torch"):
+        x, y = _big_regression()
+        portnn.seed(0)
+        model = portnn.Sequential(portnn.Dense(8, 8), AddFloat32Constant(),
+                                  portnn.Dense(8, 1))
+        with pytest.raises(TypeError, match=r"Dense\(8, 1\) forward failed under "
+                                            r"precision='mixed_float16'.*dtype=x\."
+                                            r"dtype"):
+            model.fit(x, y / 300, loss="mse", verbose=0, precision="mixed_float16")
+        model.fit(x, y / 300, loss="mse", verbose=0)  # float32: fine

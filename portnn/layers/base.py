@@ -330,7 +330,11 @@ class Layer:
         needs: nothing under :func:`no_grad`, one snapshot per call when
         the child is used more than once (shared weights). A container's
         forward starts with :meth:`_begin_calls`."""
-        y = child.forward(x, training, **kwargs)
+        try:
+            y = child.forward(x, training, **kwargs)
+        except (TypeError, RuntimeError) as exc:
+            _name_dtype_error(child, "forward", exc)
+            raise
         if _recording_shapes.get():  # model.summary() wants output shapes
             child._output_shape = (None, *tuple(y.shape[1:]))
         if not grad_enabled():
@@ -358,11 +362,15 @@ class Layer:
             restore_caches(calls.pop())
             if not calls:
                 del self._child_calls
-        if params_only:
-            child.backward_params(dy)
-            dx = None
-        else:
-            dx = child.backward(dy)
+        try:
+            if params_only:
+                child.backward_params(dy)
+                dx = None
+            else:
+                dx = child.backward(dy)
+        except (TypeError, RuntimeError) as exc:
+            _name_dtype_error(child, "backward", exc)
+            raise
         free_caches(child)
         return dx
 
@@ -376,6 +384,30 @@ class Layer:
 
 
 _grad_enabled: ContextVar[bool] = ContextVar("portnn_grad_enabled", default=True)
+#: the mixed-precision policy of the step running (None: float32)
+mixed_policy: ContextVar[str | None] = ContextVar("portnn_mixed_policy",
+                                                  default=None)
+_DTYPE_WORDS = ("dtype", "Half", "BFloat16", "float16", "bfloat16", "Float")
+
+
+class MixedPrecisionError(TypeError):
+    """A layer mixed dtypes while computing in a half type."""
+
+
+def _name_dtype_error(layer, phase: str, exc: BaseException) -> None:
+    """Under a mixed policy, a dtype error from inside `layer` becomes one
+    that names the layer and the policy (once: the innermost container)."""
+    policy = mixed_policy.get()
+    if policy is None or isinstance(exc, MixedPrecisionError) or not any(
+            w in str(exc) for w in _DTYPE_WORDS):
+        return
+    msg = (
+        f"{layer!r} {phase} failed under precision={policy!r}: {exc}. Layers "
+        "compute in the half type here: create constants and buffers in the "
+        "input's dtype (xp.asarray(c, dtype=x.dtype)), not float32, or train "
+        "this model with precision='float32'"
+    )
+    raise MixedPrecisionError(msg) from exc
 _recording_shapes: ContextVar[bool] = ContextVar("portnn_recording_shapes",
                                                  default=False)
 _shape_pass: ContextVar[bool] = ContextVar("portnn_shape_pass", default=False)

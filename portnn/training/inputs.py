@@ -113,6 +113,8 @@ class Inputs:
         self.model, self.loss, self.prefetch = model, loss, prefetch
         self.shard = shard  # (rank, size) in data-parallel training
         self.sample_pred = None  # one sample's prediction: the output shape
+        #: (the largest |x| the compute type holds, the policy) under float16
+        self.input_limit = None
 
     # -- arrays -------------------------------------------------------------------
     def arrays(self, x, y, w=None, *, check=True):
@@ -131,12 +133,30 @@ class Inputs:
         if run:
             self._run_one(x)
         self.model.check_input(x)
+        self._check_range(x)
         if self.loss is None:
             return y
         if isinstance(self.loss, losses_mod.CrossEntropy):
             y = integral_labels(y, self.sample_pred)
         self.loss.check_target(self.sample_pred, y)
         return y
+
+    def _check_range(self, x) -> None:
+        """Under float16, inputs beyond its range would become inf in the
+        first layer: say so (once per array, per batch for streams)."""
+        if self.input_limit is None:
+            return
+        limit, policy = self.input_limit
+        xp = namespace(x)
+        if not xp.isdtype(x.dtype, "real floating") or x.size == 0:
+            return
+        largest = read_scalars([xp.max(xp.abs(x))])[0]
+        if largest > limit:
+            msg = (f"x holds values up to {largest:.6g}, beyond float16's range "
+                   f"(+-{limit:g}): under precision={policy!r} they become inf in "
+                   "the first layer. Scale the inputs (portnn.data.Standardizer) "
+                   "or use precision='mixed_bfloat16' or 'float32'")
+            raise ValueError(msg)
 
     def weights(self, w, n):
         """Sample weights as ``(n,)`` floats on the device, or None; checked

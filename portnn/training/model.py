@@ -261,6 +261,8 @@ class Model(Layer):
             _check_verbose(verbose)
             self._check_head(loss)
             inputs = Inputs(self, loss, prefetch=prefetch, shard=_shard(world))
+            if policy.input_limit is not None:
+                inputs.input_limit = (policy.input_limit, precision)
             if validation_split and validation_data is None:
                 (x, y, sample_weight), validation_data = inputs.split(
                     x, y, sample_weight, validation_split)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 
-from ..layers.base import is_half
+from ..layers.base import is_half, mixed_policy
 from .guard import grad_sq_norm
 
 #: Keras's policy names -> the half type the layers compute in
@@ -220,14 +220,24 @@ class Precision:
         masters = [p.value for p in params]
         for p in params:
             p.value = xp.astype(p.value, half)
+        token = mixed_policy.set(self.policy)  # dtype errors name the policy
         try:
             # float16 overflow is how the scaler learns its scale: no warnings
             with quiet_overflow(self.backend) if self.scaler else (
                     contextlib.nullcontext()):
                 yield
         finally:
+            mixed_policy.reset(token)
             for p, master in zip(params, masters, strict=True):
                 p.value = master
+
+    #: the largest finite value of each half type
+    LIMITS = {"float16": 65504.0}
+
+    @property
+    def input_limit(self) -> float | None:
+        """The largest magnitude an input may hold (float16: 65504), or None."""
+        return self.LIMITS.get(POLICIES[self.policy])
 
     def input(self, x):
         """Floating input in the compute type (token ids stay integers)."""
