@@ -49,7 +49,48 @@ DEFAULT_BACKEND = "numpy"
 
 # name -> (factory(device) -> Backend, install hint)
 _factories: dict[str, tuple[Callable[..., Backend], str]] = {}
-_cache: dict[tuple[str, str | None], Backend] = {}
+class _Versioned(dict):
+    """A dict that counts its changes (what `backend_of` memoizes on)."""
+
+    version = 0
+    #: memos of lookups by array type, cleared on every change
+    memos: list = []
+
+    def _changed(self):
+        self.version += 1
+        for memo in self.memos:
+            memo.clear()
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self._changed()
+
+    def pop(self, *args):
+        self._changed()
+        return super().pop(*args)
+
+    def popitem(self):
+        self._changed()
+        return super().popitem()
+
+    def clear(self):
+        self._changed()
+        super().clear()
+
+    def update(self, *args, **kwargs):
+        self._changed()
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key, default=None):
+        self._changed()
+        return super().setdefault(key, default)
+
+
+_cache: _Versioned = _Versioned()  # (name, device) -> Backend
 _failures: dict[tuple[str, str | None], str] = {}
 _entry_points_loaded = False
 _current: ContextVar[Backend | None] = ContextVar("portnn_backend", default=None)
@@ -307,11 +348,26 @@ _MODULE_TO_BACKEND = {
 }
 
 
+#: array type -> the one cached backend owning every array of that type
+#: (single-device, and no other cached backend takes the type); cleared
+#: whenever the cache changes. Every op asks, so it must cost a dict lookup.
+_by_type: dict[type, Backend] = {}
+_cache.memos.append(_by_type)
+
+
 def backend_of(x: Any) -> Backend | None:
     """The backend whose arrays `x` belongs to, or ``None`` for Python scalars
     and unknown types."""
+    kind = type(x)
+    known = _by_type.get(kind)
+    if known is not None:
+        return known
     for backend in list(_cache.values()):
         if backend.owns(x):
+            if backend.single_device and not any(
+                    other is not backend and issubclass(kind, other.array_types)
+                    for other in _cache.values()):
+                _by_type[kind] = backend
             return backend
     root = type(x).__module__.partition(".")[0]
     name = _MODULE_TO_BACKEND.get(root)

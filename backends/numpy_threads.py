@@ -299,16 +299,19 @@ class PoolAwareMatmul:
         self.pool = _Pool(threads) if threads else shared_pool()
 
     def __call__(self, a, b):
-        import numpy as np
-
-        pool = self.pool
-        if (pool.threads == 1 or a.ndim != 2 or b.ndim != 2
-                or not pool.engaged()):
+        if a.ndim != 2 or b.ndim != 2:
             return a @ b
         (m, k), n = a.shape, b.shape[1]
         work = m * k * n
+        # first the test that costs nothing: OpenBLAS runs small products
+        # on one thread anyway (the XOR network's 4 x 16 GEMMs)
         if work <= _OPENBLAS_SERIAL_MNK:
             return a @ b
+        pool = self.pool
+        if pool.threads == 1 or not pool.engaged():
+            return a @ b
+        import numpy as np
+
         if work < _SPLIT_MNK or m < 2 * pool.threads:
             with pool.blas_on_one_thread():
                 return a @ b

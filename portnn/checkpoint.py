@@ -460,7 +460,8 @@ def _model_entries(model, f, where):
     foreign = sorted(k for k in f.entries
                      if not k.startswith(("model.", "optimizer.")))
     if extra or foreign:
-        msg = f"{where}: tensors the architecture does not have: {(extra + foreign)[:5]}"
+        unknown = (extra + foreign)[:5]
+        msg = f"{where}: tensors the architecture does not have: {unknown}"
         raise CheckpointError(msg)
     return entries
 

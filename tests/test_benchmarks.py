@@ -38,3 +38,16 @@ def test_ratios_pair_each_repetition_with_the_reference_in_it():
     # medians would read 1.1 where every repetition but one says 1.0
     assert run._paired_ratio([1.0, 2.2, 3.0], [1.0, 2.0, 3.0]) == 1.0
     assert run._paired_ratio([2.0, 4.0, 6.0], [1.0, 2.0, 3.0]) == 2.0
+
+
+def test_the_xor_step_benchmark_compares_the_same_network():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import xor_step
+    finally:
+        sys.path.remove(str(BENCH))
+    ours, model = xor_step.portnn_step()
+    theirs = xor_step.handwritten_step(model)
+    for _ in range(50):  # the same weights, the same steps: the same losses
+        a, b = float(ours()), float(theirs())
+        assert a == pytest.approx(b, rel=1e-5)

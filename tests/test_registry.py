@@ -296,3 +296,22 @@ def test_a_bad_portnn_backend_variable_is_named():
     assert "PORTNN_BACKEND='garbage'" in out and "unknown backend 'garbage'" in out
     info = _run("import portnn.cli; portnn.cli.info()", PORTNN_BACKEND="garbage")
     assert "default backend: none" in info and "PORTNN_BACKEND='garbage'" in info
+
+
+def test_the_lookup_memo_follows_the_registry():
+    import numpy as np
+
+    from portnn.ops._native import native
+
+    x = np.ones(3)
+    first = backends.backend_of(x)
+    assert native(x, "matmul") is first.native.get("matmul")
+    backends._cache.pop(("numpy", None))  # dropped: the next get makes another
+    try:
+        again = backends.get("numpy")
+        assert again is not first
+        assert backends.backend_of(x) is again  # not the memo's old one
+        assert native(x, "matmul") is again.native.get("matmul")
+    finally:
+        backends._cache[("numpy", None)] = first
+    assert backends.backend_of(x) is first

@@ -337,7 +337,7 @@ class Layer:
             raise
         if _recording_shapes.get():  # model.summary() wants output shapes
             child._output_shape = (None, *tuple(y.shape[1:]))
-        if not grad_enabled():
+        if not _grad_enabled.get():
             free_caches(child)
         elif child._uses > 1:
             self.__dict__.setdefault("_child_calls", []).append(save_caches(child))
@@ -473,12 +473,13 @@ def walk_layers(layer):
 def free_caches(layer) -> None:
     """Drop what `layer` (and the layers it owns) cached in forward; works
     for losses too."""
-    owned = layer._owned_layers() if isinstance(layer, Layer) else ()
-    for current in (layer, *owned):
-        d = current.__dict__
-        for name in type(current)._cache_attrs:
-            d.pop(name, None)
-        d.pop("_child_calls", None)
+    d = layer.__dict__
+    for name in type(layer)._cache_attrs:
+        d.pop(name, None)
+    d.pop("_child_calls", None)
+    if isinstance(layer, Layer):
+        for current in layer._owned_layers():
+            free_caches(current)
 
 
 def save_caches(layer: Layer) -> list:

@@ -245,7 +245,8 @@ class TopKAccuracy(Metric):
     def update(self, pred, target):
         xp = namespace(pred)
         if pred.ndim != 2 or pred.shape[-1] < 2:
-            msg = f"{self.name} needs (N, C) class scores, got shape {tuple(pred.shape)}"
+            shape = tuple(pred.shape)
+            msg = f"{self.name} needs (N, C) class scores, got shape {shape}"
             raise ValueError(msg)
         if target.ndim == 2:
             target = xp.argmax(target, axis=-1)
@@ -434,7 +435,8 @@ class ROCAUC(Metric):
             score = xp.reshape(pred, (-1,))
             labels = target
         else:
-            msg = f"roc_auc is for binary tasks, got scores of shape {tuple(pred.shape)}"
+            shape = tuple(pred.shape)
+            msg = f"roc_auc is for binary tasks, got scores of shape {shape}"
             raise ValueError(msg)
         labels = xp.astype(xp.astype(xp.reshape(labels, (-1,)), self.dtype) > 0.5,
                            self.dtype)

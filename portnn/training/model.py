@@ -8,7 +8,7 @@ from .. import distributed
 from .. import losses as losses_mod
 from .. import optim as optim_mod
 from .._validation import validated_data
-from ..data.sources import Batch, shard_rows
+from ..data.sources import shard_rows
 from ..distributed.data_parallel import (
     all_reduce_gradients,
     average_buffers,
@@ -71,7 +71,8 @@ class Model(Layer):
         --------
         >>> import portnn
         >>> model = portnn.Sequential(portnn.Dense(4, 3)).compile(
-        ...     loss="cross_entropy", optimizer="adam", metrics=["accuracy", "f1_macro"])
+        ...     loss="cross_entropy", optimizer="adam",
+        ...     metrics=["accuracy", "f1_macro"])
         >>> type(model.optimizer).__name__, [m.name for m in model.metrics]
         ('Adam', ['accuracy', 'f1_macro'])
         """
