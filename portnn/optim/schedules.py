@@ -218,7 +218,10 @@ class OneCycle(LRScheduler):
         if self.t + 1 > self.total_steps:
             msg = (f"OneCycle was stepped {self.t + 1} times, past its "
                    f"total_steps={self.total_steps}; make it with total_steps = "
-                   "epochs * batches per epoch of the whole run")
+                   "epochs * batches per epoch of the whole run. A finished "
+                   "schedule stays on its optimizer (optimizer.scheduler): to "
+                   "train on, make a new schedule for the new run, or set "
+                   "optimizer.scheduler = None to keep the last rate")
             raise ValueError(msg)
         return super().step()
 
