@@ -39,7 +39,7 @@ def _compare(backend, torch, layer, module, x_np, pairs, training=False,
     tx = torch.tensor(x_np, requires_grad=not integer)
     ty = (tcall or (lambda m, v: m(v)))(module, tx)
     x = backend.asarray(x_np)
-    y = (call or (lambda la, v: la(v, training)))(layer, x)
+    y = (call or (lambda la, v: la(v, training=training)))(layer, x)
     np.testing.assert_allclose(to_np(y), ty.detach().numpy(), **TOL)
     dy_np = _normal(tuple(ty.shape), seed=7)
     layer.zero_grad()

@@ -9,6 +9,8 @@ from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
+from .graph import Functional, Input, SymbolicTensor
+from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNorm1D, BatchNorm2D, LayerNorm
 from .pooling import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
 from .recurrent import GRU, LSTM, RNN
@@ -22,4 +24,6 @@ __all__ = ["Layer", "Dense", "Dropout", "Sequential", "Identity", "Sigmoid", "Ta
            "Conv1D", "Conv2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
            "GlobalAvgPool2D", "Flatten", "Reshape", "BatchNorm1D", "BatchNorm2D",
            "LayerNorm", "Embedding", "RNN", "LSTM", "GRU", "MultiHeadAttention",
-           "TransformerEncoderLayer", "PositionalEncoding", "Residual"]
+           "TransformerEncoderLayer", "PositionalEncoding", "Residual",
+           "Functional", "Input", "SymbolicTensor", "Concatenate", "Add",
+           "Subtract", "Multiply", "Average"]

@@ -96,8 +96,16 @@ class MultiHeadAttention(Layer):
             self.b_out = self.add_parameter(
                 "b_out", initializers.zeros((embed_dim,), **kw))
 
-    def __call__(self, x, training=False, attn_mask=None, key_padding_mask=None):
-        return self.forward(x, training, attn_mask, key_padding_mask)
+    def __call__(self, x, *args, training=False, attn_mask=None,
+                 key_padding_mask=None):
+        if args:  # mha(q, kv) used to take kv for `training`: self-attention
+            msg = ("MultiHeadAttention takes one input (self-attention): "
+                   "mha(x, training=..., attn_mask=..., key_padding_mask=...); "
+                   "training is keyword-only. Cross-attention (query, key, "
+                   "value) is not implemented yet")
+            raise TypeError(msg)
+        return super().__call__(x, training=training, attn_mask=attn_mask,
+                                key_padding_mask=key_padding_mask)
 
     def _keep(self, xp, n, t, attn_mask, key_padding_mask, device):
         """Boolean ``(batch or 1, 1, t, t)`` array of allowed pairs, or None."""

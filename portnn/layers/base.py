@@ -126,8 +126,17 @@ class Layer:
         """
         self.backward(dy)
 
-    def __call__(self, x: Any, training: bool = False) -> Any:
-        return self.forward(x, training=training)
+    def __call__(self, x: Any, *args, training: bool = False, **kwargs) -> Any:
+        """``forward(x, training=training)``; on symbolic tensors
+        (:func:`portnn.Input`) it records a node of a graph model instead.
+        `training` is keyword-only: ``layer(x, training=True)``."""
+        if args:
+            raise_extra_inputs(self, args)
+        if is_symbolic(x):
+            from .graph import call_symbolic
+
+            return call_symbolic(self, x, kwargs)
+        return self.forward(x, training=training, **kwargs)
 
     def check_input(self, x: Any) -> None:
         """Validate a whole input array once, before a loop over its batches
@@ -343,6 +352,16 @@ class Layer:
             self.__dict__.setdefault("_child_calls", []).append(save_caches(child))
         return y
 
+    def _skip_child(self, child: Layer) -> None:
+        """A child whose output got no gradient (a graph branch that does
+        not reach the loss): drop its caches, keeping the order of the
+        shared children's snapshots."""
+        if child._uses > 1:
+            calls = self.__dict__.get("_child_calls")
+            if calls:
+                calls.pop()
+        free_caches(child)
+
     def _begin_calls(self) -> None:
         """Forget the snapshots of an earlier forward that had no backward."""
         self.__dict__.pop("_child_calls", None)
@@ -468,6 +487,28 @@ def walk_layers(layer):
         yield current
         stack.extend(current._owned_layers())
         stack.extend(current.children())
+
+
+def is_symbolic(x) -> bool:
+    """Whether `x` is a symbolic tensor (or a list of them) of a graph."""
+    from .graph import SymbolicTensor
+
+    if isinstance(x, (list, tuple)):
+        return bool(x) and any(isinstance(v, SymbolicTensor) for v in x)
+    return isinstance(x, SymbolicTensor)
+
+
+def raise_extra_inputs(layer, args) -> None:
+    """A second positional argument: `training` is keyword-only, and
+    several inputs go in one list."""
+    name = type(layer).__name__
+    msg = (
+        f"{name} was called with {1 + len(args)} positional arguments; it takes "
+        f"one input. training is keyword-only ({name.lower()}(x, training=True)), "
+        "and a layer with several inputs takes them in one list "
+        "(Concatenate()([a, b]))"
+    )
+    raise TypeError(msg)
 
 
 def free_caches(layer) -> None:

@@ -40,6 +40,14 @@ class Model(Layer):
     ``forward``/``backward``.
     """
 
+    def __new__(cls, *args, **kwargs):
+        # Model(inputs=..., outputs=...) is a graph model, as in Keras
+        if cls is Model and ("inputs" in kwargs or "outputs" in kwargs):
+            from ..layers.graph import Functional
+
+            return super().__new__(Functional)
+        return super().__new__(cls)
+
     stop_training = False
     loss = None
     optimizer = None
@@ -555,21 +563,23 @@ class Model(Layer):
             lines.append(f" {r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  "
                          f"{r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}  "
                          f"{r[4]:>{widths[4]}}")
-        params = self.parameters()
-        if all(None not in p.shape for p in params):
-            total = sum(p.size for p in params)
-            trainable = sum(p.size for p in params if p.trainable)
-            size = sum(p.size * _itemsize(self.backend.xp, p.dtype) for p in params)
-            lines.append(f"Total params: {total:,} ({_bytes(size)}); trainable: "
-                         f"{trainable:,}; frozen: {total - trainable:,}")
-        else:
-            lines.append("Not built yet: call model.build(input_shape) or fit it")
+        lines.append(self._totals_line())
         if shape is None and self.children():
             lines.append("(output shapes: call model.build(input_shape))")
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
         return text
+
+    def _totals_line(self) -> str:
+        params = self.parameters()
+        if not all(None not in p.shape for p in params):
+            return "Not built yet: call model.build(input_shape) or fit it"
+        total = sum(p.size for p in params)
+        trainable = sum(p.size for p in params if p.trainable)
+        size = sum(p.size * _itemsize(self.backend.xp, p.dtype) for p in params)
+        return (f"Total params: {total:,} ({_bytes(size)}); trainable: "
+                f"{trainable:,}; frozen: {total - trainable:,}")
 
     # -- checkpoints ----------------------------------------------------------
     def save(self, path, optimizer=None, metadata=None) -> None:

@@ -1,0 +1,179 @@
+"""Merge layers: several inputs in one list, one output; `backward` returns
+one gradient per input.
+
+``Concatenate(axis=1)([a, b])`` joins along an axis, ``Add``, ``Subtract``,
+``Multiply`` and ``Average`` combine element-wise (inputs of one shape, no
+broadcasting: a mismatch names both shapes). Each backward is the chain rule
+of its forward, in a line or two.
+"""
+
+from __future__ import annotations
+
+from .._namespace import namespace
+from .base import Layer
+
+
+class _Merge(Layer):
+    """Base class: checks the list of inputs."""
+
+    _cache_attrs = ("_n",)
+    #: the fewest inputs the layer takes
+    min_inputs = 2
+
+    def _check(self, xs) -> list:
+        name = type(self).__name__
+        if not isinstance(xs, (list, tuple)) or len(xs) < self.min_inputs:
+            got = (f"{len(xs)} inputs" if isinstance(xs, (list, tuple))
+                   else f"a {type(xs).__name__}")
+            msg = (f"{name} takes a list of {self.min_inputs} or more inputs "
+                   f"({name}()([a, b])), got {got}")
+            raise TypeError(msg)
+        return list(xs)
+
+    def _check_same_shapes(self, xs) -> None:
+        first = tuple(xs[0].shape)
+        for i, x in enumerate(xs[1:], start=1):
+            if tuple(x.shape) != first:
+                msg = (f"{type(self).__name__}: input 0 has shape {first} and input "
+                       f"{i} has shape {tuple(x.shape)}; element-wise merges take "
+                       "inputs of one shape (no broadcasting)")
+                raise ValueError(msg)
+
+    def get_config(self) -> dict:
+        """No arguments."""
+        return {}
+
+
+class Concatenate(_Merge):
+    """Join inputs along `axis` (every other axis must agree).
+
+    ``dy`` splits back into the inputs' slices of `axis`.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> xp = portnn.get_backend().xp
+    >>> a, b = xp.ones((2, 3)), xp.zeros((2, 1))
+    >>> portnn.Concatenate(axis=1)([a, b]).shape
+    (2, 4)
+    """
+
+    _cache_attrs = ("_sizes", "_axis")
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        if not isinstance(axis, int) or isinstance(axis, bool):
+            msg = f"Concatenate: axis must be an int, got {axis!r}"
+            raise TypeError(msg)
+        self.axis = axis
+
+    def forward(self, xs, training=False):
+        xs = self._check(xs)
+        ndim = xs[0].ndim
+        axis = self.axis % ndim if -ndim <= self.axis < ndim else None
+        if axis is None or axis == 0:
+            msg = (f"Concatenate: axis {self.axis} does not name a feature axis of "
+                   f"inputs with {ndim} axes (axis 0 is the batch)")
+            raise ValueError(msg)
+        first = tuple(xs[0].shape)
+        for i, x in enumerate(xs[1:], start=1):
+            other = tuple(x.shape)
+            if len(other) != ndim or any(a != b for k, (a, b) in enumerate(
+                    zip(first, other, strict=True)) if k != axis):
+                msg = (f"Concatenate(axis={self.axis}): input 0 has shape {first} "
+                       f"and input {i} has shape {other}; all axes but {self.axis} "
+                       "must agree")
+                raise ValueError(msg)
+        self._axis = axis
+        self._sizes = [int(x.shape[axis]) for x in xs]
+        return namespace(xs[0]).concat(xs, axis=axis)
+
+    def backward(self, dy):
+        grads, start = [], 0
+        for size in self._sizes:
+            key = [slice(None)] * dy.ndim
+            key[self._axis] = slice(start, start + size)
+            grads.append(dy[tuple(key)])
+            start += size
+        return grads
+
+    def get_config(self) -> dict:
+        """The axis."""
+        return {"axis": self.axis}
+
+    def __repr__(self) -> str:
+        return f"Concatenate(axis={self.axis})"
+
+
+class Add(_Merge):
+    """``y = x_0 + x_1 + ...``; each input's gradient is ``dy``."""
+
+    def forward(self, xs, training=False):
+        xs = self._check(xs)
+        self._check_same_shapes(xs)
+        self._n = len(xs)
+        y = xs[0]
+        for x in xs[1:]:
+            y = y + x
+        return y
+
+    def backward(self, dy):
+        return [dy] * self._n
+
+
+class Subtract(_Merge):
+    """``y = x_0 - x_1`` (two inputs); gradients ``dy`` and ``-dy``."""
+
+    def forward(self, xs, training=False):
+        xs = self._check(xs)
+        if len(xs) != 2:
+            msg = f"Subtract takes exactly 2 inputs, got {len(xs)}"
+            raise TypeError(msg)
+        self._check_same_shapes(xs)
+        return xs[0] - xs[1]
+
+    def backward(self, dy):
+        return [dy, -dy]
+
+
+class Multiply(_Merge):
+    """``y = x_0 * x_1 * ...``; input i's gradient is ``dy`` times the
+    product of the others."""
+
+    _cache_attrs = ("_xs",)
+
+    def forward(self, xs, training=False):
+        xs = self._check(xs)
+        self._check_same_shapes(xs)
+        self._xs = xs
+        y = xs[0]
+        for x in xs[1:]:
+            y = y * x
+        return y
+
+    def backward(self, dy):
+        grads = []
+        for i in range(len(self._xs)):
+            g = dy
+            for j, x in enumerate(self._xs):
+                if j != i:
+                    g = g * x
+            grads.append(g)
+        return grads
+
+
+class Average(_Merge):
+    """``y = (x_0 + ... + x_{n-1}) / n``; each input's gradient is ``dy / n``."""
+
+    def forward(self, xs, training=False):
+        xs = self._check(xs)
+        self._check_same_shapes(xs)
+        self._n = len(xs)
+        y = xs[0]
+        for x in xs[1:]:
+            y = y + x
+        return y / self._n
+
+    def backward(self, dy):
+        g = dy / self._n
+        return [g] * self._n
