@@ -256,3 +256,12 @@ def test_training_is_keyword_only():
     q = np.ones((1, 3, 4), np.float32)
     with pytest.raises(TypeError, match="MultiHeadAttention takes one input"):
         mha(q, q)  # used to run self-attention with the key as `training`
+
+
+def test_summary_keeps_nested_containers_on_one_row():
+    inner = portnn.Sequential(portnn.Dense(4, 4), portnn.ReLU())
+    model = portnn.Sequential(portnn.Dense(3, 4), inner, portnn.Dense(4, 2)).build((3,))
+    text = model.summary(print_fn=None)
+    rows = text.splitlines()
+    assert len(rows) == 1 + 1 + 3 + 1  # title, header, three children, totals
+    assert "Sequential (2 layers)  (None, 4)" in text

@@ -553,6 +553,8 @@ class Model(Layer):
             count = sum(p.size for p in params) if built else "?"
             frozen = sum(p.size for p in params if not p.trainable) if built else "?"
             name = repr(child) if child.parameters() else type(child).__name__
+            if child.children():  # a container: one line, not its nested repr
+                name = f"{type(child).__name__} ({len(child.children())} layers)"
             name = name if len(name) <= 30 else name[:27] + "..."
             out = getattr(child, "_output_shape", None)
             rows.append((str(i), name, str(out) if out else "?", f"{count:,}"
