@@ -95,13 +95,13 @@ def test_torch_distributed_on_gloo_trains_two_processes_to_the_weights_of_one():
 
 
 @pytest.mark.parametrize(("mode", "says"), [
-    # only rank 0 calls fit: its first collective that needs the other rank
-    # (a small broadcast from the root completes alone) gives up, named
-    ("main-only", "rank 0 of 2: all_reduce in train_step waited 3 s"),
+    # only rank 0 calls fit: its first collective, the ranks' fingerprint
+    # gather, gives up and names itself
+    ("main-only", "rank 0 of 2: all_gather in fit (via _check_same_job) waited 3 s"),
     # sys.exit in a callback skips the abort hook: fit ends the job itself
     ("exit", "rank 1 of 2 left fit with SystemExit(0)"),
     # a rank that catches its error: the other's collective gives up
-    ("caught", "rank 0 of 2: all_reduce in train_step waited 3 s"),
+    ("caught", "rank 0 of 2: all_reduce in fit (via train_step) waited 3 s"),
 ])
 def test_a_rank_that_leaves_never_hangs_the_job(mode, says):
     start = time.monotonic()

@@ -59,16 +59,25 @@ def timeout_error(rank: int, size: int, call: str, timeout: float):
 
 
 def _caller() -> str:
-    """`` in <portnn function>``: the first frame outside the engines."""
+    """`` in <public portnn call> (via <function>)``: the outermost portnn
+    frame (``fit``, ``evaluate``, ``predict``) and the first outside the
+    engines, where they differ."""
     frame = sys._getframe(2)
     here = os.path.dirname(__file__)
+    package = os.path.dirname(here)
+    inner = outer = None
     while frame is not None:
         name = frame.f_code.co_filename
-        if not (name.startswith(here) or os.path.basename(name) in (
-                "torch_distributed.py", "cupy_nccl.py")):
-            return f" in {frame.f_code.co_name}"
+        engine = name.startswith(here) or os.path.basename(name) in (
+            "torch_distributed.py", "cupy_nccl.py")
+        if not engine and inner is None:
+            inner = frame.f_code.co_name
+        if name.startswith(package) and not frame.f_code.co_name.startswith("_"):
+            outer = frame.f_code.co_name
         frame = frame.f_back
-    return ""
+    if outer is None or outer == inner:
+        return f" in {inner}" if inner else ""
+    return f" in {outer} (via {inner})" if inner else f" in {outer}"
 
 
 class Communicator:
