@@ -100,3 +100,22 @@ def test_distributed_digits_runs_alone(backend, tmp_path):
     assert result["test_accuracy"] >= 0.93
     assert portnn.distributed.world_size() == 1  # shut down: alone again
     assert portnn.load(path).num_parameters() == 50_826  # 64-256-128-10
+
+
+def test_siamese_digits_tells_pairs_apart(backend):
+    pytest.importorskip("sklearn")
+    # 4 epochs of 2000 pairs: 0.85 on numpy (30 epochs of 6000: 0.94)
+    result = _example("siamese_digits").main(
+        _args(backend, "--epochs", "4", "--pairs", "2000"))
+    assert result["pair_accuracy"] > 0.75
+
+
+def test_multi_output_trains_both_heads(backend):
+    pytest.importorskip("sklearn")
+    # 5 epochs: accuracy 0.97, ink MAE 0.07 on numpy (40: 0.98 and 0.03)
+    result = _example("multi_output").main(_args(backend, "--epochs", "5"))
+    assert result["accuracy"] > 0.9 and result["ink_mae"] < 0.15
+    history = result["history"]
+    assert {"digit_loss", "ink_loss", "digit_accuracy", "ink_mae",
+            "val_ink_mae"} <= set(history)
+    assert history["ink_loss"][-1] < history["ink_loss"][0]

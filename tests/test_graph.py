@@ -220,7 +220,7 @@ def test_a_malformed_graph_in_a_file_is_a_checkpoint_error(tmp_path, edit, says)
         portnn.load(_arch_with(tmp_path, edit))
 
 
-# -- errors that say what is wrong ------------------------------------------------------
+# -- errors that say what is wrong -----------------------------------------------
 
 
 def test_an_output_from_another_graphs_input_is_named():

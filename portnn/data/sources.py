@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 from ..backends import get
+from .structure import Structure, leaves, map_structure
 
 
 class Batch(NamedTuple):
@@ -49,8 +50,31 @@ def as_batch(item) -> Batch:
     return Batch(item)
 
 
+def batch_rows(data) -> int:
+    """Rows (samples) of one array or of a list or dict of arrays."""
+    first = leaves(data)[0]
+    return int(first.shape[0])
+
+
+def take_rows(data, rows):
+    """``a[rows, ...]`` of every array of one, a list or a dict of arrays."""
+    return map_structure(lambda a: a[rows, ...], data)
+
+
+def concat_rows(parts: list, xp):
+    """Batches of outputs (each one array, a list or a dict) joined along
+    the rows."""
+    if len(parts) == 1:
+        return parts[0]
+    structure, _ = Structure.of(parts[0])
+    columns = zip(*(leaves(p) for p in parts), strict=True)
+    return structure.rebuild([xp.concat(list(c), axis=0) for c in columns])
+
+
 class ArraySource:
-    """Device arrays, shuffled on the device and sliced into batches."""
+    """Device arrays, shuffled on the device and sliced into batches; `x`,
+    `y` and `w` may each be one array or a list or dict of arrays (a graph
+    model's inputs and outputs), sliced alike."""
 
     def __init__(self, x, y=None, w=None, *, batch_size: int, shuffle: bool = False,
                  rng=None, backend=None, shard=None) -> None:
@@ -58,7 +82,7 @@ class ArraySource:
         self.batch_size, self.shuffle = batch_size, shuffle
         self.rng, self.backend = rng, backend
         self.shard = shard  # (rank, size): this rank's rows of each batch
-        self.n = int(x.shape[0])
+        self.n = batch_rows(x)
 
     @property
     def n_batches(self) -> int:
@@ -69,14 +93,14 @@ class ArraySource:
         if self.shuffle:
             xp = self.backend.xp
             perm = self.rng.permutation(self.n, backend=self.backend)
-            x, y, w = (None if a is None else xp.take(a, perm, axis=0)
-                       for a in (x, y, w))
+            x, y, w = (None if a is None else map_structure(
+                lambda v: xp.take(v, perm, axis=0), a) for a in (x, y, w))
         for lo in range(0, self.n, self.batch_size):
             hi = min(self.n, lo + self.batch_size)
             rows = slice(lo, hi) if self.shard is None else _shifted(
                 shard_rows(hi - lo, *self.shard), lo)
-            yield Batch(x[rows, ...], None if y is None else y[rows, ...],
-                        None if w is None else w[rows, ...])
+            yield Batch(take_rows(x, rows), None if y is None else take_rows(y, rows),
+                        None if w is None else take_rows(w, rows))
 
 
 def shard_rows(n: int, rank: int, size: int) -> slice:

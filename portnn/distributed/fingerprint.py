@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import zlib
 
+from ..data.structure import leaves
+
 #: rows of the data hashed into the checksum
 _ROWS = 64
 
@@ -28,7 +30,8 @@ def data_fingerprint(source) -> dict:
     out = {"batches per epoch": source.n_batches}
     if isinstance(source, ArraySource):
         out["rows"] = source.n
-        arrays = [a for a in (source.x, source.y, source.w) if a is not None]
+        arrays = [a for part in (source.x, source.y, source.w) if part is not None
+                  for a in leaves(part)]
         out["arrays"] = [_describe(a) for a in arrays]
         rows = min(source.n, _ROWS)  # strict arrays refuse slices past the end
         out["checksum of the first rows"] = _checksum(
@@ -39,12 +42,14 @@ def data_fingerprint(source) -> dict:
         out["rows"] = source.n
         host = backends.get("numpy")
         first = as_batch(source.dataset[host.xp.arange(min(source.n, _ROWS))])
-        parts = [_to_host(p) for p in (first.x, first.y, first.w) if p is not None]
+        parts = [_to_host(a) for p in (first.x, first.y, first.w) if p is not None
+                 for a in leaves(p)]
         out["arrays"] = [_describe(p) for p in parts]
         out["checksum of the first rows"] = _checksum(parts)
     else:  # an iterable: each rank's stream; its shapes must agree
         first = as_batch(source.first())
-        parts = [_to_host(p) for p in (first.x, first.y, first.w) if p is not None]
+        parts = [_to_host(a) for p in (first.x, first.y, first.w) if p is not None
+                 for a in leaves(p)]
         out["sample shapes"] = [_describe(p)[1:] for p in parts]
     return out
 

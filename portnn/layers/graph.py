@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..data.structure import Structure
 from ..training.model import Model
 from .base import Layer, no_grad
 
@@ -265,7 +266,29 @@ class Functional(Model):
 
     @property
     def integer_input(self) -> bool:
-        return self.graph["inputs"][0]["dtype"].startswith(("int", "uint"))
+        return self.integer_inputs[0]
+
+    @property
+    def integer_inputs(self) -> list[bool]:
+        return [spec["dtype"].startswith(("int", "uint"))
+                for spec in self.graph["inputs"]]
+
+    @property
+    def input_structure(self) -> Structure:
+        names = [spec["name"] for spec in self.graph["inputs"]]
+        return Structure(self._input_names, len(self.graph["inputs"]),
+                         aliases=names if all(names) else None)
+
+    @property
+    def output_structure(self) -> Structure:
+        return Structure(self._output_names, len(self.graph["outputs"]))
+
+    def check_input(self, x) -> None:
+        """Each input checked by the layers that read it (token-id ranges)."""
+        xs = self._inputs_of(x)
+        for node in self.graph["nodes"]:
+            if not node["list"] and node["args"][0][0] == "input":
+                self.layers[node["layer"]].check_input(xs[node["args"][0][1]])
 
     def _inputs_of(self, x) -> list:
         keys, n = self._input_names, len(self.graph["inputs"])
@@ -450,7 +473,8 @@ def _check_graph(graph: dict, n_layers: int) -> None:
     try:
         inputs, nodes, outputs = graph["inputs"], graph["nodes"], graph["outputs"]
     except (KeyError, TypeError):
-        raise ValueError("malformed graph: it needs inputs, nodes and outputs") from None
+        msg = "malformed graph: it needs inputs, nodes and outputs"
+        raise ValueError(msg) from None
     if not (isinstance(inputs, list) and inputs and isinstance(nodes, list)
             and isinstance(outputs, list) and outputs):
         raise ValueError("malformed graph: inputs, nodes and outputs must be lists")

@@ -16,8 +16,18 @@ from .._host import read_scalars
 from .._namespace import namespace
 from ..backends import backend_of, get
 from ..data.dataset import Dataset
-from ..data.sources import ArraySource, Batch, DatasetSource, IterableSource, as_batch
+from ..data.sources import (
+    ArraySource,
+    Batch,
+    DatasetSource,
+    IterableSource,
+    as_batch,
+    batch_rows,
+    take_rows,
+)
+from ..data.structure import leaves, map_structure
 from ..layers.base import no_grad
+from ..losses.multi import MultiLoss
 
 
 def is_batch_stream(x) -> bool:
@@ -26,8 +36,8 @@ def is_batch_stream(x) -> bool:
     rather than array data (arrays, nested lists of numbers)."""
     if isinstance(x, (list, tuple)):
         return bool(x) and all(_is_batch(item) for item in x)
-    if isinstance(x, (str, bytes, Dataset)) or x is None:
-        return False
+    if isinstance(x, (str, bytes, dict, Dataset)) or x is None:
+        return False  # a dict is a graph model's named inputs
     if backend_of(x) is not None or any(hasattr(x, a) for a in (
             "__array_namespace__", "__array__", "__dlpack__", "shape")):
         return False
@@ -122,7 +132,7 @@ class Inputs:
         x, y = self.model._as_data(x, y, self.loss)
         if check:
             y = self.check(x, y)
-        return x, y, self.weights(w, x.shape[0])
+        return x, y, self.weights(w, batch_rows(x))
 
     def check(self, x, y, *, run=True):
         """Check whole arrays (or one batch): the model takes `x` (one
@@ -133,10 +143,17 @@ class Inputs:
         if run:
             self._run_one(x)
         self.model.check_input(x)
-        self._check_range(x)
+        for part in leaves(x):
+            self._check_range(part)
         if self.loss is None:
             return y
-        if isinstance(self.loss, losses_mod.CrossEntropy):
+        if isinstance(self.loss, MultiLoss):  # one loss and target per output
+            s = self.loss.structure
+            y = s.rebuild([integral_labels(t, p) if isinstance(
+                lo, losses_mod.CrossEntropy) else t for lo, t, p in zip(
+                    self.loss.losses, s.flatten(y, "y"),
+                    s.flatten(self.sample_pred, "predictions"), strict=True)])
+        elif isinstance(self.loss, losses_mod.CrossEntropy):
             y = integral_labels(y, self.sample_pred)
         self.loss.check_target(self.sample_pred, y)
         return y
@@ -228,20 +245,21 @@ class Inputs:
     def _run_one(self, x):
         """One sample through the model: it takes `x`, and the output shape
         the targets must fit (kept from the first data seen)."""
-        one = self.model._as_input(x[:1, ...])
+        one = self.model._as_input(take_rows(x, slice(0, 1)))
         self.model._build_lazy(one)
         with no_grad():
             pred = self.model.forward(one, training=False)
         if self.sample_pred is None:
             self.sample_pred = pred
-            self.model._input_shape = tuple(x.shape[1:])  # for summary()
+            if not isinstance(x, (list, tuple, dict)):
+                self.model._input_shape = tuple(x.shape[1:])  # for summary()
 
     def _check_first(self, batch, targets):
         if targets and batch.y is None:
             msg = ("the data gave x alone; fit and evaluate need (x, y) batches "
                    "(or (x, y, sample_weight))")
             raise ValueError(msg)
-        self._run_one(_host(batch.x))
+        self._run_one(map_structure(_host, batch.x))
 
     def _prepare_with_targets(self, item) -> Batch:
         batch = as_batch(item)
@@ -249,16 +267,17 @@ class Inputs:
             msg = "a batch gave x alone; fit and evaluate need (x, y) batches"
             raise ValueError(msg)
         refuse_text(batch.y)
-        x, y = _host(batch.x), _host(batch.y)
-        if x.shape[0] == 0:  # an idle rank's share of a short last batch
-            return Batch(self.model._as_input(x), self.model.backend.asarray(y))
+        x, y = map_structure(_host, batch.x), map_structure(_host, batch.y)
+        if batch_rows(x) == 0:  # an idle rank's share of a short last batch
+            return Batch(self.model._as_input(x),
+                         map_structure(self.model.backend.asarray, y))
         y = self.check(x, y, run=False)  # on the host, before the copy: free
         x, y = self.model._as_data(x, y, self.loss)
-        return Batch(x, y, self.weights(batch.w, x.shape[0]))
+        return Batch(x, y, self.weights(batch.w, batch_rows(x)))
 
     def _prepare_x(self, item) -> Batch:
         batch = as_batch(item)
-        x = _host(batch.x)
+        x = map_structure(_host, batch.x)
         self.model.check_input(x)
         return Batch(self.model._as_input(x))
 
@@ -275,15 +294,16 @@ class Inputs:
             raise ValueError(msg)
         refuse_text(y)
         x, y, w = self.arrays(x, y, w, check=False)  # each part is checked later
-        n = x.shape[0]
+        n = batch_rows(x)
         n_val = int(math.ceil(n * validation_split))
         if n_val >= n:
             msg = f"validation_split={validation_split} leaves no training data"
             raise ValueError(msg)
         keep = slice(0, n - n_val)
         held = slice(n - n_val, n)
-        train = (x[keep, ...], y[keep, ...], None if w is None else w[keep])
-        val = (x[held, ...], y[held, ...], None if w is None else w[held])
+        train = (take_rows(x, keep), take_rows(y, keep),
+                 None if w is None else w[keep])
+        val = (take_rows(x, held), take_rows(y, held), None if w is None else w[held])
         return train, val
 
 
@@ -312,6 +332,10 @@ class ClassWeights:
             msg = ("class_weight must be a dict {class index: weight}, got "
                    f"{class_weight!r}")
             raise TypeError(msg)
+        if isinstance(loss, MultiLoss):
+            msg = ("class_weight weighs one output's classes; with several "
+                   "outputs use sample_weight")
+            raise ValueError(msg)
         if not isinstance(loss, (losses_mod.CrossEntropy, losses_mod.BCE,
                                  losses_mod.BCEWithLogits)):
             msg = (f"class_weight is for classification losses, not "

@@ -9,6 +9,7 @@ one transfer at the end of the epoch (:func:`portnn._host.read_scalars`).
 from __future__ import annotations
 
 from .._host import accumulator_dtype, read_arrays
+from ..data.sources import batch_rows
 
 
 class Meters:
@@ -39,7 +40,7 @@ class Meters:
         """Add one batch: its 0-d mean loss `value`, predictions and targets
         (a rank with no rows of a short last batch adds nothing)."""
         xp = self.backend.xp
-        size = int(pred.shape[0])
+        size = batch_rows(pred)
         if size == 0:
             return
         self.loss_sum = self.loss_sum + xp.astype(value, self.loss_sum.dtype) * size

@@ -720,3 +720,88 @@ def greater_is_better(name: str) -> bool:
         if metric.greater_is_better is not None:
             return metric.greater_is_better
     return "acc" in base
+
+
+class OutputMetric(Metric):
+    """A metric of one of a model's several outputs, logged as
+    ``<output>_<metric>`` (Keras's history keys)."""
+
+    def __init__(self, metric: Metric, index: int, output: str) -> None:
+        self.metric, self.index, self.output = metric, index, output
+        self.name = f"{output}_{metric.name}"
+
+    @property
+    def greater_is_better(self):
+        return self.metric.greater_is_better
+
+    def reset(self, backend) -> None:
+        self.backend = backend
+        self.metric.reset(backend)
+
+    def update(self, pred, target) -> None:
+        from ..data.structure import leaves
+
+        self.metric.update(leaves(pred)[self.index], leaves(target)[self.index])
+
+    def totals(self) -> list:
+        return self.metric.totals()
+
+    def result(self, totals):
+        return self.metric.result(totals)
+
+    def reduce(self, world) -> None:
+        self.metric.reduce(world)
+
+    def fresh(self) -> OutputMetric:
+        return OutputMetric(self.metric.fresh(), self.index, self.output)
+
+
+class OutputLoss(Metric):
+    """One output's loss, averaged over the epoch's samples, logged as
+    ``<output>_loss``: read from what the model's MultiLoss computed for
+    the batch (no second evaluation)."""
+
+    greater_is_better = False
+    _sums, _counts = ("_sum",), ("_count",)
+
+    def __init__(self, loss, index: int, output: str) -> None:
+        self.loss, self.index, self.output = loss, index, output
+        self.name = f"{output}_loss"
+
+    def _start(self):
+        self._sum, self._count = self._zero(), 0
+
+    def update(self, pred, target) -> None:
+        from ..data.sources import batch_rows
+
+        xp = self.backend.xp
+        rows = batch_rows(pred)
+        value = self.loss.values[self.index]
+        self._sum = self._sum + xp.astype(value, self.dtype) * rows
+        self._count += rows
+
+    def totals(self):
+        return [self._sum]
+
+    def result(self, totals):
+        return totals[0] / max(self._count, 1)
+
+    def fresh(self) -> OutputLoss:
+        return OutputLoss(self.loss, self.index, self.output)
+
+
+def output_metrics(metrics, loss) -> list[Metric]:
+    """The metrics of a model with several outputs: each output's loss,
+    then `metrics` for each output (a list for all of them, a dict by output
+    name; ``"auto"``: accuracy for classification outputs)."""
+    names = loss.names
+    if isinstance(metrics, dict):
+        unknown = [k for k in metrics if k not in names]
+        if unknown:
+            msg = f"metrics names outputs {unknown}; the outputs are {names}"
+            raise ValueError(msg)
+    out: list[Metric] = [OutputLoss(loss, i, n) for i, n in enumerate(names)]
+    for i, (name, own) in enumerate(zip(names, loss.losses, strict=True)):
+        spec = metrics.get(name) if isinstance(metrics, dict) else metrics
+        out.extend(OutputMetric(m, i, name) for m in get_metrics(spec, own))
+    return out

@@ -8,20 +8,22 @@ from .. import distributed
 from .. import losses as losses_mod
 from .. import optim as optim_mod
 from .._validation import validated_data
-from ..data.sources import shard_rows
+from ..data.sources import batch_rows, concat_rows, shard_rows, take_rows
+from ..data.structure import Structure, leaves, map_structure
 from ..distributed.data_parallel import (
     all_reduce_gradients,
     average_buffers,
     broadcast_state,
 )
 from ..layers.base import Layer, free_caches, no_grad
+from ..losses.multi import MultiLoss, multi_loss
 from ..random import global_generator
 from .callbacks import Callback, LRSchedulerCallback, ProgressBar
 from .guard import StepGuard, TrainingDivergedError
 from .history import History
 from .inputs import ClassWeights, Inputs, refuse_text, validation_pair
 from .meters import Meters
-from .metrics import Metric, get_metrics
+from .metrics import Metric, get_metrics, output_metrics
 from .precision import Precision
 
 __all__ = ["Model", "TrainingDivergedError"]
@@ -57,18 +59,24 @@ class Model(Layer):
     metrics = None
 
     # -- once, Keras style ----------------------------------------------------
-    def compile(self, loss=None, optimizer="adam", metrics="auto") -> Model:
+    def compile(self, loss=None, optimizer="adam", metrics="auto",
+                loss_weights=None) -> Model:
         """Set the loss, the optimizer and the metrics that `fit` and
         `evaluate` use when not given them.
 
         Parameters
         ----------
         loss : Loss or str, optional
+            With several outputs: one for all, a list in the outputs' order
+            or a dict by output name.
         optimizer : Optimizer or str, default "adam"
             A name makes the optimizer now, over the trainable parameters; it
             is kept across `fit` calls (its moments and step count go on).
         metrics : "auto", list of str, Metric or callable, or None
-            See :func:`portnn.training.metrics.get`.
+            See :func:`portnn.training.metrics.get`. With several outputs a
+            list applies to every output and a dict gives each its own.
+        loss_weights : list or dict of float, optional
+            With several outputs: each output's loss weight (default 1).
 
         Returns
         -------
@@ -84,13 +92,26 @@ class Model(Layer):
         >>> type(model.optimizer).__name__, [m.name for m in model.metrics]
         ('Adam', ['accuracy', 'f1_macro'])
         """
-        loss = losses_mod.get(loss) if loss is not None else self.loss
+        loss = (self._resolve_loss(loss, loss_weights) if loss is not None
+                 else self.loss)
         optimizer = self._resolve_optimizer(optimizer)
-        metric_list = (get_metrics(metrics, loss) if loss is not None or
-                       metrics != "auto" else None)
+        metric_list = (self._metrics(metrics, loss, compiled=False)
+                       if loss is not None or metrics != "auto" else None)
         self.loss, self.optimizer = loss, optimizer
         self.metrics = metric_list if metrics != "auto" else None
         return self
+
+    # -- what goes in and comes out -------------------------------------------
+    @property
+    def input_structure(self) -> Structure:
+        """How the model takes its inputs: one array (a graph model: a list
+        or a dict, as its ``Model(inputs=...)``)."""
+        return Structure()
+
+    @property
+    def output_structure(self) -> Structure:
+        """How the model gives its outputs: one array, or a list or a dict."""
+        return Structure()
 
     # -- one step: the whole algorithm ---------------------------------------
     def train_step(self, x, y, loss, optimizer, guard=None, precision=None,
@@ -116,7 +137,8 @@ class Model(Layer):
         """
         policy = precision or _FLOAT32
         world = distributed.current()
-        if x.shape[0]:
+        rows = batch_rows(x)
+        if rows:
             with policy.weights(self):  # half copies of the weights, if mixed
                 pred = policy.output(self.forward(policy.input(x), training=True))
                 value = (loss.forward(pred, y) if sample_weight is None
@@ -129,7 +151,7 @@ class Model(Layer):
         # Gradients are complete and the step has not run: the one place
         # where data-parallel training makes them the exact global mean.
         if world.size > 1:
-            all_reduce_gradients(world, optimizer.params, int(x.shape[0]),
+            all_reduce_gradients(world, optimizer.params, rows,
                                  self.backend)
         finite = policy.unscale(optimizer.params)  # unscaled; finite (float16)?
         if guard is not None:
@@ -150,7 +172,8 @@ class Model(Layer):
             callbacks=None, metrics="auto", verbose="auto", rng=None,
             precision: str = "float32", sample_weight=None, class_weight=None,
             lr_schedule=None, steps_per_epoch: int | None = None,
-            validation_steps: int | None = None, prefetch: bool = True) -> History:
+            validation_steps: int | None = None, prefetch: bool = True,
+            loss_weights=None) -> History:
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -217,6 +240,9 @@ class Model(Layer):
         prefetch : bool, default True
             Prepare the next batch of a dataset or iterable in a background
             thread while the current one trains.
+        loss_weights : list or dict of float, optional
+            With several outputs: each output's loss weight (default 1); the
+            history then holds ``<output>_loss`` and ``<output>_<metric>``.
 
         Returns
         -------
@@ -259,7 +285,7 @@ class Model(Layer):
             batch_size = _positive_int("batch_size", batch_size)
             steps_per_epoch = _steps("steps_per_epoch", steps_per_epoch)
             validation_steps = _steps("validation_steps", validation_steps)
-            loss = self._resolve_loss(loss)
+            loss = self._resolve_loss(loss, loss_weights)
             optimizer = self._resolve_optimizer(optimizer)
             self._warn_untrained(optimizer)
             metric_list = self._metrics(metrics, loss)
@@ -329,7 +355,7 @@ class Model(Layer):
                         value, pred = self.train_step(xb, yb, loss, optimizer, guard,
                                                       policy, sample_weight=wb)
                         meters.update(value, pred, yb)
-                        batch_logs = {"loss": value, "size": int(xb.shape[0])}
+                        batch_logs = {"loss": value, "size": batch_rows(xb)}
                         for cb in callbacks:
                             cb.on_batch_end(b, batch_logs)
                     meters.reduce(world)  # data-parallel: over every rank
@@ -414,21 +440,24 @@ class Model(Layer):
 
     def _predict(self, x, batch_size, steps, prefetch):
         world = distributed.current()
+        xp = self.backend.xp
         if world.size > 1 and not _is_stream(x):
             # each rank its contiguous share of the rows; gathered in order
             x = self._as_input(x)
             from ..data.sources import ArraySource
 
+            n = batch_rows(x)
             _check_same_job(world, "predict", self, ArraySource(
-                x, batch_size=batch_size or int(x.shape[0]) or 1,
-                backend=self.backend), None, {"batch_size": batch_size})
-            mine = x[shard_rows(int(x.shape[0]), world.rank, world.size), ...]
+                x, batch_size=batch_size or n or 1, backend=self.backend), None,
+                {"batch_size": batch_size})
+            mine = take_rows(x, shard_rows(n, world.rank, world.size))
             with distributed.single():
                 part = self.predict(mine, batch_size=batch_size, prefetch=prefetch)
-            return self.backend.xp.concat(world.all_gather(part), axis=0)
+            return map_structure(
+                lambda p: xp.concat(world.all_gather(p), axis=0), part)
         if batch_size is None and not _is_stream(x):
             x = self._as_input(x)
-            self._build_lazy(x[:1, ...])
+            self._build_lazy(take_rows(x, slice(0, 1)))
             with no_grad():  # nothing of x stays on the layers
                 return self.forward(x, training=False)
         source = Inputs(self, prefetch=prefetch).source(
@@ -436,7 +465,7 @@ class Model(Layer):
         with no_grad():
             parts = [self.forward(batch.x, training=False)
                      for batch in source.batches()]
-        return parts[0] if len(parts) == 1 else self.backend.xp.concat(parts, axis=0)
+        return concat_rows(parts, xp)
 
     # -- shapes ---------------------------------------------------------------
     def build(self, input_shape) -> Model:
@@ -602,9 +631,22 @@ class Model(Layer):
         save(self, path, optimizer=optimizer, metadata=metadata)
 
     # -- helpers ----------------------------------------------------------------
-    def _resolve_loss(self, loss):
-        if loss is not None:
-            return losses_mod.get(loss)
+    def _resolve_loss(self, loss, loss_weights=None):
+        outputs = self.output_structure
+        if outputs.single:
+            if loss_weights is not None:
+                msg = "loss_weights is for models with several outputs"
+                raise ValueError(msg)
+            if loss is not None:
+                return losses_mod.get(loss)
+        elif loss is not None and not isinstance(loss, MultiLoss):
+            return multi_loss(loss, loss_weights, outputs, losses_mod.get)
+        elif loss is None and loss_weights is not None and isinstance(
+                self.loss, MultiLoss):
+            return multi_loss(self.loss.losses, loss_weights, outputs,
+                              losses_mod.get)
+        elif loss is not None:
+            return loss
         if self.loss is None:
             msg = "no loss: pass loss=... or call model.compile(loss=...) first"
             raise ValueError(msg)
@@ -615,6 +657,27 @@ class Model(Layer):
         return params[0].dtype if params else None
 
     def _as_input(self, x, what="x"):
+        structure = self.input_structure
+        if structure.single:
+            return self._as_one_input(x, what, self.integer_input)
+        _refuse_unsupported(x, what)
+        parts = structure.flatten(x, what)
+        integer = self.integer_inputs
+        parts = [self._as_one_input(p, f"{what}[{i}]", integer[i])
+                 for i, p in enumerate(parts)]
+        rows = {int(p.shape[0]) if p.ndim else -1 for p in parts}
+        if len(rows) != 1:
+            shapes = [tuple(p.shape) for p in parts]
+            msg = f"{what}: the inputs hold different numbers of samples: {shapes}"
+            raise ValueError(msg)
+        return structure.rebuild(parts)
+
+    @property
+    def integer_inputs(self) -> list[bool]:
+        """Whether each input takes integers (token ids)."""
+        return [self.integer_input] * self.input_structure.n
+
+    def _as_one_input(self, x, what, integer: bool):
         xp = self.backend.xp
         _refuse_unsupported(x, what)
         _refuse_objects(x, what)
@@ -623,22 +686,49 @@ class Model(Layer):
         if dtype is None or x.dtype == dtype:
             return x
         if xp.isdtype(x.dtype, "real floating") or (
-            not self.integer_input and xp.isdtype(x.dtype, ("integral", "bool"))
+            not integer and xp.isdtype(x.dtype, ("integral", "bool"))
         ):
             x = xp.astype(x, dtype)
         return x
 
     def _as_data(self, x, y, loss=None):
         """`x` and `y` as arrays on the model's device (moved once)."""
-        xp = self.backend.xp
         if y is None:
             msg = ("y is None: fit and evaluate need targets (y=...), or a "
                    "Dataset or iterable of (x, y) batches as x")
             raise ValueError(msg)
         x = self._as_input(x)
-        _refuse_unsupported(y, "y")
+        outputs = self.output_structure
+        if outputs.single:
+            y = self._as_target(y, loss, "y")
+        else:
+            losses = (loss.losses if isinstance(loss, MultiLoss)
+                      else [loss] * outputs.n)
+            y = outputs.rebuild([self._as_target(t, lo, f"y[{name}]") for t, lo, name
+                                 in zip(outputs.flatten(y, "y"), losses,
+                                        outputs.names(), strict=True)])
+        n_x = {int(a.shape[0]) if a.ndim else -1 for a in leaves(x)}
+        n_y = {int(a.shape[0]) if a.ndim else -1 for a in leaves(y)}
+        if len(n_x | n_y) != 1 or -1 in n_x | n_y:
+            shapes = ([tuple(a.shape) for a in leaves(x)],
+                      [tuple(a.shape) for a in leaves(y)])
+            msg = (
+                f"x and y must hold the same number of samples in axis 0; got "
+                f"x of shape {_one(shapes[0])} and y of shape {_one(shapes[1])}"
+            )
+            raise ValueError(msg)
+        if batch_rows(x) == 0:
+            msg = "no samples: x is empty"
+            raise ValueError(msg)
+        return x, y
+
+    def _as_target(self, y, loss, what):
+        """One output's targets on the model's device, in the dtype its
+        loss takes (integer class labels stay integers)."""
+        xp = self.backend.xp
+        _refuse_unsupported(y, what)
         refuse_text(y)
-        _refuse_objects(y, "y")
+        _refuse_objects(y, what)
         y = self.backend.asarray(y)
         if xp.isdtype(y.dtype, "bool"):  # True/False: classes or targets 1/0
             y = xp.astype(y, xp.int64 if isinstance(
@@ -648,20 +738,13 @@ class Model(Layer):
             y.dtype, "real floating")
         if dtype is not None and y.dtype != dtype and not labels:
             y = xp.astype(y, dtype)  # regression and binary targets
-        if y.ndim == 0 or x.ndim == 0 or x.shape[0] != y.shape[0]:
-            msg = (
-                f"x and y must hold the same number of samples in axis 0; got "
-                f"x of shape {tuple(x.shape)} and y of shape {tuple(y.shape)}"
-            )
-            raise ValueError(msg)
-        if x.shape[0] == 0:
-            msg = "no samples: x is empty"
-            raise ValueError(msg)
-        return x, y
+        return y
 
     def _check_head(self, loss) -> None:
         """Refuse a loss that does not match the model's last activation: a
         softmax head under a logits loss trains a double softmax."""
+        if isinstance(loss, MultiLoss):
+            return  # a graph's heads: not a chain to walk
         head = _output_activation(self)
         name = type(head).__name__ if head is not None else None
         fix = None
@@ -726,9 +809,11 @@ class Model(Layer):
             )
             warnings.warn(msg, UserWarning, stacklevel=3)
 
-    def _metrics(self, metrics, loss) -> list[Metric]:
-        if metrics == "auto" and self.metrics is not None:
+    def _metrics(self, metrics, loss, compiled=True) -> list[Metric]:
+        if compiled and metrics == "auto" and self.metrics is not None:
             return [m.fresh() for m in self.metrics]
+        if isinstance(loss, MultiLoss):
+            return output_metrics(metrics, loss)
         return get_metrics(metrics, loss)
 
 
@@ -944,6 +1029,10 @@ def _refuse_unsupported(data, what):
             "steps_per_epoch for an endless one)"
         )
         raise TypeError(msg)
+
+
+def _one(shapes):
+    return shapes[0] if len(shapes) == 1 else shapes
 
 
 def _refuse_objects(data, what):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 
+from ..data.structure import map_structure
 from ..layers.base import is_half, mixed_policy
 from .guard import grad_sq_norm
 
@@ -240,24 +241,34 @@ class Precision:
         return self.LIMITS.get(POLICIES[self.policy])
 
     def input(self, x):
-        """Floating input in the compute type (token ids stay integers)."""
-        if not self.mixed or not self.backend.xp.isdtype(x.dtype, "real floating"):
+        """Floating input in the compute type (token ids stay integers);
+        each array of a list or dict of inputs."""
+        if not self.mixed:
             return x
-        return self.backend.xp.astype(x, self.compute_dtype)
+        xp = self.backend.xp
+        return map_structure(lambda v: xp.astype(v, self.compute_dtype) if (
+            xp.isdtype(v.dtype, "real floating")) else v, x)
 
     def output(self, pred):
         """The prediction in float32, for the loss and the metrics."""
-        if self.mixed and is_half(self.backend.xp, pred.dtype):
-            return self.backend.xp.astype(pred, self.backend.xp.float32)
-        return pred
+        if not self.mixed:
+            return pred
+        xp = self.backend.xp
+        return map_structure(lambda p: xp.astype(p, xp.float32) if is_half(
+            xp, p.dtype) else p, pred)
 
     def loss_gradient(self, dy):
         """The loss gradient, scaled (float16) and in the compute type."""
         if not self.mixed:
             return dy
-        if self.scaler is not None:
-            dy = self.scaler.scale_gradient(dy)
-        return self.backend.xp.astype(dy, self.compute_dtype)
+        xp = self.backend.xp
+
+        def half(g):
+            if self.scaler is not None:
+                g = self.scaler.scale_gradient(g)
+            return xp.astype(g, self.compute_dtype)
+
+        return map_structure(half, dy)
 
     def to_master(self, params) -> None:
         """The half gradients in the float32 masters' dtype (before a
