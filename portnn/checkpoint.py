@@ -488,6 +488,11 @@ def _construct(cls, args, config, where, what):
         raise CheckpointError(msg) from None
 
 
+def loss_class(name: str):
+    """The loss class a checkpoint names: registered, or built in."""
+    return _LOSSES.get(name) or _concrete(losses_mod, losses_mod.Loss, name)
+
+
 def _loss_entry(loss):
     """The loss as checkpoint metadata, or None (with a warning) when its
     configuration is not JSON data: the weights are saved all the same."""
@@ -514,7 +519,7 @@ def _build_loss(spec, where):
     try:
         spec = _json({"portnn.loss": spec}, "portnn.loss", where)
         name, config = _spec(spec, where, "loss")
-        cls = _LOSSES.get(name) or _concrete(losses_mod, losses_mod.Loss, name)
+        cls = loss_class(name)
         if cls is None:
             msg = (f"{name!r} is not a portnn loss; register its class with "
                    "portnn.checkpoint.register_loss before loading")

@@ -138,3 +138,22 @@ def test_wrong_structures_say_what_is_expected():
     with pytest.raises(ValueError, match="loss_weights is for models with several"):
         portnn.Sequential(portnn.Dense(6, 2)).fit(x1, y, loss="cross_entropy",
                                                   loss_weights=[2.0], verbose=0)
+
+
+def test_a_two_output_models_losses_are_saved_and_loaded(tmp_path):
+    rs = np.random.default_rng(5)
+    x = rs.normal(size=(32, 6)).astype(np.float32)
+    y = {"cls": rs.integers(0, 3, 32), "reg": rs.normal(size=(32, 1)).astype(np.float32)}
+    model, _ = _two_heads()
+    model.fit(x, y, loss={"cls": "cross_entropy", "reg": portnn.Huber(delta=2.0)},
+              loss_weights={"reg": 0.25}, verbose=0)
+    model.save(tmp_path / "heads.safetensors")
+    loaded = portnn.load(tmp_path / "heads.safetensors")
+    assert isinstance(loaded.loss, portnn.losses.MultiLoss)
+    assert loaded.loss.weights == [1.0, 0.25]
+    assert loaded.loss.losses[1].delta == 2.0 and loaded.loss.names == ["cls", "reg"]
+    for m in (model, loaded):  # the same training goes on, no loss given
+        m.fit(x, y, epochs=2, verbose=0, shuffle=False)
+    for k in ("cls", "reg"):
+        np.testing.assert_allclose(to_np(loaded.predict(x)[k]),
+                                   to_np(model.predict(x)[k]), rtol=1e-6)

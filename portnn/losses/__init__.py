@@ -8,10 +8,11 @@ import functools
 from .base import Loss
 from .binary import BCE, BCEWithLogits
 from .cross_entropy import CrossEntropy
+from .multi import MultiLoss
 from .regression import MAE, MSE, Huber
 
 __all__ = ["Loss", "MSE", "MAE", "Huber", "BCE", "BCEWithLogits", "CrossEntropy",
-           "get"]
+           "MultiLoss", "get"]
 
 _BY_NAME = {
     "mse": MSE,

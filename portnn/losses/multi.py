@@ -39,8 +39,11 @@ class MultiLoss(Loss):
 
     _cache_attrs = ("values",)
 
-    def __init__(self, losses, weights, structure: Structure) -> None:
+    def __init__(self, losses, weights, structure=None, keys=None) -> None:
         super().__init__()
+        if structure is None:  # rebuilt from a checkpoint's config
+            structure = Structure(keys if keys is not None else "list", len(losses))
+        losses = [_rebuild(lo) for lo in losses]
         if len(losses) != structure.n or len(weights) != structure.n:
             msg = (f"MultiLoss: {structure.n} outputs need {structure.n} losses and "
                    f"weights, got {len(losses)} and {len(weights)}")
@@ -77,13 +80,33 @@ class MultiLoss(Loss):
             loss.check_target(p, t)
 
     def get_config(self) -> dict:
-        """Not stored in checkpoints yet: give the losses again after load."""
-        return {"losses": self.losses, "weights": self.weights}
+        """Each output's loss (class and config), the weights and the
+        outputs' keys: plain data a checkpoint stores."""
+        return {"losses": [{"class": type(lo).__name__, "config": lo.get_config()}
+                           for lo in self.losses],
+                "weights": self.weights, "keys": self.structure.keys}
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{n}: {w:g} * {loss!r}" for n, w, loss
                           in zip(self.names, self.weights, self.losses, strict=True))
         return f"MultiLoss({parts})"
+
+
+def _rebuild(entry):
+    """A Loss, or one from its ``{"class", "config"}`` entry (a checkpoint)."""
+    if isinstance(entry, Loss):
+        return entry
+    from ..checkpoint import loss_class
+
+    if not (isinstance(entry, dict) and isinstance(entry.get("class"), str)
+            and isinstance(entry.get("config", {}), dict)):
+        msg = f"MultiLoss: a loss entry must be a Loss or a saved one, got {entry!r}"
+        raise TypeError(msg)
+    cls = loss_class(entry["class"])
+    if cls is None:
+        msg = f"MultiLoss: unknown loss class {entry['class']!r}"
+        raise TypeError(msg)
+    return cls(**entry.get("config", {}))
 
 
 def multi_loss(loss, loss_weights, structure: Structure, resolve) -> MultiLoss:

@@ -277,3 +277,40 @@ def test_ranks_with_other_models_or_arguments_name_the_difference(world, change,
         with pytest.raises(ValueError, match=says):
             model.fit(x.astype(dtype), y, loss="cross_entropy", verbose=0,
                       batch_size=16 if change == "batch" and odd else 8)
+
+
+def _two_in_two_out():
+    a, b = portnn.Input((6,), name="a"), portnn.Input((6,), name="b")
+    enc = portnn.Dense(6, 8)
+    joined = portnn.Concatenate()([portnn.Tanh()(enc(a)), portnn.Tanh()(enc(b))])
+    return portnn.Model(inputs=[a, b], outputs={"cls": portnn.Dense(16, 3)(joined),
+                                                "reg": portnn.Dense(16, 1)(joined)})
+
+
+def test_a_graph_with_two_inputs_and_outputs_equals_one_process(dp_backend, world):
+    rs = np.random.default_rng(7)
+    xa, xb = rs.normal(size=(26, 6)), rs.normal(size=(26, 6))
+    y = {"cls": rs.integers(0, 3, 26), "reg": rs.normal(size=(26, 1))}
+
+    def train():
+        with portnn.default_dtype("float64"):
+            portnn.seed(0)
+            model = _two_in_two_out()
+            h = model.fit({"a": xa, "b": xb}, y, epochs=3, batch_size=8,
+                          loss={"cls": "cross_entropy", "reg": "mse"},
+                          loss_weights={"reg": 0.5}, verbose=0,
+                          optimizer=portnn.SGD(model.parameters(), lr=0.1))
+            return model, h
+
+    parallel, h = train()
+    with portnn.distributed.single():
+        alone, h_alone = train()
+    _same(_weights(parallel), _weights(alone), rtol=1e-10, atol=1e-12)
+    for key in ("loss", "cls_loss", "reg_loss", "cls_accuracy"):
+        assert h[key] == pytest.approx(h_alone[key], rel=1e-10), key
+    with portnn.default_dtype("float64"):
+        out = parallel.predict([xa, xb])
+    with portnn.distributed.single(), portnn.default_dtype("float64"):
+        ref = alone.predict([xa, xb])
+    for k in ("cls", "reg"):
+        np.testing.assert_allclose(to_np(out[k]), to_np(ref[k]), rtol=1e-10)
