@@ -253,9 +253,11 @@ def test_training_is_keyword_only():
         layer(x, True)
     assert layer(x, training=True).shape == (2, 2)
     mha = portnn.MultiHeadAttention(4, 2)
-    q = np.ones((1, 3, 4), np.float32)
-    with pytest.raises(TypeError, match="MultiHeadAttention takes one input"):
-        mha(q, q)  # used to run self-attention with the key as `training`
+    q = np.random.default_rng(0).normal(size=(1, 3, 4)).astype(np.float32)
+    # the second argument is the key (it was taken for `training` before)
+    np.testing.assert_allclose(to_np(mha(q, q)), to_np(mha(q)), rtol=1e-6)
+    with pytest.raises(TypeError, match="training is keyword-only"):
+        portnn.Dense(4, 4)(q, q)
 
 
 def test_summary_keeps_nested_containers_on_one_row():
@@ -265,3 +267,60 @@ def test_summary_keeps_nested_containers_on_one_row():
     rows = text.splitlines()
     assert len(rows) == 1 + 1 + 3 + 1  # title, header, three children, totals
     assert "Sequential (2 layers)  (None, 4)" in text
+
+
+
+# -- cross-attention ----------------------------------------------------------------
+
+
+def _torch_mha(torch, mha):
+    ref = torch.nn.MultiheadAttention(mha.embed_dim, mha.num_heads,
+                                      batch_first=True).double()
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.tensor(to_np(mha.W_in.value)))
+        ref.in_proj_bias.copy_(torch.tensor(to_np(mha.b_in.value)))
+        ref.out_proj.weight.copy_(torch.tensor(to_np(mha.W_out.value)))
+        ref.out_proj.bias.copy_(torch.tensor(to_np(mha.b_out.value)))
+    return ref
+
+
+@pytest.mark.parametrize(("tq", "tk"), [(3, 5), (4, 4)])
+def test_cross_attention_with_masks_matches_torch(backend, torch, tq, tk):
+    with portnn.default_dtype("float64"):
+        portnn.seed(6)
+        mha = portnn.MultiHeadAttention(8, 2)
+    ref = _torch_mha(torch, mha)
+    rs = np.random.default_rng(7)
+    q, k, v = rs.normal(size=(2, tq, 8)), rs.normal(size=(2, tk, 8)), rs.normal(
+        size=(2, tk, 8))
+    pad = np.zeros((2, tk), bool)
+    pad[1, -2:] = True
+    blocked = np.zeros((tq, tk), bool)
+    blocked[0, 1] = True
+    tq_, tk_, tv_ = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    ty, _ = ref(tq_, tk_, tv_, key_padding_mask=torch.tensor(pad),
+                attn_mask=torch.tensor(blocked), need_weights=False)
+    y = mha(*(backend.asarray(a) for a in (q, k, v)),
+            key_padding_mask=backend.asarray(pad), attn_mask=backend.asarray(blocked))
+    np.testing.assert_allclose(to_np(y), ty.detach().numpy(), **TOL)
+    dy = rs.normal(size=tuple(y.shape))
+    grads = mha.backward(backend.asarray(dy))
+    ty.backward(torch.tensor(dy))
+    for g, t in zip(grads, (tq_, tk_, tv_), strict=True):
+        np.testing.assert_allclose(to_np(g), t.grad.numpy(), **TOL)
+    np.testing.assert_allclose(to_np(mha.W_in.grad), ref.in_proj_weight.grad.numpy(),
+                               **TOL)
+    np.testing.assert_allclose(to_np(mha.b_in.grad), ref.in_proj_bias.grad.numpy(),
+                               **TOL)
+    np.testing.assert_allclose(to_np(mha.W_out.grad),
+                               ref.out_proj.weight.grad.numpy(), **TOL)
+
+
+def test_cross_attention_in_a_graph_gradchecks(backend):
+    portnn.seed(8)
+    x = portnn.Input((4, 6))
+    memory = portnn.Dense(6, 6)(x)   # key and value: one tensor, two uses
+    attended = portnn.MultiHeadAttention(6, 2)(portnn.Tanh()(x), memory)
+    model = portnn.Model(inputs=x, outputs=portnn.Add()([x, attended]))
+    result = portnn.gradcheck(model, backend.asarray(_normal((2, 4, 6), 11)))
+    assert result.ok, result

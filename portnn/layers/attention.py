@@ -51,9 +51,12 @@ class MultiHeadAttention(Layer):
     by ``W_out``. The weights have PyTorch's layout (``W_in`` is
     ``in_proj_weight``, ``(3E, E)``; ``W_out`` is ``out_proj.weight``).
 
-    Call as ``layer(x, training, attn_mask=..., key_padding_mask=...)``:
-    ``attn_mask`` is a boolean ``(time, time)`` array, ``key_padding_mask`` a
-    boolean ``(batch, time)`` array, True where attention is *not* allowed
+    Call as ``layer(x, training=..., attn_mask=..., key_padding_mask=...)``
+    for self-attention, or ``layer(query, key, value, ...)`` for
+    cross-attention (PyTorch's order; `key` defaults to `query`, `value` to
+    `key`; `backward` then returns ``[dquery, dkey, dvalue]``):
+    ``attn_mask`` is a boolean ``(queries, keys)`` array, ``key_padding_mask``
+    a boolean ``(batch, keys)`` array, True where attention is *not* allowed
     (PyTorch's boolean convention). A query with every key masked gets a
     zero output (PyTorch gives NaN).
 
@@ -96,14 +99,13 @@ class MultiHeadAttention(Layer):
             self.b_out = self.add_parameter(
                 "b_out", initializers.zeros((embed_dim,), **kw))
 
-    def __call__(self, x, *args, training=False, attn_mask=None,
-                 key_padding_mask=None):
-        if args:  # mha(q, kv) used to take kv for `training`: self-attention
-            msg = ("MultiHeadAttention takes one input (self-attention): "
-                   "mha(x, training=..., attn_mask=..., key_padding_mask=...); "
-                   "training is keyword-only. Cross-attention (query, key, "
-                   "value) is not implemented yet")
-            raise TypeError(msg)
+    def __call__(self, query, key=None, value=None, *, training=False,
+                 attn_mask=None, key_padding_mask=None):
+        """Self-attention ``mha(x)``, or cross-attention ``mha(query, key,
+        value)`` in PyTorch's order (`key` defaults to `query`, `value` to
+        `key`); `training` is keyword-only. With `key` given, `backward`
+        returns ``[dquery, dkey, dvalue]``."""
+        x = query if key is None else [query, key, key if value is None else value]
         return super().__call__(x, training=training, attn_mask=attn_mask,
                                 key_padding_mask=key_padding_mask)
 
@@ -139,6 +141,8 @@ class MultiHeadAttention(Layer):
         return keep
 
     def forward(self, x, training=False, attn_mask=None, key_padding_mask=None):
+        if isinstance(x, (list, tuple)):
+            return self._forward_cross(x, attn_mask, key_padding_mask)
         W_in = self.W_in
         if type(x) is not type(W_in.value):
             self._check_backend(x, W_in)
@@ -170,7 +174,114 @@ class MultiHeadAttention(Layer):
         self._cache = (x2, q, k, v, p, o, scale, (n, t))
         return xp.reshape(y, (n, t, e))
 
+    def _forward_cross(self, xs, attn_mask, key_padding_mask):
+        """``softmax(Q K^T / sqrt(d)) V`` with ``Q`` projected from the query
+        and ``K``, ``V`` from the key and value (``W_in``'s three blocks, as
+        PyTorch's ``in_proj_weight``)."""
+        if len(xs) != 3:
+            msg = (f"MultiHeadAttention takes [query, key, value], got {len(xs)} "
+                   "inputs")
+            raise TypeError(msg)
+        query, key, value = xs
+        e, h = self.embed_dim, self.num_heads
+        for name, a in (("query", query), ("key", key), ("value", value)):
+            if type(a) is not type(self.W_in.value):
+                self._check_backend(a, self.W_in)
+            if a.ndim != 3 or a.shape[2] != e:
+                msg = (f"MultiHeadAttention: expected {name} (batch, time, {e}), "
+                       f"got shape {tuple(a.shape)}")
+                raise ValueError(msg)
+        n, tq, _ = query.shape
+        tk = key.shape[1]
+        if key.shape[0] != n or tuple(value.shape[:2]) != (n, tk):
+            msg = (f"MultiHeadAttention: query {tuple(query.shape)}, key "
+                   f"{tuple(key.shape)} and value {tuple(value.shape)} must share "
+                   "the batch, and key and value the time")
+            raise ValueError(msg)
+        xp = namespace(query)
+        d = e // h
+        flat = [xp.reshape(a, (-1, e)) for a in (query, key, value)]
+        heads_of = []
+        for i, (a2, steps) in enumerate(zip(flat, (tq, tk, tk), strict=True)):
+            proj = a2 @ self.W_in.value[i * e:(i + 1) * e, :].T
+            if self.b_in is not None:
+                proj = proj + self.b_in.value[i * e:(i + 1) * e]
+            heads_of.append(xp.permute_dims(xp.reshape(proj, (n, steps, h, d)),
+                                            (0, 2, 1, 3)))
+        q, k, v = heads_of
+        scale = 1.0 / math.sqrt(d)
+        scores = (q @ xp.permute_dims(k, (0, 1, 3, 2))) * scale
+        p = masked_softmax(scores, self._keep_cross(
+            xp, n, tq, tk, attn_mask, key_padding_mask, query.device))
+        o = xp.reshape(xp.permute_dims(p @ v, (0, 2, 1, 3)), (n * tq, e))
+        y = o @ self.W_out.value.T
+        if self.b_out is not None:
+            y = y + self.b_out.value
+        self._cache = ("cross", flat, q, k, v, p, o, scale, (n, tq, tk))
+        return xp.reshape(y, (n, tq, e))
+
+    def _keep_cross(self, xp, n, tq, tk, attn_mask, key_padding_mask, device):
+        """As `_keep`, for ``tq`` queries over ``tk`` keys."""
+        if tq == tk:
+            return self._keep(xp, n, tq, attn_mask, key_padding_mask, device)
+        if self.causal:
+            msg = "MultiHeadAttention(causal=True) needs as many queries as keys"
+            raise ValueError(msg)
+        keep = None
+        if attn_mask is not None:
+            if tuple(attn_mask.shape) != (tq, tk) or attn_mask.dtype != xp.bool:
+                msg = (f"MultiHeadAttention: attn_mask must be a boolean array of "
+                       f"shape {(tq, tk)} (queries, keys), got shape "
+                       f"{tuple(attn_mask.shape)} and dtype {attn_mask.dtype}")
+                raise ValueError(msg)
+            keep = xp.reshape(~attn_mask, (1, 1, tq, tk))
+        if key_padding_mask is not None:
+            if (tuple(key_padding_mask.shape) != (n, tk)
+                    or key_padding_mask.dtype != xp.bool):
+                msg = (f"MultiHeadAttention: key_padding_mask must be a boolean "
+                       f"array of shape {(n, tk)} (batch, keys), got shape "
+                       f"{tuple(key_padding_mask.shape)} and dtype "
+                       f"{key_padding_mask.dtype}")
+                raise ValueError(msg)
+            pad = xp.reshape(~key_padding_mask, (n, 1, 1, tk))
+            keep = pad if keep is None else keep & pad
+        return keep
+
+    def _backward_cross(self, dy, need_dx):
+        xp = namespace(dy)
+        _, flat, q, k, v, p, o, scale, (n, tq, tk) = self._cache
+        e, h = self.embed_dim, self.num_heads
+        d = e // h
+        dy2 = xp.reshape(dy, (n * tq, e))
+        if self.W_out.trainable:
+            self.W_out.accumulate(dy2.T @ o)
+        if self.b_out is not None:
+            self.b_out.accumulate(xp.sum(dy2, axis=0))
+        dheads = xp.permute_dims(xp.reshape(dy2 @ self.W_out.value, (n, tq, h, d)),
+                                 (0, 2, 1, 3))
+        dp = dheads @ xp.permute_dims(v, (0, 1, 3, 2))
+        dv = xp.permute_dims(p, (0, 1, 3, 2)) @ dheads
+        ds = p * (dp - xp.sum(dp * p, axis=-1, keepdims=True)) * scale
+        dq = ds @ k
+        dk = xp.permute_dims(ds, (0, 1, 3, 2)) @ q
+        # each projection's gradient: the heads back to (rows, E), then the
+        # chain rule of  proj = a @ W_i^T + b_i
+        dprojs = [xp.reshape(xp.permute_dims(g, (0, 2, 1, 3)), (-1, e))
+                  for g in (dq, dk, dv)]
+        if self.W_in.trainable:
+            self.W_in.accumulate(xp.concat([g.T @ a for g, a in zip(
+                dprojs, flat, strict=True)], axis=0))
+        if self.b_in is not None:
+            self.b_in.accumulate(xp.concat([xp.sum(g, axis=0) for g in dprojs]))
+        if not need_dx:
+            return None
+        steps = (tq, tk, tk)
+        return [xp.reshape(g @ self.W_in.value[i * e:(i + 1) * e, :], (n, steps[i], e))
+                for i, g in enumerate(dprojs)]
+
     def _backward(self, dy, need_dx):
+        if isinstance(self._cache[0], str):  # ("cross", ...): three inputs
+            return self._backward_cross(dy, need_dx)
         xp = namespace(dy)
         x2, q, k, v, p, o, scale, (n, t) = self._cache
         e, h = self.embed_dim, self.num_heads
