@@ -100,22 +100,26 @@ class Loss:
 
     def _element_weights(self, sample_weight, like):
         """`sample_weight` as ``(N, 1, ...)``, to scale every element of a
-        sample's loss; None without weights."""
+        sample's loss, or, of shape ``(N, T)`` (Keras's temporal weights),
+        every step of a sequence: any leading axes of the output's shape.
+        None without weights."""
         if sample_weight is None:
             return None
         from ..backends import backend_of
 
         backend = backend_of(like)
         w = backend.asarray(sample_weight) if backend is not None else sample_weight
-        if tuple(w.shape) != (like.shape[0],):
+        if not 1 <= w.ndim <= like.ndim or tuple(w.shape) != tuple(
+                like.shape[:w.ndim]):
             msg = (
                 f"{type(self).__name__}: sample_weight must have one weight per "
-                f"sample, shape ({like.shape[0]},), got {tuple(w.shape)}"
+                f"sample, shape ({like.shape[0]},), or per step of a sequence, "
+                f"shape {tuple(like.shape[:2])}, got {tuple(w.shape)}"
             )
             raise ValueError(msg)
         xp = namespace(like)
         w = xp.astype(w, like.dtype)
-        return xp.reshape(w, (like.shape[0],) + (1,) * (like.ndim - 1))
+        return xp.reshape(w, tuple(w.shape) + (1,) * (like.ndim - w.ndim))
 
     def _match(self, pred, target):
         """Check backends and shapes of an element-wise loss's arguments."""

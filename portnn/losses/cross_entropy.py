@@ -35,6 +35,12 @@ class CrossEntropy(Loss):
         clipped to ``[1e-7, 1 - 1e-7]`` before the log. The names
         ``"categorical_crossentropy"`` and
         ``"sparse_categorical_crossentropy"`` mean this, as in Keras.
+    ignore_index : int, optional
+        With integer labels, positions labelled so (padding) add nothing to
+        the loss or its gradient, and the mean is over the other positions
+        (their summed class weights with `weight`), as PyTorch's
+        ``ignore_index``; the metrics of `fit` leave them out too. A batch
+        with every position ignored has loss 0 (PyTorch gives NaN).
 
     Notes
     -----
@@ -67,8 +73,14 @@ class CrossEntropy(Loss):
     EPSILON = 1e-7
 
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean",
-                 from_logits: bool = True, weight=None) -> None:
+                 from_logits: bool = True, weight=None,
+                 ignore_index: int | None = None) -> None:
         super().__init__(reduction)
+        if ignore_index is not None and (isinstance(ignore_index, bool)
+                                         or not isinstance(ignore_index, int)):
+            msg = f"CrossEntropy: ignore_index must be an int, got {ignore_index!r}"
+            raise TypeError(msg)
+        self.ignore_index = ignore_index
         self.from_logits = bool(from_logits)
         self.weight = None if weight is None else [float(w) for w in weight]
         if not 0.0 <= label_smoothing <= 1.0:
@@ -87,17 +99,33 @@ class CrossEntropy(Loss):
             msg = "CrossEntropy: pred must have a class axis, got a 0-d array"
             raise ValueError(msg)
         n_classes = pred.shape[-1]
+        valid = None
+        if self.ignore_index is not None and xp.isdtype(target.dtype, "integral"):
+            valid = target != self.ignore_index  # padding: out of loss and mean
+            target = xp.where(valid, target, xp.zeros_like(target))
         q, self._plain = self._target_distribution(xp, pred, target, n_classes)
         # a = the weight of each log-probability in the loss: the target
         # distribution, scaled by class and sample weights where given
         rows = math.prod(pred.shape[:-1])
         denominator = rows if self.reduction == "mean" else 1
+        if valid is not None:
+            kept = xp.astype(valid, pred.dtype)
+            q = q * xp.expand_dims(kept, axis=-1)  # after smoothing: all zero
+            self._plain = False
+            if self.reduction == "mean":
+                denominator = xp.sum(kept)
         if self.weight is not None:
             cw = self._class_weights(xp, pred, n_classes)
             if self.reduction == "mean" and xp.isdtype(target.dtype, "integral"):
-                denominator = xp.sum(xp.take(cw, xp.reshape(target, (-1,))))
+                taken = xp.take(cw, xp.reshape(target, (-1,)))
+                if valid is not None:
+                    taken = taken * xp.reshape(kept, (-1,))
+                denominator = xp.sum(taken)
             q = q * cw
             self._plain = False
+        if valid is not None and self.reduction == "mean":
+            # every position ignored: loss and gradient 0 (not 0/0)
+            denominator = xp.where(denominator > 0, denominator, 1.0)
         w = self._element_weights(sample_weight, pred[..., 0])
         if w is not None:
             q = q * xp.expand_dims(w, axis=-1)
@@ -152,6 +180,9 @@ class CrossEntropy(Loss):
         n_classes = pred.shape[-1]
         if xp.isdtype(target.dtype, "integral"):
             self._check_label_shape(pred.shape, target.shape, whole=True)
+            if self.ignore_index is not None:  # padding may lie outside [0, C)
+                target = xp.where(target != self.ignore_index, target,
+                                  xp.zeros_like(target))
             self._check_label_range(xp, target, n_classes)
         else:
             n = min(int(pred.shape[0]), int(target.shape[0]))
@@ -218,6 +249,8 @@ class CrossEntropy(Loss):
         probs = "" if self.from_logits else ", from_logits=False"
         if self.weight is not None:
             probs += f", weight={self.weight}"
+        if self.ignore_index is not None:
+            probs += f", ignore_index={self.ignore_index}"
         return (
             f"CrossEntropy(label_smoothing={self.label_smoothing}, "
             f"reduction={self.reduction!r}{probs})"

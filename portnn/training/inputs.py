@@ -184,9 +184,9 @@ class Inputs:
         model = self.model
         w = _host(w)
         xp = namespace(w)
-        if tuple(w.shape) != (n,):
+        if w.ndim < 1 or int(w.shape[0]) != n:
             msg = (f"sample_weight must hold one weight per sample, shape ({n},), "
-                   f"got {tuple(w.shape)}")
+                   f"or per step, ({n}, T), got {tuple(w.shape)}")
             raise ValueError(msg)
         if not xp.isdtype(w.dtype, ("real floating", "integral", "bool")):
             msg = f"sample_weight must be numbers, got dtype {w.dtype}"

@@ -206,24 +206,34 @@ class Accuracy(Metric):
     _sums, _counts = ("_correct",), ("_count",)
 
     def __init__(self, threshold: float = 0.5, name: str = "accuracy",
-                 binary: bool = False) -> None:
+                 binary: bool = False, ignore_index: int | None = None) -> None:
         self.threshold = float(threshold)
         self.name = name
         self.binary = bool(binary)
+        self.ignore_index = ignore_index
+        if ignore_index is not None:  # positions kept: counted on the device
+            self._sums = ("_correct", "_kept")
 
     def _start(self):
-        self._correct, self._count = self._zero(), 0
+        self._correct, self._count, self._kept = self._zero(), 0, self._zero()
 
     def update(self, pred, target):
         xp = namespace(pred)
         truth, guess = _labels_and_guesses(pred, target, self.threshold, self.binary)
-        self._correct = self._correct + xp.sum(xp.astype(truth == guess, self.dtype))
+        hit = truth == guess
+        if self.ignore_index is not None:
+            kept = truth != self.ignore_index
+            hit = hit & kept
+            self._kept = self._kept + xp.sum(xp.astype(kept, self.dtype))
+        self._correct = self._correct + xp.sum(xp.astype(hit, self.dtype))
         self._count += math.prod(truth.shape)
 
     def totals(self):
-        return [self._correct]
+        return [self._correct, self._kept]
 
     def result(self, totals):
+        if self.ignore_index is not None:
+            return totals[0] / max(totals[1], 1)
         return totals[0] / max(self._count, 1)
 
 
@@ -235,22 +245,34 @@ class TopKAccuracy(Metric):
     greater_is_better = True
     _sums, _counts = ("_hits",), ("_count",)
 
-    def __init__(self, k: int = 5, name: str | None = None) -> None:
+    def __init__(self, k: int = 5, name: str | None = None,
+                 ignore_index: int | None = None) -> None:
         self.k = int(k)
         self.name = name or f"top_{self.k}_accuracy"
+        self.ignore_index = ignore_index
+        if ignore_index is not None:
+            self._sums = ("_hits", "_kept")
 
     def _start(self):
-        self._hits, self._count = self._zero(), 0
+        self._hits, self._count, self._kept = self._zero(), 0, self._zero()
 
     def update(self, pred, target):
         xp = namespace(pred)
-        if pred.ndim != 2 or pred.shape[-1] < 2:
+        if pred.ndim < 2 or pred.shape[-1] < 2:
             shape = tuple(pred.shape)
-            msg = f"{self.name} needs (N, C) class scores, got shape {shape}"
+            msg = f"{self.name} needs (N, ..., C) class scores, got shape {shape}"
             raise ValueError(msg)
-        if target.ndim == 2:
+        if target.ndim == pred.ndim:  # one-hot or probabilities
             target = xp.argmax(target, axis=-1)
+        if pred.ndim > 2:  # every step of a sequence is a sample
+            pred = xp.reshape(pred, (-1, pred.shape[-1]))
+            target = xp.reshape(target, (-1,))
         truth = xp.astype(target, xp.int64)
+        kept = None
+        if self.ignore_index is not None:
+            kept = truth != self.ignore_index
+            truth = xp.where(kept, truth, xp.zeros_like(truth))
+            self._kept = self._kept + xp.sum(xp.astype(kept, self.dtype))
         column = xp.reshape(truth, (-1, 1))
         own = xp.take_along_axis(pred, column, axis=1)
         index = xp.arange(pred.shape[1], dtype=truth.dtype, device=truth.device)
@@ -258,13 +280,18 @@ class TopKAccuracy(Metric):
         # greater index (scikit-learn's reversed stable argsort)
         above = xp.sum(xp.astype((pred > own) | ((pred == own) & (index > column)),
                                  xp.int64), axis=1)
-        self._hits = self._hits + xp.sum(xp.astype(above < self.k, self.dtype))
+        hit = above < self.k
+        if kept is not None:
+            hit = hit & kept
+        self._hits = self._hits + xp.sum(xp.astype(hit, self.dtype))
         self._count += int(pred.shape[0])
 
     def totals(self):
-        return [self._hits]
+        return [self._hits, self._kept]
 
     def result(self, totals):
+        if self.ignore_index is not None:
+            return totals[0] / max(totals[1], 1)
         return totals[0] / max(self._count, 1)
 
 
@@ -285,7 +312,8 @@ class _Confusion(Metric):
         self._matrix = world.all_reduce(self._matrix)
 
     def __init__(self, kind: str, average: str, threshold: float = 0.5,
-                 name: str | None = None, binary: bool = False) -> None:
+                 name: str | None = None, binary: bool = False,
+                 ignore_index: int | None = None) -> None:
         if kind not in ("precision", "recall", "f1"):
             raise ValueError(f"unknown confusion metric {kind!r}")
         if average not in ("binary", "macro", "micro", "weighted"):
@@ -293,6 +321,7 @@ class _Confusion(Metric):
         self.kind, self.average, self.threshold = kind, average, float(threshold)
         self.name = name or (kind if average == "binary" else f"{kind}_{average}")
         self.binary = bool(binary)
+        self.ignore_index = ignore_index
 
     def _start(self):
         self._matrix = None
@@ -319,6 +348,9 @@ class _Confusion(Metric):
         classes = xp.arange(n_classes, dtype=truth.dtype, device=truth.device)
         true_hot = xp.astype(xp.expand_dims(truth, 1) == classes, self.dtype)
         guess_hot = xp.astype(xp.expand_dims(guess, 1) == classes, self.dtype)
+        if self.ignore_index is not None:  # an ignored position: no row at all
+            kept = xp.astype(truth != self.ignore_index, self.dtype)
+            guess_hot = guess_hot * xp.expand_dims(kept, 1)
         counts = xp.matrix_transpose(true_hot) @ guess_hot  # [true, predicted]
         self._matrix = counts if self._matrix is None else self._matrix + counts
 
@@ -613,7 +645,8 @@ _TOP_K = re.compile(r"^top_(\d+)_accuracy$")
 _CONFUSION = re.compile(r"^(precision|recall|f1)(?:_(macro|micro|weighted))?$")
 
 
-def get(name, threshold: float = 0.5, binary: bool = False) -> Metric:
+def get(name, threshold: float = 0.5, binary: bool = False,
+        ignore_index: int | None = None) -> Metric:
     """A metric from a scikit-learn scorer name, a Metric or a callable.
 
     Parameters
@@ -624,6 +657,8 @@ def get(name, threshold: float = 0.5, binary: bool = False) -> Metric:
     binary : bool
         The loss is binary (BCE/BCEWithLogits): outputs are element-wise
         binary decisions, with labels along axis 1 (see the module notes).
+    ignore_index : int, optional
+        The loss's ``ignore_index``: positions labelled so are left out.
 
     Examples
     --------
@@ -638,14 +673,14 @@ def get(name, threshold: float = 0.5, binary: bool = False) -> Metric:
         msg = f"a metric is a name, a Metric or a function, got {name!r}"
         raise TypeError(msg)
     if name in ("accuracy", "acc"):
-        return Accuracy(threshold, binary=binary)
-    if name == "top_k_accuracy":
-        return TopKAccuracy(2, name)  # scikit-learn's default k
+        return Accuracy(threshold, binary=binary, ignore_index=ignore_index)
+    if name == "top_k_accuracy":  # scikit-learn's default k
+        return TopKAccuracy(2, name, ignore_index=ignore_index)
     if m := _TOP_K.match(name):
-        return TopKAccuracy(int(m.group(1)), name)
+        return TopKAccuracy(int(m.group(1)), name, ignore_index=ignore_index)
     if m := _CONFUSION.match(name):
         return _Confusion(m.group(1), m.group(2) or "binary", threshold, name,
-                          binary=binary)
+                          binary=binary, ignore_index=ignore_index)
     table = {
         "roc_auc": lambda: ROCAUC(binary),
         "r2": lambda: R2(),
@@ -676,16 +711,17 @@ def get_metrics(metrics, loss) -> list[Metric]:
 
     threshold = 0.0 if isinstance(loss, losses_mod.BCEWithLogits) else 0.5
     binary = isinstance(loss, (losses_mod.BCE, losses_mod.BCEWithLogits))
+    ignore = getattr(loss, "ignore_index", None)
     classification = (losses_mod.CrossEntropy, losses_mod.BCE,
                       losses_mod.BCEWithLogits)
     if metrics == "auto":
-        return ([Accuracy(threshold, binary=binary)]
+        return ([Accuracy(threshold, binary=binary, ignore_index=ignore)]
                 if isinstance(loss, classification) else [])
     if metrics is None:
         return []
     items = [metrics] if isinstance(metrics, (str, Metric)) or callable(metrics) else (
         list(metrics))
-    out = [get(item, threshold, binary) for item in items]
+    out = [get(item, threshold, binary, ignore) for item in items]
     names = [m.name for m in out]
     if len(set(names)) != len(names):
         msg = f"metric names must be unique, got {names}"
