@@ -206,3 +206,33 @@ def test_an_unusable_backend_is_one_line_and_status_2(cmd):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr
     assert "not usable here" in lines[0]
+
+
+def test_a_parameter_kept_as_a_plain_attribute_is_named():
+    from portnn.parameter import Parameter
+
+    class Scale(portnn.Layer):
+        def __init__(self):
+            super().__init__()
+            xp = self.backend.xp
+            self.s = Parameter(xp.ones((4,), dtype=xp.float32), "s")  # as in torch
+
+        def forward(self, x, training=False):
+            return x * self.s.value
+
+        def backward(self, dy):
+            return dy * self.s.value
+
+    model = portnn.Sequential(Scale(), portnn.Dense(4, 2))
+    with pytest.raises(TypeError, match=r"Scale\.s: a Parameter kept as an attribute "
+                                        r"without being registered.*self\.s = "
+                                        r"self\.add_parameter\('s', value\)"):
+        model.fit(np.ones((8, 4), np.float32), np.zeros(8, np.int64),
+                  loss="cross_entropy", verbose=0)
+    # a weight tied to another layer's registered one is fine
+    dense = portnn.Dense(4, 4)
+    tied = portnn.Dense(4, 4)
+    tied.extra = dense.W
+    portnn.Sequential(dense, tied).fit(np.ones((8, 4), np.float32),
+                                       np.zeros(8, np.int64),
+                                       loss="cross_entropy", verbose=0)

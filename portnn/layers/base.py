@@ -511,6 +511,25 @@ def raise_extra_inputs(layer, args) -> None:
     raise TypeError(msg)
 
 
+def check_registered(model) -> None:
+    """Refuse a Parameter kept as a plain attribute of a layer without
+    being registered anywhere in `model` (``self.w = Parameter(...)``, as
+    in PyTorch): it would be neither trained nor saved."""
+    layers = list(walk_layers(model))
+    registered = {id(p) for layer in layers for p in layer._params.values()}
+    stray = [f"{type(layer).__name__}.{name}" for layer in layers
+             for name, value in vars(layer).items()
+             if isinstance(value, Parameter) and id(value) not in registered]
+    if stray:
+        first = stray[0].split(".")[-1]
+        msg = (
+            f"{', '.join(stray)}: a Parameter kept as an attribute without being "
+            "registered, so it would be neither trained nor saved. Register it "
+            f"in __init__: self.{first} = self.add_parameter({first!r}, value)"
+        )
+        raise TypeError(msg)
+
+
 def free_caches(layer) -> None:
     """Drop what `layer` (and the layers it owns) cached in forward; works
     for losses too."""

@@ -15,7 +15,7 @@ from ..distributed.data_parallel import (
     average_buffers,
     broadcast_state,
 )
-from ..layers.base import Layer, free_caches, no_grad
+from ..layers.base import Layer, check_registered, free_caches, no_grad
 from ..losses.multi import MultiLoss, multi_loss
 from ..random import global_generator
 from .callbacks import Callback, LRSchedulerCallback, ProgressBar
@@ -283,6 +283,7 @@ class Model(Layer):
         with self._tentative_build():  # lazy layers: built only if valid
             epochs = _positive_int("epochs", epochs)
             batch_size = _positive_int("batch_size", batch_size)
+            check_registered(self)
             steps_per_epoch = _steps("steps_per_epoch", steps_per_epoch)
             validation_steps = _steps("validation_steps", validation_steps)
             loss = self._resolve_loss(loss, loss_weights)
