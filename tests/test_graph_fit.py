@@ -157,3 +157,33 @@ def test_a_two_output_models_losses_are_saved_and_loaded(tmp_path):
     for k in ("cls", "reg"):
         np.testing.assert_allclose(to_np(loaded.predict(x)[k]),
                                    to_np(model.predict(x)[k]), rtol=1e-6)
+
+
+def test_a_dataset_of_two_inputs_and_outputs_trains_as_its_arrays(tmp_path):
+    from portnn.data import Dataset
+
+    rs = np.random.default_rng(6)
+    x1, x2 = (rs.normal(size=(48, 6)).astype(np.float32) for _ in range(2))
+    np.save(tmp_path / "x2.npy", x2)  # one input memory-mapped from a file
+    y = {"cls": rs.integers(0, 3, 48), "reg": rs.normal(size=(48, 1)).astype(
+        np.float32)}
+    runs = []
+    for data in ("arrays", "dataset"):
+        portnn.seed(0)
+        a, b = portnn.Input((6,), name="a"), portnn.Input((6,), name="b")
+        joined = portnn.Concatenate()([portnn.Dense(6, 4)(a), portnn.Dense(6, 4)(b)])
+        model = portnn.Model(inputs={"a": a, "b": b},
+                             outputs={"cls": portnn.Dense(8, 3)(joined),
+                                      "reg": portnn.Dense(8, 1)(joined)})
+        kw = {"loss": {"cls": "cross_entropy", "reg": "mse"}, "epochs": 2,
+              "batch_size": 16, "verbose": 0}
+        if data == "arrays":
+            h = model.fit({"a": x1, "b": x2}, y, **kw)
+        else:
+            xs = {"a": x1, "b": np.load(tmp_path / "x2.npy", mmap_mode="r")}
+            h = model.fit(Dataset.from_arrays(xs, y), **kw)
+        runs.append((h["loss"], h["reg_loss"], to_np(model.predict(
+            {"a": x1, "b": x2})["reg"])))
+    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)
+    assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-6)
+    np.testing.assert_allclose(runs[0][2], runs[1][2], rtol=1e-5, atol=1e-6)

@@ -46,7 +46,9 @@ class Dataset:
     def from_arrays(x, y=None, sample_weight=None) -> ArrayDataset:
         """A dataset over arrays with one row per sample: NumPy arrays,
         ``numpy.memmap`` or arrays opened with ``numpy.load(...,
-        mmap_mode="r")`` (read a batch at a time), or backend arrays."""
+        mmap_mode="r")`` (read a batch at a time), or backend arrays. `x`
+        and `y` may be lists or dicts of such arrays (a graph model's
+        inputs and outputs); batches come back in the same arrangement."""
         return ArrayDataset(x, y, sample_weight)
 
     @staticmethod
@@ -135,10 +137,24 @@ class ArrayDataset(Dataset):
     release_every = 64 * 2**20
 
     def __init__(self, x, y=None, sample_weight=None) -> None:
-        self.arrays = [a for a in (x, y, sample_weight) if a is not None]
         if x is None:
             msg = "Dataset.from_arrays needs x"
             raise ValueError(msg)
+        from .structure import Structure
+
+        # one array, or a list or dict of them for x and y: flattened here,
+        # arranged again per batch
+        self._parts = []
+        self.arrays = []
+        for part in (x, y, sample_weight):
+            if part is None:
+                continue
+            structure, arrays = (Structure.of(part) if isinstance(part, (list, dict))
+                                 and part and all(hasattr(a, "shape") for a in (
+                                     part.values() if isinstance(part, dict)
+                                     else part)) else (Structure(), [part]))
+            self._parts.append((structure, len(self.arrays), len(arrays)))
+            self.arrays.extend(arrays)
         lengths = {_rows(a) for a in self.arrays}
         if len(lengths) != 1:
             msg = (
@@ -160,12 +176,14 @@ class ArrayDataset(Dataset):
         return self._n
 
     def __getitem__(self, indices):
-        parts = tuple(r(indices) if r is not None else _take(a, indices)
-                      for a, r in zip(self.arrays, self._readers, strict=True))
+        rows = [r(indices) if r is not None else _take(a, indices)
+                for a, r in zip(self.arrays, self._readers, strict=True)]
         if self._mapped:
-            self._read += sum(getattr(p, "nbytes", 0) for p in parts)
+            self._read += sum(getattr(p, "nbytes", 0) for p in rows)
             if self._read >= self.release_every:
                 self.release()
+        parts = tuple(structure.rebuild(rows[start:start + n])
+                      for structure, start, n in self._parts)
         return parts if len(parts) > 1 else parts[0]
 
     def release(self) -> None:
