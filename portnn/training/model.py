@@ -15,9 +15,9 @@ from ..distributed.data_parallel import (
     average_buffers,
     broadcast_state,
 )
+from ..distributed.shuffle import shuffle_generator
 from ..layers.base import Layer, check_registered, free_caches, no_grad
 from ..losses.multi import MultiLoss, multi_loss
-from ..random import global_generator
 from .callbacks import Callback, LRSchedulerCallback, ProgressBar
 from .guard import StepGuard, TrainingDivergedError
 from .history import History
@@ -363,7 +363,7 @@ class Model(Layer):
                     # the epoch's one host read: figures and the guard's verdict
                     logs, verdict = meters.read(guard.totals())
                     guard.check(verdict, epoch=epoch, batches=guard.batch,
-                                    lr=optimizer.lr, history=history)
+                                lr=optimizer.lr, history=history)
                     if world.size > 1:
                         average_buffers(world, self)  # one model on every rank
                     if validation is not None:
@@ -563,55 +563,14 @@ class Model(Layer):
          2  Dense(8, 2)    (None, 2)               18       0
         Total params: 58 (232 B); trainable: 58; frozen: 0
         """
-        from ..layers.base import _recording_shapes
+        from .summary import summarize
 
-        shape = getattr(self, "_input_shape", None)
-        if shape is not None:
-            xp, b = self.backend.xp, self.backend
-            dtype = xp.int64 if self.integer_input else self._model_dtype()
-            token = _recording_shapes.set(True)
-            try:
-                with no_grad():
-                    self.forward(xp.zeros((1, *shape), dtype=dtype, device=b.device))
-            finally:
-                _recording_shapes.reset(token)
-        children = self.children() or [self]
-        rows = [("#", "Layer", "Output shape", "Params", "Frozen")]
-        for i, child in enumerate(children):
-            params = child.parameters()
-            built = all(None not in p.shape for p in params)
-            count = sum(p.size for p in params) if built else "?"
-            frozen = sum(p.size for p in params if not p.trainable) if built else "?"
-            name = repr(child) if child.parameters() else type(child).__name__
-            if child.children():  # a container: one line, not its nested repr
-                name = f"{type(child).__name__} ({len(child.children())} layers)"
-            name = name if len(name) <= 30 else name[:27] + "..."
-            out = getattr(child, "_output_shape", None)
-            rows.append((str(i), name, str(out) if out else "?", f"{count:,}"
-                         if built else count, f"{frozen:,}" if built else frozen))
-        widths = [max(len(r[k]) for r in rows) for k in range(5)]
-        lines = [f"Model: {type(self).__name__}"]
-        for r in rows:
-            lines.append(f" {r[0]:>{widths[0]}}  {r[1]:<{widths[1]}}  "
-                         f"{r[2]:<{widths[2]}}  {r[3]:>{widths[3]}}  "
-                         f"{r[4]:>{widths[4]}}")
-        lines.append(self._totals_line())
-        if shape is None and self.children():
-            lines.append("(output shapes: call model.build(input_shape))")
-        text = "\n".join(lines)
-        if print_fn is not None:
-            print_fn(text)
-        return text
+        return summarize(self, print_fn)
 
     def _totals_line(self) -> str:
-        params = self.parameters()
-        if not all(None not in p.shape for p in params):
-            return "Not built yet: call model.build(input_shape) or fit it"
-        total = sum(p.size for p in params)
-        trainable = sum(p.size for p in params if p.trainable)
-        size = sum(p.size * _itemsize(self.backend.xp, p.dtype) for p in params)
-        return (f"Total params: {total:,} ({_bytes(size)}); trainable: "
-                f"{trainable:,}; frozen: {total - trainable:,}")
+        from .summary import totals_line
+
+        return totals_line(self)
 
     # -- checkpoints ----------------------------------------------------------
     def save(self, path, optimizer=None, metadata=None) -> None:
@@ -742,29 +701,10 @@ class Model(Layer):
         return y
 
     def _check_head(self, loss) -> None:
-        """Refuse a loss that does not match the model's last activation: a
-        softmax head under a logits loss trains a double softmax."""
-        if isinstance(loss, MultiLoss):
-            return  # a graph's heads: not a chain to walk
-        head = _output_activation(self)
-        name = type(head).__name__ if head is not None else None
-        fix = None
-        if isinstance(loss, losses_mod.CrossEntropy):
-            if loss.from_logits and name == "Softmax":
-                fix = ("CrossEntropy() expects logits, but the model ends in a "
-                       "softmax: that trains a double softmax. Remove the final "
-                       "softmax (CrossEntropy fuses it, the stable way) or use "
-                       "CrossEntropy(from_logits=False) / "
-                       "loss='categorical_crossentropy'")
-            elif not loss.from_logits and head is None and _ends_linear(self):
-                fix = ("CrossEntropy(from_logits=False) expects probabilities, but "
-                       "the model ends in a linear layer (logits). Use "
-                       "CrossEntropy() (from logits) or end the model in a softmax")
-        elif isinstance(loss, losses_mod.BCEWithLogits) and name == "Sigmoid":
-            fix = ("BCEWithLogits expects logits, but the model ends in a sigmoid. "
-                   "Remove the final sigmoid or use BCE() on probabilities")
-        if fix:
-            raise ValueError(fix)
+        """Refuse a loss that does not match the model's last activation."""
+        from .heads import check_head
+
+        check_head(self, loss)
 
     def _resolve_optimizer(self, optimizer):
         if optimizer is None:
@@ -816,21 +756,6 @@ class Model(Layer):
         if isinstance(loss, MultiLoss):
             return output_metrics(metrics, loss)
         return get_metrics(metrics, loss)
-
-
-def _itemsize(xp, dtype) -> int:
-    try:
-        return xp.finfo(dtype).bits // 8
-    except (TypeError, ValueError):
-        return xp.iinfo(dtype).bits // 8
-
-
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def _check_shards(model, source, world) -> None:
@@ -902,72 +827,6 @@ def _abort_world(world, exc) -> None:
 def _shard(world):
     """This rank's place in the world, or None when training alone."""
     return None if world.size == 1 else (world.rank, world.size)
-
-
-def shuffle_generator(world):
-    """The shuffles' generator: the context's, or, in a world of several
-    ranks, a copy of rank 0's (the same seed and counter) on every rank,
-    taken when the first permutation is drawn. Every rank then draws the
-    permutations one process would (however many dropout masks each draws
-    from its own), so K ranks reach one process's weights with shuffling."""
-    if world.size == 1:
-        return global_generator()
-    return _RankZeroCopy(world)
-
-
-class _RankZeroCopy:
-    """Rank 0's generator as it stands at the first draw, on every rank
-    (each rank makes that first draw at the same point of the loop, the
-    first epoch's shuffle, where the copy is one collective)."""
-
-    def __init__(self, world) -> None:
-        self.world = world
-        self._generator = None
-
-    def __getattr__(self, name):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if self._generator is None:
-            from ..random import Generator
-
-            state = global_generator().get_state()
-            seed, counter = _broadcast_ints(self.world, [state["seed"],
-                                                         state["counter"]])
-            self._generator = Generator(seed)
-            self._generator.set_state({"seed": seed, "counter": counter})
-        return getattr(self._generator, name)
-
-
-def _broadcast_ints(world, values: list[int]) -> list[int]:
-    """Rank 0's non-negative ints below 2**128 on every rank, exactly (as
-    16-bit pieces, each exact in a float32 or float64 array)."""
-    b = world.backend
-    pieces = []
-    for v in values:
-        if not 0 <= v < 2**128:
-            msg = f"cannot share {v} across ranks: it must be in [0, 2**128)"
-            raise ValueError(msg)
-        words = []
-        for _ in range(8):
-            words.append(float(v & 0xFFFF))
-            v >>= 16
-        pieces.extend(words[::-1])
-    got = [int(p) for p in b.to_numpy(world.broadcast(
-        b.asarray(pieces, dtype=_float64(b)))).tolist()]
-    out = []
-    for i in range(len(values)):
-        v = 0
-        for word in got[8 * i:8 * i + 8]:
-            v = (v << 16) | word
-        out.append(v)
-    return out
-
-
-def _float64(backend):
-    try:
-        return backend.dtype("float64")
-    except TypeError:
-        return backend.dtype("float32")
 
 
 def _is_stream(x) -> bool:
@@ -1051,33 +910,6 @@ def _refuse_objects(data, what):
     msg = (f"{what} is an object array (dtype object); pass a numeric array: "
            f"numpy.asarray({what}, dtype=numpy.float32), or int64 for labels")
     raise TypeError(msg)
-
-
-def _last_layer(model):
-    layer = model
-    while True:
-        children = getattr(layer, "layers", None)
-        if not children:
-            return layer
-        layer = children[-1]
-
-
-def _output_activation(model):
-    """The activation a Sequential ends in (a layer, or a Dense/Conv's
-    ``activation=``), or None."""
-    from ..layers.activations import Activation
-
-    last = _last_layer(model)
-    act = getattr(last, "activation", None)
-    if isinstance(act, Activation):
-        return act
-    return last if type(last).__name__ in ("Softmax", "Sigmoid") else None
-
-
-def _ends_linear(model) -> bool:
-    last = _last_layer(model)
-    return type(last).__name__ in ("Dense", "Conv1D", "Conv2D") and (
-        last.activation is None)
 
 
 def _steps(name, value):
