@@ -115,3 +115,30 @@ def test_temporal_weights_in_fit_equal_zeroed_labels():
     np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-5, atol=1e-6)
     assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-5)
     assert w_scale > 1
+
+
+def test_embedding_padding_idx_matches_torch_and_stays_zero(backend, torch, tmp_path):
+    with portnn.default_dtype("float64"):
+        portnn.seed(0)
+        emb = portnn.Embedding(6, 3, padding_idx=-1)  # the last row: id 5
+    assert emb.padding_idx == 5 and not np.any(to_np(emb.W.value)[5])
+    ref = torch.nn.Embedding(6, 3, padding_idx=5).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(to_np(emb.W.value)))
+    ids = np.array([[0, 5, 2, 5], [5, 1, 1, 3]])
+    y = emb(backend.asarray(ids))
+    ty = ref(torch.tensor(ids))
+    dy = np.random.default_rng(0).normal(size=tuple(y.shape))
+    emb.backward(backend.asarray(dy))
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(to_np(y), ty.detach().numpy(), **TOL)
+    np.testing.assert_allclose(to_np(emb.W.grad), ref.weight.grad.numpy(), **TOL)
+    # trained, the padding row stays zero; saved and loaded, it stays padding
+    portnn.seed(1)
+    model = portnn.Sequential(portnn.Embedding(6, 3, padding_idx=5), portnn.Flatten(),
+                              portnn.Dense(12, 2))
+    model.fit(ids.repeat(8, axis=0), np.arange(16) % 2, loss="cross_entropy",
+              optimizer="adamw", epochs=3, verbose=0)
+    assert not np.any(to_np(model[0].W.value)[5])
+    model.save(tmp_path / "emb.safetensors")
+    assert portnn.load(tmp_path / "emb.safetensors")[0].padding_idx == 5

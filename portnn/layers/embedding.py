@@ -24,6 +24,9 @@ class Embedding(Layer):
     init : str or callable
         Initializer of ``W`` (default uniform in ``[-0.05, 0.05]``, as in
         Keras; uniform draws are bit-identical on every backend).
+    padding_idx : int, optional
+        PyTorch's: the row of this id (padding) starts at zero and never
+        gets a gradient, so it stays zero; negative counts from the end.
     backend, dtype, rng : optional
 
     Notes
@@ -47,7 +50,8 @@ class Embedding(Layer):
     _cache_attrs = ("_ids",)
 
     def __init__(self, num_embeddings: int, embedding_dim: int, init="uniform", *,
-                 backend=None, dtype=None, rng=None) -> None:
+                 padding_idx: int | None = None, backend=None, dtype=None,
+                 rng=None) -> None:
         super().__init__(backend)
         for name, v in (("num_embeddings", num_embeddings),
                         ("embedding_dim", embedding_dim)):
@@ -57,9 +61,26 @@ class Embedding(Layer):
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.init = init
         self._dtype = float_dtype(self.backend, dtype)
+        if padding_idx is not None:
+            if (isinstance(padding_idx, bool) or not isinstance(padding_idx, int)
+                    or not -num_embeddings <= padding_idx < num_embeddings):
+                msg = (f"Embedding: padding_idx must be an int in "
+                       f"[-{num_embeddings}, {num_embeddings}), got {padding_idx!r}")
+                raise ValueError(msg)
+            padding_idx %= num_embeddings
+        self.padding_idx = padding_idx
         self.W = self.add_parameter("W", initializers.get(init)(
             (num_embeddings, embedding_dim), backend=self.backend, dtype=self._dtype,
             rng=rng))
+        if padding_idx is not None and not isinstance(self.W.value,
+                                                      initializers.Unallocated):
+            self.W.value = self._without_padding(self.W.value)
+
+    def _without_padding(self, table):
+        """`table` with the padding row zero (rows ``(V, D)``)."""
+        xp = namespace(table)
+        ids = xp.arange(table.shape[0], device=table.device)
+        return xp.where(xp.expand_dims(ids == self.padding_idx, 1), 0.0, table)
 
     def forward(self, x, training=False):
         W = self.W
@@ -98,6 +119,9 @@ class Embedding(Layer):
             return
         xp = namespace(dy)
         rows = xp.reshape(dy, (-1, self.embedding_dim))
+        if self.padding_idx is not None:  # padding never learns
+            keep = xp.astype(self._ids != self.padding_idx, rows.dtype)
+            rows = rows * xp.expand_dims(keep, 1)
         grad = xp.zeros(self.W.shape, dtype=dy.dtype, device=dy.device)
         self.W.accumulate(scatter_add(grad, self._ids, rows))
 
@@ -106,10 +130,11 @@ class Embedding(Layer):
         return {"num_embeddings": self.num_embeddings,
                 "embedding_dim": self.embedding_dim,
                 "init": self.init if isinstance(self.init, str) else "uniform",
-                "dtype": dtype_name(self._dtype)}
+                "padding_idx": self.padding_idx, "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
-        return f"Embedding({self.num_embeddings}, {self.embedding_dim})"
+        pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim}{pad})"
 
 
 def _check_integral(xp, ids) -> None:
