@@ -489,13 +489,20 @@ def walk_layers(layer):
         stack.extend(current.children())
 
 
-def is_symbolic(x) -> bool:
-    """Whether `x` is a symbolic tensor (or a list of them) of a graph."""
-    from .graph import SymbolicTensor
+_symbolic_type: list = []  # graph.SymbolicTensor, found on first use
 
+
+def is_symbolic(x) -> bool:
+    """Whether `x` is a symbolic tensor (or a list of them) of a graph
+    (every layer call asks: one isinstance for an array)."""
+    if not _symbolic_type:
+        from .graph import SymbolicTensor
+
+        _symbolic_type.append(SymbolicTensor)
+    kind = _symbolic_type[0]
     if isinstance(x, (list, tuple)):
-        return bool(x) and any(isinstance(v, SymbolicTensor) for v in x)
-    return isinstance(x, SymbolicTensor)
+        return bool(x) and any(isinstance(v, kind) for v in x)
+    return isinstance(x, kind)
 
 
 def raise_extra_inputs(layer, args) -> None:

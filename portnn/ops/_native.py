@@ -15,6 +15,19 @@ _backends._cache.memos.append(_memo)
 _MISSING = object()
 
 
+def resolved(x, name: str, portable):
+    """The native path `name` for `x`'s backend, else `portable`: what an
+    op calls, memoized per array type like :func:`native`."""
+    key = (type(x), name, "resolved")
+    found = _memo.get(key)
+    if found is not None:
+        return found
+    impl = native(x, name) or portable
+    if (type(x), name) in _memo:  # the type alone decides: keep it
+        _memo[key] = impl
+    return impl
+
+
 def native(x, name: str):
     """The callable or object registered as `name` by the backend owning
     `x`, or ``None`` (no backend owns `x`, or it registered none)."""

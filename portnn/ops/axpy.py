@@ -10,7 +10,7 @@ native path is tested against this one.
 
 from __future__ import annotations
 
-from ._native import native as native_path
+from ._native import _memo, resolved
 
 
 def sub_scaled(p, g, alpha):
@@ -29,8 +29,10 @@ def sub_scaled(p, g, alpha):
         `p` itself, updated, on backends with mutable arrays; a new array
         on those without (JAX).
     """
-    native = native_path(p, "sub_scaled")
-    return sub_scaled_portable(p, g, alpha) if native is None else native(p, g, alpha)
+    impl = _memo.get((type(p), "sub_scaled", "resolved"))  # a dict read, mostly
+    if impl is None:
+        impl = resolved(p, "sub_scaled", sub_scaled_portable)
+    return impl(p, g, alpha)
 
 
 def sub_scaled_portable(p, g, alpha):
