@@ -250,20 +250,8 @@ class MultiHeadAttention(Layer):
     def _backward_cross(self, dy, need_dx):
         xp = namespace(dy)
         _, flat, q, k, v, p, o, scale, (n, tq, tk) = self._cache
-        e, h = self.embed_dim, self.num_heads
-        d = e // h
-        dy2 = xp.reshape(dy, (n * tq, e))
-        if self.W_out.trainable:
-            self.W_out.accumulate(dy2.T @ o)
-        if self.b_out is not None:
-            self.b_out.accumulate(xp.sum(dy2, axis=0))
-        dheads = xp.permute_dims(xp.reshape(dy2 @ self.W_out.value, (n, tq, h, d)),
-                                 (0, 2, 1, 3))
-        dp = dheads @ xp.permute_dims(v, (0, 1, 3, 2))
-        dv = xp.permute_dims(p, (0, 1, 3, 2)) @ dheads
-        ds = p * (dp - xp.sum(dp * p, axis=-1, keepdims=True)) * scale
-        dq = ds @ k
-        dk = xp.permute_dims(ds, (0, 1, 3, 2)) @ q
+        e = self.embed_dim
+        dq, dk, dv = self._heads_backward(xp, dy, q, k, v, p, o, scale, n, tq)
         # each projection's gradient: the heads back to (rows, E), then the
         # chain rule of  proj = a @ W_i^T + b_i
         dprojs = [xp.reshape(xp.permute_dims(g, (0, 2, 1, 3)), (-1, e))
@@ -279,26 +267,31 @@ class MultiHeadAttention(Layer):
         return [xp.reshape(g @ self.W_in.value[i * e:(i + 1) * e, :], (n, steps[i], e))
                 for i, g in enumerate(dprojs)]
 
+    def _heads_backward(self, xp, dy, q, k, v, p, o, scale, n, tq):
+        """From ``dy`` back through the output projection, ``p @ v`` and the
+        softmax to the heads' ``dq, dk, dv`` (``(n, h, t, d)`` each);
+        accumulates ``W_out`` and ``b_out``."""
+        e, h = self.embed_dim, self.num_heads
+        dy2 = xp.reshape(dy, (n * tq, e))
+        if self.W_out.trainable:
+            self.W_out.accumulate(dy2.T @ o)
+        if self.b_out is not None:
+            self.b_out.accumulate(xp.sum(dy2, axis=0))
+        dheads = xp.permute_dims(xp.reshape(dy2 @ self.W_out.value,
+                                            (n, tq, h, e // h)), (0, 2, 1, 3))
+        dp = dheads @ xp.permute_dims(v, (0, 1, 3, 2))
+        dv = xp.permute_dims(p, (0, 1, 3, 2)) @ dheads
+        # softmax backward, row by row: p * (dp - sum(dp * p))
+        ds = p * (dp - xp.sum(dp * p, axis=-1, keepdims=True)) * scale
+        return ds @ k, xp.permute_dims(ds, (0, 1, 3, 2)) @ q, dv
+
     def _backward(self, dy, need_dx):
         if isinstance(self._cache[0], str):  # ("cross", ...): three inputs
             return self._backward_cross(dy, need_dx)
         xp = namespace(dy)
         x2, q, k, v, p, o, scale, (n, t) = self._cache
-        e, h = self.embed_dim, self.num_heads
-        d = e // h
-        dy2 = xp.reshape(dy, (n * t, e))
-        if self.W_out.trainable:
-            self.W_out.accumulate(dy2.T @ o)
-        if self.b_out is not None:
-            self.b_out.accumulate(xp.sum(dy2, axis=0))
-        dheads = xp.permute_dims(xp.reshape(dy2 @ self.W_out.value, (n, t, h, d)),
-                                 (0, 2, 1, 3))
-        dp = dheads @ xp.permute_dims(v, (0, 1, 3, 2))
-        dv = xp.permute_dims(p, (0, 1, 3, 2)) @ dheads
-        # softmax backward, row by row: p * (dp - sum(dp * p))
-        ds = p * (dp - xp.sum(dp * p, axis=-1, keepdims=True)) * scale
-        dq = ds @ k
-        dk = xp.permute_dims(ds, (0, 1, 3, 2)) @ q
+        e = self.embed_dim
+        dq, dk, dv = self._heads_backward(xp, dy, q, k, v, p, o, scale, n, t)
         dqkv = xp.reshape(xp.permute_dims(xp.stack([dq, dk, dv]), (1, 3, 0, 2, 4)),
                           (n * t, 3 * e))
         if self.W_in.trainable:

@@ -112,10 +112,7 @@ class Add(_Merge):
         xs = self._check(xs)
         self._check_same_shapes(xs)
         self._n = len(xs)
-        y = xs[0]
-        for x in xs[1:]:
-            y = y + x
-        return y
+        return _sum(xs)
 
     def backward(self, dy):
         return [dy] * self._n
@@ -169,11 +166,15 @@ class Average(_Merge):
         xs = self._check(xs)
         self._check_same_shapes(xs)
         self._n = len(xs)
-        y = xs[0]
-        for x in xs[1:]:
-            y = y + x
-        return y / self._n
+        return _sum(xs) / self._n
 
     def backward(self, dy):
         g = dy / self._n
         return [g] * self._n
+
+
+def _sum(xs):
+    y = xs[0]
+    for x in xs[1:]:
+        y = y + x
+    return y
