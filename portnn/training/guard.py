@@ -149,3 +149,17 @@ class StepGuard:
             "gradients (portnn.clip_grad_norm), and check the data for NaN/inf."
         )
         raise TrainingDivergedError(msg, history)
+
+
+def parameter_names(model, optimizer) -> list[str]:
+    """``"<dotted name> (<layer class>)"`` of each of the optimizer's
+    parameters, for error messages."""
+    from ..layers.base import walk_layers
+
+    owners = {}
+    for layer in walk_layers(model):
+        for p in getattr(layer, "_params", {}).values():
+            owners.setdefault(id(p), type(layer).__name__)
+    names = {id(p): f"{n} ({owners.get(id(p), '?')})"
+             for n, p in model.named_parameters()}
+    return [names.get(id(p), repr(p)) for p in optimizer.params]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from .. import distributed
 from .. import losses as losses_mod
-from .. import optim as optim_mod
 from .._validation import validated_data
 from ..data.sources import batch_rows, concat_rows, shard_rows, take_rows
-from ..data.structure import Structure, leaves, map_structure
+from ..data.structure import Structure, map_structure
+from ..distributed.checks import abort_world, check_same_job, check_shards
 from ..distributed.data_parallel import (
     all_reduce_gradients,
     average_buffers,
@@ -17,13 +15,19 @@ from ..distributed.data_parallel import (
 )
 from ..distributed.shuffle import shuffle_generator
 from ..layers.base import Layer, check_registered, free_caches, no_grad
-from ..losses.multi import MultiLoss, multi_loss
-from .callbacks import Callback, LRSchedulerCallback, ProgressBar
-from .guard import StepGuard, TrainingDivergedError
+from .arguments import (
+    check_verbose,
+    checked_callbacks,
+    positive_int,
+    schedule_callback,
+    steps_argument,
+)
+from .callbacks import ProgressBar
+from .guard import StepGuard, TrainingDivergedError, parameter_names
 from .history import History
 from .inputs import ClassWeights, Inputs, refuse_text, validation_pair
 from .meters import Meters
-from .metrics import Metric, get_metrics, output_metrics
+from .metrics import Metric
 from .precision import Precision
 
 __all__ = ["Model", "TrainingDivergedError"]
@@ -281,11 +285,11 @@ class Model(Layer):
         """
         # -- validate everything before changing anything --------------------
         with self._tentative_build():  # lazy layers: built only if valid
-            epochs = _positive_int("epochs", epochs)
-            batch_size = _positive_int("batch_size", batch_size)
+            epochs = positive_int("epochs", epochs)
+            batch_size = positive_int("batch_size", batch_size)
             check_registered(self)
-            steps_per_epoch = _steps("steps_per_epoch", steps_per_epoch)
-            validation_steps = _steps("validation_steps", validation_steps)
+            steps_per_epoch = steps_argument("steps_per_epoch", steps_per_epoch)
+            validation_steps = steps_argument("validation_steps", validation_steps)
             loss = self._resolve_loss(loss, loss_weights)
             optimizer = self._resolve_optimizer(optimizer)
             self._warn_untrained(optimizer)
@@ -293,8 +297,8 @@ class Model(Layer):
             policy = Precision(precision, self.backend, scaler=self.loss_scaler)
             world = distributed.current()
             rng = rng or shuffle_generator(world)
-            callbacks = _checked_callbacks(callbacks)
-            _check_verbose(verbose)
+            callbacks = checked_callbacks(callbacks)
+            check_verbose(verbose)
             self._check_head(loss)
             inputs = Inputs(self, loss, prefetch=prefetch, shard=_shard(world))
             if policy.input_limit is not None:
@@ -310,19 +314,19 @@ class Model(Layer):
                 validation = inputs.source(vx, vy, vw,
                                            batch_size=max(batch_size, 256),
                                            steps=validation_steps)
-            _check_shards(self, source, world)
+            check_shards(self, source, world)
             weigh = None
             if class_weight is not None:
                 weigh = ClassWeights(class_weight, loss, inputs.sample_pred,
                                      self.backend)
-            schedule = _schedule_callback(lr_schedule, optimizer, callbacks)
+            schedule = schedule_callback(lr_schedule, optimizer, callbacks)
             if schedule is not None:
                 callbacks.insert(0, schedule)
             if verbose and world.rank == 0:  # only the main rank prints
                 callbacks.append(ProgressBar(epochs, source.n_batches,
                                              live=verbose != 2))
             if world.size > 1:  # every rank the same job, before any collective
-                _check_same_job(world, "fit", self, source, validation, {
+                check_same_job(world, "fit", self, source, validation, {
                     "epochs": epochs, "batch_size": batch_size,
                     "shuffle": bool(shuffle), "precision": precision,
                     "optimizer": type(optimizer).__name__,
@@ -337,7 +341,7 @@ class Model(Layer):
         for cb in callbacks:
             cb.model = self
         meters = Meters(self.backend, metric_list)
-        guard = StepGuard(self.backend, names=_parameter_names(self, optimizer),
+        guard = StepGuard(self.backend, names=parameter_names(self, optimizer),
                           policy=precision)
         history = History()
         self.stop_training = False
@@ -377,7 +381,7 @@ class Model(Layer):
                         break
         except SystemExit as exc:
             if world.size > 1:  # skips the abort hook: the others would wait
-                _abort_world(world, exc)
+                abort_world(world, exc)
             raise
         finally:
             free_caches(loss)  # the last batch's predictions and targets
@@ -399,8 +403,8 @@ class Model(Layer):
             ``{"loss": ..., "accuracy": ...}`` over all samples, read from
             the device once.
         """
-        batch_size = _positive_int("batch_size", batch_size)
-        steps = _steps("steps", steps)
+        batch_size = positive_int("batch_size", batch_size)
+        steps = steps_argument("steps", steps)
         loss = self._resolve_loss(loss)
         metric_list = self._metrics(metrics, loss)
         refuse_text(y)
@@ -410,7 +414,7 @@ class Model(Layer):
                             shard=_shard(world)).source(
                 x, y, sample_weight, batch_size=batch_size, steps=steps)
         if world.size > 1:
-            _check_same_job(world, "evaluate", self, source, None,
+            check_same_job(world, "evaluate", self, source, None,
                             {"batch_size": batch_size, "loss": type(loss).__name__})
         with validated_data():
             return self._evaluate(source, loss, metric_list)
@@ -434,8 +438,8 @@ class Model(Layer):
         device; `x` may be arrays (in batches if `batch_size`), a Dataset or
         an iterable of batches (their ``x``)."""
         if batch_size is not None:
-            batch_size = _positive_int("batch_size", batch_size)
-        steps = _steps("steps", steps)
+            batch_size = positive_int("batch_size", batch_size)
+        steps = steps_argument("steps", steps)
         with self._tentative_build():  # a failed call leaves lazy layers unbuilt
             return self._predict(x, batch_size, steps, prefetch)
 
@@ -448,7 +452,7 @@ class Model(Layer):
             from ..data.sources import ArraySource
 
             n = batch_rows(x)
-            _check_same_job(world, "predict", self, ArraySource(
+            check_same_job(world, "predict", self, ArraySource(
                 x, batch_size=batch_size or n or 1, backend=self.backend), None,
                 {"batch_size": batch_size})
             mine = take_rows(x, shard_rows(n, world.rank, world.size))
@@ -501,48 +505,15 @@ class Model(Layer):
         self._input_shape = shape
         return self
 
-    @contextlib.contextmanager
     def _tentative_build(self):
-        """Lazy layers built inside are unbuilt again if the block fails
-        (a bad input must not leave them sized for it), and the generator
-        goes back to where it was (a retry draws the same weights)."""
-        if not any(None in p.shape for p in self.parameters()):
-            yield
-            return
-        from ..layers.base import walk_layers
-        from ..random import global_generator
+        from .building import tentative_build
 
-        generator = global_generator()
-        rng = generator.get_state()
-        saved = []
-        for layer in walk_layers(self):
-            params = [(p, {k: getattr(p, k) for k in p.__slots__})
-                      for p in getattr(layer, "_params", {}).values()]
-            saved.append((layer, dict(layer.__dict__), params))
-        try:
-            yield
-        except BaseException:
-            for layer, attrs, params in saved:
-                layer.__dict__.clear()
-                layer.__dict__.update(attrs)
-                for p, slots in params:
-                    for k, v in slots.items():
-                        setattr(p, k, v)
-            generator.set_state(rng)
-            raise
+        return tentative_build(self)
 
     def _build_lazy(self, x) -> None:
-        """Size the lazy layers on `x` (one sample), then draw their weights
-        in the order the same model with its sizes given would have: one
-        seed gives the same weights, lazy or not."""
-        if not any(None in p.shape for p in self.parameters()):
-            return
-        from ..layers.base import shape_pass
-        from ..layers.dense import replay_draws
+        from .building import build_lazy
 
-        with no_grad(), shape_pass():
-            self.forward(x, training=False)
-        replay_draws(self)
+        build_lazy(self, x)
 
     def summary(self, print_fn=print) -> str:
         """Print (with `print_fn`; ``None`` to only return) a table of the
@@ -592,113 +563,44 @@ class Model(Layer):
 
     # -- helpers ----------------------------------------------------------------
     def _resolve_loss(self, loss, loss_weights=None):
-        outputs = self.output_structure
-        if outputs.single:
-            if loss_weights is not None:
-                msg = "loss_weights is for models with several outputs"
-                raise ValueError(msg)
-            if loss is not None:
-                return losses_mod.get(loss)
-        elif loss is not None and not isinstance(loss, MultiLoss):
-            return multi_loss(loss, loss_weights, outputs, losses_mod.get)
-        elif loss is None and loss_weights is not None and isinstance(
-                self.loss, MultiLoss):
-            return multi_loss(self.loss.losses, loss_weights, outputs,
-                              losses_mod.get)
-        elif loss is not None:
-            return loss
-        if self.loss is None:
-            msg = "no loss: pass loss=... or call model.compile(loss=...) first"
-            raise ValueError(msg)
-        return self.loss
+        from .choices import resolve_loss
+
+        return resolve_loss(self, loss, loss_weights)
+
+    def _resolve_optimizer(self, optimizer):
+        from .choices import resolve_optimizer
+
+        return resolve_optimizer(self, optimizer)
+
+    def _warn_untrained(self, optimizer) -> None:
+        from .choices import warn_untrained
+
+        warn_untrained(self, optimizer)
+
+    def _metrics(self, metrics, loss, compiled=True) -> list[Metric]:
+        from .choices import metrics_of
+
+        return metrics_of(self, metrics, loss, compiled)
 
     def _model_dtype(self):
         params = self.parameters()
         return params[0].dtype if params else None
 
     def _as_input(self, x, what="x"):
-        structure = self.input_structure
-        if structure.single:
-            return self._as_one_input(x, what, self.integer_input)
-        _refuse_unsupported(x, what)
-        parts = structure.flatten(x, what)
-        integer = self.integer_inputs
-        parts = [self._as_one_input(p, f"{what}[{i}]", integer[i])
-                 for i, p in enumerate(parts)]
-        rows = {int(p.shape[0]) if p.ndim else -1 for p in parts}
-        if len(rows) != 1:
-            shapes = [tuple(p.shape) for p in parts]
-            msg = f"{what}: the inputs hold different numbers of samples: {shapes}"
-            raise ValueError(msg)
-        return structure.rebuild(parts)
+        from .conversion import as_input
+
+        return as_input(self, x, what)
+
+    def _as_data(self, x, y, loss=None):
+        """`x` and `y` as arrays on the model's device (moved once)."""
+        from .conversion import as_data
+
+        return as_data(self, x, y, loss)
 
     @property
     def integer_inputs(self) -> list[bool]:
         """Whether each input takes integers (token ids)."""
         return [self.integer_input] * self.input_structure.n
-
-    def _as_one_input(self, x, what, integer: bool):
-        xp = self.backend.xp
-        _refuse_unsupported(x, what)
-        _refuse_objects(x, what)
-        x = self.backend.asarray(x)
-        dtype = self._model_dtype()
-        if dtype is None or x.dtype == dtype:
-            return x
-        if xp.isdtype(x.dtype, "real floating") or (
-            not integer and xp.isdtype(x.dtype, ("integral", "bool"))
-        ):
-            x = xp.astype(x, dtype)
-        return x
-
-    def _as_data(self, x, y, loss=None):
-        """`x` and `y` as arrays on the model's device (moved once)."""
-        if y is None:
-            msg = ("y is None: fit and evaluate need targets (y=...), or a "
-                   "Dataset or iterable of (x, y) batches as x")
-            raise ValueError(msg)
-        x = self._as_input(x)
-        outputs = self.output_structure
-        if outputs.single:
-            y = self._as_target(y, loss, "y")
-        else:
-            losses = (loss.losses if isinstance(loss, MultiLoss)
-                      else [loss] * outputs.n)
-            y = outputs.rebuild([self._as_target(t, lo, f"y[{name}]") for t, lo, name
-                                 in zip(outputs.flatten(y, "y"), losses,
-                                        outputs.names(), strict=True)])
-        n_x = {int(a.shape[0]) if a.ndim else -1 for a in leaves(x)}
-        n_y = {int(a.shape[0]) if a.ndim else -1 for a in leaves(y)}
-        if len(n_x | n_y) != 1 or -1 in n_x | n_y:
-            shapes = ([tuple(a.shape) for a in leaves(x)],
-                      [tuple(a.shape) for a in leaves(y)])
-            msg = (
-                f"x and y must hold the same number of samples in axis 0; got "
-                f"x of shape {_one(shapes[0])} and y of shape {_one(shapes[1])}"
-            )
-            raise ValueError(msg)
-        if batch_rows(x) == 0:
-            msg = "no samples: x is empty"
-            raise ValueError(msg)
-        return x, y
-
-    def _as_target(self, y, loss, what):
-        """One output's targets on the model's device, in the dtype its
-        loss takes (integer class labels stay integers)."""
-        xp = self.backend.xp
-        _refuse_unsupported(y, what)
-        refuse_text(y)
-        _refuse_objects(y, what)
-        y = self.backend.asarray(y)
-        if xp.isdtype(y.dtype, "bool"):  # True/False: classes or targets 1/0
-            y = xp.astype(y, xp.int64 if isinstance(
-                loss, losses_mod.CrossEntropy) else self._model_dtype() or xp.float32)
-        dtype = self._model_dtype()
-        labels = isinstance(loss, losses_mod.CrossEntropy) and not xp.isdtype(
-            y.dtype, "real floating")
-        if dtype is not None and y.dtype != dtype and not labels:
-            y = xp.astype(y, dtype)  # regression and binary targets
-        return y
 
     def _check_head(self, loss) -> None:
         """Refuse a loss that does not match the model's last activation."""
@@ -706,122 +608,6 @@ class Model(Layer):
 
         check_head(self, loss)
 
-    def _resolve_optimizer(self, optimizer):
-        if optimizer is None:
-            return (self.optimizer if self.optimizer is not None
-                    else optim_mod.get("adam", self.parameters()))
-        if isinstance(optimizer, str):
-            kept = self.optimizer
-            if (kept is not None and type(kept) is optim_mod.resolve(optimizer)
-                    and not self._untrained_by(kept)):
-                return kept  # made once: its moments and step count go on
-            # new, over today's trainable parameters (after an unfreeze too)
-            return optim_mod.get(optimizer, self.parameters())
-        if not isinstance(optimizer, optim_mod.Optimizer):
-            return optim_mod.get(optimizer, self.parameters())
-        mine = {id(p) for p in self.parameters()}
-        foreign = [p for p in optimizer.params if id(p) not in mine]
-        if foreign:
-            msg = (
-                f"the optimizer holds {len(foreign)} parameter(s) that are not "
-                f"this model's ({foreign[0]!r}, ...): it would train another "
-                "model. Build it from this model: "
-                f"portnn.{type(optimizer).__name__}(model.parameters(), ...)"
-            )
-            raise ValueError(msg)
-        return optimizer
-
-    def _untrained_by(self, optimizer) -> list:
-        """Trainable parameters `optimizer` does not update."""
-        held = {id(p) for p in optimizer.params}
-        return [p for p in self.parameters() if p.trainable and id(p) not in held]
-
-    def _warn_untrained(self, optimizer) -> None:
-        missed = self._untrained_by(optimizer)
-        if missed:
-            import warnings
-
-            msg = (
-                f"{len(missed)} trainable parameter(s) ({missed[0]!r}, ...) are not "
-                f"in the optimizer's list, so fit leaves them as they are (a layer "
-                "unfrozen after the optimizer was made?). Recompile "
-                "(model.compile(optimizer='adam')) or pass an optimizer over "
-                "model.parameters(); freeze them (trainable=False) if intended"
-            )
-            warnings.warn(msg, UserWarning, stacklevel=3)
-
-    def _metrics(self, metrics, loss, compiled=True) -> list[Metric]:
-        if compiled and metrics == "auto" and self.metrics is not None:
-            return [m.fresh() for m in self.metrics]
-        if isinstance(loss, MultiLoss):
-            return output_metrics(metrics, loss)
-        return get_metrics(metrics, loss)
-
-
-def _check_shards(model, source, world) -> None:
-    """Synchronized BatchNorm needs rows on every rank in every batch (its
-    statistics are collectives): say so before training, on every rank."""
-    from ..layers.base import walk_layers
-
-    if world.size == 1 or not any(getattr(layer, "sync", False)
-                                  for layer in walk_layers(model)):
-        return
-    n, size = getattr(source, "n", None), getattr(source, "batch_size", None)
-    if n is None:
-        return
-    last = n % size or size
-    if min(size, last) < world.size:
-        msg = (
-            f"BatchNorm(sync=True) needs a row on each of the {world.size} ranks in "
-            f"every batch, but batches of {size} leave a last batch of {last}; "
-            "change batch_size or drop the last few samples"
-        )
-        raise ValueError(msg)
-
-
-def _parameter_names(model, optimizer) -> list[str]:
-    """``"<dotted name> (<layer class>)"`` of each of the optimizer's
-    parameters, for error messages."""
-    from ..layers.base import walk_layers
-
-    owners = {}
-    for layer in walk_layers(model):
-        for p in getattr(layer, "_params", {}).values():
-            owners.setdefault(id(p), type(layer).__name__)
-    names = {id(p): f"{n} ({owners.get(id(p), '?')})"
-             for n, p in model.named_parameters()}
-    return [names.get(id(p), repr(p)) for p in optimizer.params]
-
-
-def _check_same_job(world, call, model, source, validation, arguments) -> None:
-    """Every rank was given the same data, model and arguments (named
-    error on every rank otherwise; one gather)."""
-    from ..distributed.fingerprint import (
-        check_same,
-        data_fingerprint,
-        model_fingerprint,
-    )
-
-    fingerprint = {**data_fingerprint(source), **model_fingerprint(model),
-                   **arguments}
-    if validation is not None:
-        fingerprint["validation data"] = data_fingerprint(validation)
-    check_same(world, call, fingerprint)
-
-
-def _abort_world(world, exc) -> None:
-    """End every rank: this one leaves fit with `exc` (``sys.exit`` in a
-    callback), which the other ranks would wait for in their next collective."""
-    import sys
-    import time
-
-    print(f"portnn: rank {world.rank} of {world.size} left fit with "
-          f"SystemExit({exc.code!r}) (sys.exit in a callback?); ending the job, "
-          "since the other ranks would wait for it forever. To stop training "
-          "on every rank, set model.stop_training = True instead",
-          file=sys.stderr, flush=True)
-    time.sleep(0.5)  # the launcher forwards stderr: let it pass the line on
-    world.abort(1)
 
 
 def _shard(world):
@@ -834,109 +620,5 @@ def _is_stream(x) -> bool:
     from .inputs import is_batch_stream
 
     return isinstance(x, Dataset) or is_batch_stream(x)
-
-
-def _checked_callbacks(callbacks) -> list:
-    callbacks = list(callbacks or [])
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            msg = f"callbacks must be Callback instances, got {type(cb).__name__}"
-            raise TypeError(msg)
-    return callbacks
-
-
-def _check_verbose(verbose) -> None:
-    if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
-        msg = f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}"
-        raise ValueError(msg)
-
-
-def _schedule_callback(lr_schedule, optimizer, callbacks):
-    """The callback stepping the learning-rate schedule of this run: the one
-    given, else the one made for the optimizer, unless a callback already
-    steps it."""
-    from ..optim.schedules import FunctionLR, LRScheduler
-
-    stepped = {id(cb.scheduler) for cb in callbacks
-               if isinstance(cb, LRSchedulerCallback)}
-    if lr_schedule is not None:
-        if isinstance(lr_schedule, LRScheduler):
-            if lr_schedule.optimizer is not optimizer:
-                msg = ("lr_schedule was made for another optimizer; make it for "
-                       "the one fit uses (model.optimizer)")
-                raise ValueError(msg)
-            schedule = lr_schedule
-        elif callable(lr_schedule):
-            schedule = FunctionLR(optimizer, lr_schedule)
-        else:
-            msg = (f"lr_schedule must be an LRScheduler or a function of the "
-                   f"epoch, got {type(lr_schedule).__name__}")
-            raise TypeError(msg)
-    else:
-        schedule = optimizer.scheduler
-    if schedule is None or id(schedule) in stepped:
-        return None
-    return LRSchedulerCallback(schedule)
-
-
-def _refuse_unsupported(data, what):
-    """Iterators are not arrays: say what arrays are expected instead of
-    failing inside an array library."""
-    if hasattr(data, "__next__") or type(data).__name__ == "generator":
-        msg = (
-            f"{what} is a {type(data).__name__} where arrays are expected; an "
-            "iterable of (x, y) batches goes in x alone (fit(batches), with "
-            "steps_per_epoch for an endless one)"
-        )
-        raise TypeError(msg)
-
-
-def _one(shapes):
-    return shapes[0] if len(shapes) == 1 else shapes
-
-
-def _refuse_objects(data, what):
-    """NumPy object arrays (mixed types, None, nested sequences): name the
-    problem instead of failing deep inside a ufunc."""
-    if getattr(getattr(data, "dtype", None), "kind", None) != "O":
-        return
-    try:
-        data.astype("float64")
-    except (TypeError, ValueError) as exc:
-        msg = (f"{what} is an object array that does not convert to numbers "
-               f"({exc}); look for None, strings or ragged rows, and pass a "
-               f"numeric array (numpy.asarray({what}, dtype=numpy.float32))")
-        raise TypeError(msg) from None
-    msg = (f"{what} is an object array (dtype object); pass a numeric array: "
-           f"numpy.asarray({what}, dtype=numpy.float32), or int64 for labels")
-    raise TypeError(msg)
-
-
-def _steps(name, value):
-    """None, or batches per epoch of an iterable: a positive int."""
-    if value is None:
-        return None
-    try:
-        return _positive_int(name, value)
-    except ValueError:
-        msg = (f"{name} must be a positive int (batches taken from an iterable "
-               f"each epoch) or None (all of it), got {value!r}")
-        raise ValueError(msg) from None
-
-
-def _positive_int(name, value) -> int:
-    """`value` as an int if it is a positive integral number (numpy ints too)."""
-    import operator
-
-    if isinstance(value, bool):
-        value = None
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = None
-    if number is None or number < 1:
-        msg = f"{name} must be a positive int, got {value!r}"
-        raise ValueError(msg)
-    return number
 
 
