@@ -97,7 +97,7 @@ def test_torch_distributed_on_gloo_trains_two_processes_to_the_weights_of_one():
 @pytest.mark.parametrize(("mode", "says"), [
     # only rank 0 calls fit: its first collective, the ranks' fingerprint
     # gather, gives up and names itself
-    ("main-only", "rank 0 of 2: all_gather in fit (via check_same_job) waited 3 s"),
+    ("main-only", "rank 0 of 2: all_gather in fit waited 3 s"),
     # sys.exit in a callback skips the abort hook: fit ends the job itself
     ("exit", "rank 1 of 2 left fit with SystemExit(0)"),
     # a rank that catches its error: the other's collective gives up
