@@ -51,3 +51,20 @@ def build_lazy(model, x) -> None:
     with no_grad(), shape_pass():
         model.forward(x, training=False)
     replay_draws(model)
+
+
+def build_from_shape(model, input_shape) -> None:
+    """:meth:`Model.build`: one zero sample of `input_shape` (a leading None
+    for the batch allowed) through the model, lazy layers built only if it
+    succeeds."""
+    shape = tuple(input_shape)
+    if shape and shape[0] is None:
+        shape = shape[1:]
+    if not all(isinstance(s, int) and s > 0 for s in shape):
+        msg = f"build: input_shape must be positive ints, got {input_shape!r}"
+        raise ValueError(msg)
+    xp, b = model.backend.xp, model.backend
+    dtype = xp.int64 if model.integer_input else model._model_dtype()
+    with tentative_build(model):
+        build_lazy(model, xp.zeros((1, *shape), dtype=dtype, device=b.device))
+    model._input_shape = shape

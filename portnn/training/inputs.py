@@ -51,6 +51,11 @@ def _is_batch(item) -> bool:
             and getattr(item[0], "ndim", 0) >= 1)
 
 
+def is_stream(x) -> bool:
+    """Whether `x` is read a batch at a time: a Dataset or a batch stream."""
+    return isinstance(x, Dataset) or is_batch_stream(x)
+
+
 def refuse_text(y) -> None:
     """String labels: say to encode them."""
     if _is_text(y):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from .. import distributed
 from .. import losses as losses_mod
 from .._validation import validated_data
-from ..data.sources import batch_rows, concat_rows, shard_rows, take_rows
-from ..data.structure import Structure, map_structure
+from ..data.sources import batch_rows
+from ..data.structure import Structure
 from ..distributed.checks import abort_world, check_same_job, check_shards
 from ..distributed.data_parallel import (
     all_reduce_gradients,
@@ -444,33 +444,9 @@ class Model(Layer):
             return self._predict(x, batch_size, steps, prefetch)
 
     def _predict(self, x, batch_size, steps, prefetch):
-        world = distributed.current()
-        xp = self.backend.xp
-        if world.size > 1 and not _is_stream(x):
-            # each rank its contiguous share of the rows; gathered in order
-            x = self._as_input(x)
-            from ..data.sources import ArraySource
+        from .prediction import predict_data
 
-            n = batch_rows(x)
-            check_same_job(world, "predict", self, ArraySource(
-                x, batch_size=batch_size or n or 1, backend=self.backend), None,
-                {"batch_size": batch_size})
-            mine = take_rows(x, shard_rows(n, world.rank, world.size))
-            with distributed.single():
-                part = self.predict(mine, batch_size=batch_size, prefetch=prefetch)
-            return map_structure(
-                lambda p: xp.concat(world.all_gather(p), axis=0), part)
-        if batch_size is None and not _is_stream(x):
-            x = self._as_input(x)
-            self._build_lazy(take_rows(x, slice(0, 1)))
-            with no_grad():  # nothing of x stays on the layers
-                return self.forward(x, training=False)
-        source = Inputs(self, prefetch=prefetch).source(
-            x, batch_size=batch_size or 256, steps=steps, targets=False)
-        with no_grad():
-            parts = [self.forward(batch.x, training=False)
-                     for batch in source.batches()]
-        return concat_rows(parts, xp)
+        return predict_data(self, x, batch_size, steps, prefetch)
 
     # -- shapes ---------------------------------------------------------------
     def build(self, input_shape) -> Model:
@@ -492,17 +468,9 @@ class Model(Layer):
         >>> model.build((None, 784)).num_parameters()
         25450
         """
-        shape = tuple(input_shape)
-        if shape and shape[0] is None:
-            shape = shape[1:]
-        if not all(isinstance(s, int) and s > 0 for s in shape):
-            msg = f"build: input_shape must be positive ints, got {input_shape!r}"
-            raise ValueError(msg)
-        xp, b = self.backend.xp, self.backend
-        dtype = xp.int64 if self.integer_input else self._model_dtype()
-        with self._tentative_build():
-            self._build_lazy(xp.zeros((1, *shape), dtype=dtype, device=b.device))
-        self._input_shape = shape
+        from .building import build_from_shape
+
+        build_from_shape(self, input_shape)
         return self
 
     def _tentative_build(self):
@@ -609,16 +577,6 @@ class Model(Layer):
         check_head(self, loss)
 
 
-
 def _shard(world):
     """This rank's place in the world, or None when training alone."""
     return None if world.size == 1 else (world.rank, world.size)
-
-
-def _is_stream(x) -> bool:
-    from ..data.dataset import Dataset
-    from .inputs import is_batch_stream
-
-    return isinstance(x, Dataset) or is_batch_stream(x)
-
-
