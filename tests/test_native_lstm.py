@@ -82,7 +82,7 @@ def test_native_lstm_layer_equals_the_layers_own_loop(return_sequences, bias,
                             backend=b, dtype="float32")
         layer.load_state_dict(start)
         layer.W_hh.trainable = False  # a frozen weight gets no gradient
-        y = layer(x, True, initial_state=state)
+        y = layer(x, training=True, initial_state=state)
         dx = layer.backward(dy)
         grads = {p.name: to_np(p.grad) for p in layer.parameters() if p.grad is not None}
         return (to_np(y), to_np(dx), [to_np(s) for s in layer.final_state],

@@ -10,9 +10,17 @@ from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
 from .graph import Functional, Input, SymbolicTensor
+from .masking import Masking
 from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNorm1D, BatchNorm2D, LayerNorm
-from .pooling import AvgPool1D, AvgPool2D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
+from .pooling import (
+                      AvgPool1D,
+                      AvgPool2D,
+                      GlobalAvgPool1D,
+                      GlobalAvgPool2D,
+                      MaxPool1D,
+                      MaxPool2D,
+)
 from .recurrent import GRU, LSTM, RNN
 from .reshape import Flatten, Reshape
 from .residual import Residual
@@ -22,7 +30,8 @@ from .transformer import PositionalEncoding, TransformerEncoderLayer
 __all__ = ["Layer", "Dense", "Dropout", "Sequential", "Identity", "Sigmoid", "Tanh",
            "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax",
            "Conv1D", "Conv2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
-           "GlobalAvgPool2D", "Flatten", "Reshape", "BatchNorm1D", "BatchNorm2D",
+           "GlobalAvgPool1D", "GlobalAvgPool2D", "Masking", "Flatten", "Reshape",
+           "BatchNorm1D", "BatchNorm2D",
            "LayerNorm", "Embedding", "RNN", "LSTM", "GRU", "MultiHeadAttention",
            "TransformerEncoderLayer", "PositionalEncoding", "Residual",
            "Functional", "Input", "SymbolicTensor", "Concatenate", "Add",

@@ -25,6 +25,7 @@ class Activation(Layer):
     suits the layer feeding it."""
 
     init = "glorot_uniform"
+    supports_masking = True  # element-wise: a padded step stays one
 
     def __init__(self) -> None:
         # Activations take their namespace from the data, not from a backend.
@@ -209,6 +210,11 @@ class Softmax(Activation):
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
         self.axis = axis
+
+    @property
+    def supports_masking(self) -> bool:
+        # over the features of each step; over time it would mix padding in
+        return self.axis == -1 or self.axis >= 2
 
     def forward(self, x, training=False):
         xp = namespace(x)

@@ -29,6 +29,24 @@ def masked_softmax(scores, keep):
     return xp.astype(e / total, dtype, copy=False)
 
 
+def _padding_from_mask(mask, key_padding_mask):
+    """PyTorch's ``key_padding_mask`` (True: padding) from the mask a
+    sequence carries (True: a real step): the key's mask, or the value's
+    (Keras's MultiHeadAttention masks keys by both), joined with any
+    padding mask given."""
+    if isinstance(mask, (list, tuple)):
+        _, key_mask, value_mask = (list(mask) + [None, None])[:3]
+        if key_mask is None or value_mask is None:
+            real = value_mask if key_mask is None else key_mask
+        else:
+            real = key_mask & value_mask
+    else:
+        real = mask
+    if real is None:
+        return key_padding_mask
+    return ~real if key_padding_mask is None else key_padding_mask | ~real
+
+
 class MultiHeadAttention(Layer):
     """Multi-head self-attention on ``(batch, time, embed_dim)`` input.
 
@@ -58,7 +76,9 @@ class MultiHeadAttention(Layer):
     ``attn_mask`` is a boolean ``(queries, keys)`` array, ``key_padding_mask``
     a boolean ``(batch, keys)`` array, True where attention is *not* allowed
     (PyTorch's boolean convention). A query with every key masked gets a
-    zero output (PyTorch gives NaN).
+    zero output (PyTorch gives NaN). A padded sequence's mask (from
+    ``Embedding(mask_zero=True)``, in a graph or a :class:`Sequential`)
+    becomes the key padding mask; the output carries the query's mask.
 
     Examples
     --------
@@ -70,6 +90,7 @@ class MultiHeadAttention(Layer):
     """
 
     _cache_attrs = ("_cache",)
+    uses_mask = True
 
     def __init__(self, embed_dim: int, num_heads: int, bias: bool = True,
                  causal: bool = False, *, backend=None, dtype=None, rng=None):
@@ -100,14 +121,17 @@ class MultiHeadAttention(Layer):
                 "b_out", initializers.zeros((embed_dim,), **kw))
 
     def __call__(self, query, key=None, value=None, *, training=False,
-                 attn_mask=None, key_padding_mask=None):
+                 attn_mask=None, key_padding_mask=None, mask=None):
         """Self-attention ``mha(x)``, or cross-attention ``mha(query, key,
         value)`` in PyTorch's order (`key` defaults to `query`, `value` to
         `key`); `training` is keyword-only. With `key` given, `backward`
-        returns ``[dquery, dkey, dvalue]``."""
+        returns ``[dquery, dkey, dvalue]``. `mask` is a sequence's mask
+        (True: a real step; a list ``[query, key, value]`` for
+        cross-attention), as containers pass it."""
         x = query if key is None else [query, key, key if value is None else value]
+        extra = {} if mask is None else {"mask": mask}
         return super().__call__(x, training=training, attn_mask=attn_mask,
-                                key_padding_mask=key_padding_mask)
+                                key_padding_mask=key_padding_mask, **extra)
 
     def _keep(self, xp, n, t, attn_mask, key_padding_mask, device):
         """Boolean ``(batch or 1, 1, t, t)`` array of allowed pairs, or None."""
@@ -140,7 +164,16 @@ class MultiHeadAttention(Layer):
             keep = pad if keep is None else keep & pad
         return keep
 
-    def forward(self, x, training=False, attn_mask=None, key_padding_mask=None):
+    def compute_mask(self, x, mask):
+        """The query's mask: each output step is a query step."""
+        if isinstance(mask, (list, tuple)):
+            return mask[0]
+        return mask
+
+    def forward(self, x, training=False, attn_mask=None, key_padding_mask=None,
+                mask=None):
+        if mask is not None:  # padded keys (from a graph or a Sequential)
+            key_padding_mask = _padding_from_mask(mask, key_padding_mask)
         if isinstance(x, (list, tuple)):
             return self._forward_cross(x, attn_mask, key_padding_mask)
         W_in = self.W_in

@@ -70,6 +70,18 @@ class Layer:
     #: How many containers hold this layer; above 1 its weights are shared.
     _uses = 0
 
+    #: Masks (which steps of a padded sequence are real, ``(batch, time)``
+    #: booleans, True for a real step) travel with the tensors through
+    #: containers and graphs. A layer that works on each step alone (Dense,
+    #: activations, Dropout, LayerNorm) passes the mask on unchanged; one
+    #: whose ``forward`` takes ``mask=`` uses it (RNNs, attention, pooling
+    #: over time); one that makes a mask starts it (``Embedding(...,
+    #: mask_zero=True)``, ``Masking``). Any other layer refuses a mask, so
+    #: a padded step never leaks into a result in silence.
+    supports_masking = False
+    uses_mask = False
+    makes_mask = False
+
     _trainable = True
 
     def __init__(self, backend=None) -> None:
@@ -137,6 +149,14 @@ class Layer:
 
             return call_symbolic(self, x, kwargs)
         return self.forward(x, training=training, **kwargs)
+
+    def compute_mask(self, x: Any, mask: Any) -> Any:
+        """The mask of this layer's output, given its input `x` and the
+        input's `mask` (None: no mask). The default passes the mask on
+        where the layer `supports_masking` (or `uses_mask` and keeps the
+        time axis); a layer that changes the time axis returns what fits
+        its output, or None where the mask has been used up."""
+        return mask
 
     def check_input(self, x: Any) -> None:
         """Validate a whole input array once, before a loop over its batches
@@ -352,6 +372,27 @@ class Layer:
             self.__dict__.setdefault("_child_calls", []).append(save_caches(child))
         return y
 
+    def _forward_masked(self, child: Layer, x: Any, training: bool, mask: Any,
+                        **kwargs):
+        """:meth:`_forward_child` for an input that carries a mask (or a
+        child that makes one): the child gets ``mask=`` where it uses
+        masks; returns the output and its mask. A child that can neither
+        use nor pass on a mask refuses it, naming the fix."""
+        if mask is not None and not (child.uses_mask or child.supports_masking):
+            refuse_mask(child)
+        if mask is not None and child.uses_mask:
+            kwargs["mask"] = mask
+        y = self._forward_child(child, x, training, **kwargs)
+        return y, child.compute_mask(x, mask)
+
+    def _keep_mask(self, mask: Any) -> None:
+        """A container keeps its output's mask for :meth:`compute_mask`
+        (a per-call output; nothing is kept without a mask)."""
+        if mask is None:
+            self.__dict__.pop("_out_mask", None)
+        else:
+            self._out_mask = mask
+
     def _skip_child(self, child: Layer) -> None:
         """A child whose output got no gradient (a graph branch that does
         not reach the loss): drop its caches, keeping the order of the
@@ -516,6 +557,24 @@ def raise_extra_inputs(layer, args) -> None:
         "(Concatenate()([a, b]))"
     )
     raise TypeError(msg)
+
+
+def refuse_mask(layer) -> None:
+    """`layer` got a mask it can neither use nor pass on."""
+    msg = (
+        f"{layer!r} does not support masking, but its input carries a mask (from "
+        "Embedding(mask_zero=True) or Masking). Use the mask up before it (an "
+        "RNN, LSTM or GRU with return_sequences=False, GlobalAvgPool1D), or "
+        "build the model without mask_zero"
+    )
+    raise TypeError(msg)
+
+
+def any_mask(masks) -> bool:
+    """Whether a mask, or any mask of a list of them, is given."""
+    if isinstance(masks, (list, tuple)):
+        return any(m is not None for m in masks)
+    return masks is not None
 
 
 def check_registered(model) -> None:

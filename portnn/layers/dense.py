@@ -108,6 +108,7 @@ class Dense(Layer):
     """
 
     _cache_attrs = ("_x",)
+    supports_masking = True  # each step of a sequence alone
 
     def __init__(
         self,

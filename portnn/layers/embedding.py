@@ -27,6 +27,14 @@ class Embedding(Layer):
     padding_idx : int, optional
         PyTorch's: the row of this id (padding) starts at zero and never
         gets a gradient, so it stays zero; negative counts from the end.
+    mask_zero : bool
+        Keras's: id 0 is padding, and the output carries a mask (True at
+        the real steps) that travels through a :class:`Sequential` or a
+        graph model to the layers that use it: RNNs skip the padded steps,
+        attention leaves them out of its keys, :class:`GlobalAvgPool1D`
+        averages the real steps, and the loss and metrics of `fit` leave
+        them out of their means and counts. Id 0 is then reserved: size
+        the vocabulary one larger.
     backend, dtype, rng : optional
 
     Notes
@@ -48,10 +56,11 @@ class Embedding(Layer):
 
     integer_input = True
     _cache_attrs = ("_ids",)
+    supports_masking = True
 
     def __init__(self, num_embeddings: int, embedding_dim: int, init="uniform", *,
-                 padding_idx: int | None = None, backend=None, dtype=None,
-                 rng=None) -> None:
+                 padding_idx: int | None = None, mask_zero: bool = False,
+                 backend=None, dtype=None, rng=None) -> None:
         super().__init__(backend)
         for name, v in (("num_embeddings", num_embeddings),
                         ("embedding_dim", embedding_dim)):
@@ -69,6 +78,10 @@ class Embedding(Layer):
                 raise ValueError(msg)
             padding_idx %= num_embeddings
         self.padding_idx = padding_idx
+        if not isinstance(mask_zero, bool):
+            msg = f"Embedding: mask_zero must be True or False, got {mask_zero!r}"
+            raise TypeError(msg)
+        self.mask_zero = self.makes_mask = mask_zero
         self.W = self.add_parameter("W", initializers.get(init)(
             (num_embeddings, embedding_dim), backend=self.backend, dtype=self._dtype,
             rng=rng))
@@ -95,6 +108,11 @@ class Embedding(Layer):
         self._ids = flat
         out = xp.take(W.value, flat, axis=0)
         return xp.reshape(out, (*x.shape, self.embedding_dim))
+
+    def compute_mask(self, x, mask):
+        """``ids != 0`` with `mask_zero` (True at the real steps); else the
+        input's mask, if any."""
+        return x != 0 if self.mask_zero else mask
 
     def check_input(self, x) -> None:
         """Ids must lie in ``[0, num_embeddings)``: CuPy's ``take`` would
@@ -130,10 +148,13 @@ class Embedding(Layer):
         return {"num_embeddings": self.num_embeddings,
                 "embedding_dim": self.embedding_dim,
                 "init": self.init if isinstance(self.init, str) else "uniform",
-                "padding_idx": self.padding_idx, "dtype": dtype_name(self._dtype)}
+                "padding_idx": self.padding_idx, "mask_zero": self.mask_zero,
+                "dtype": dtype_name(self._dtype)}
 
     def __repr__(self) -> str:
         pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        if self.mask_zero:
+            pad += ", mask_zero=True"
         return f"Embedding({self.num_embeddings}, {self.embedding_dim}{pad})"
 
 

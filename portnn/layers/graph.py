@@ -24,7 +24,7 @@ from typing import Any
 
 from ..data.structure import Structure
 from ..training.model import Model
-from .base import Layer, no_grad
+from .base import Layer, any_mask, no_grad, refuse_mask
 
 #: a tensor's place in the graph: ("input", i) or ("node", j)
 Ref = tuple
@@ -36,11 +36,14 @@ class SymbolicTensor:
     comes from. Made by :func:`Input` and by calling layers on such
     tensors."""
 
-    def __init__(self, shape, dtype: str, source, name: str | None = None) -> None:
+    def __init__(self, shape, dtype: str, source, name: str | None = None,
+                 masked: bool = False) -> None:
         self.shape = tuple(shape)
         self.dtype = dtype
         self.source = source  # ("input", InputSpec) or ("node", _Node)
         self.name = name
+        #: whether the array will carry a mask (padded steps of a sequence)
+        self.masked = masked
 
     @property
     def ndim(self) -> int:
@@ -110,27 +113,38 @@ def call_symbolic(layer: Layer, x, kwargs: dict) -> SymbolicTensor:
             msg = (f"{type(layer).__name__}: keyword {key}={type(value).__name__} "
                    "cannot be part of a graph (only plain values are recorded)")
             raise TypeError(msg)
+    if any(t.masked for t in inputs) and not (layer.uses_mask
+                                              or layer.supports_masking):
+        refuse_mask(layer)  # at the call that builds the graph, not in fit
     node = _Node(layer, inputs, is_list, dict(kwargs))
-    shape, dtype = _output_shape(layer, inputs, is_list, kwargs)
-    node.output = SymbolicTensor(shape, dtype, ("node", node))
+    shape, dtype, masked = _output_shape(layer, inputs, is_list, kwargs)
+    node.output = SymbolicTensor(shape, dtype, ("node", node), masked=masked)
     layer._uses += 1
     return node.output
 
 
 def _output_shape(layer, inputs, is_list, kwargs):
     """Run `layer` on zeros of the inputs' shapes (batch 1, unknown sizes
-    2, then 3): the sizes that change with them are unknown in the output."""
+    2, then 3): the sizes that change with them are unknown in the output.
+    Masked inputs get all-True masks, to learn whether the output is
+    masked too. Returns the shape, the dtype and that."""
     runs = []
     for size in (2, 3):
-        arrays = []
+        arrays, masks = [], []
+        xp, b = layer.backend.xp, layer.backend
         for t in inputs:
-            xp, b = layer.backend.xp, layer.backend
             shape = tuple(size if s is None else s for s in t.shape)
             arrays.append(xp.zeros(shape, dtype=b.dtype(t.dtype), device=b.device))
+            masks.append(xp.ones(shape[:2], dtype=xp.bool, device=b.device)
+                         if t.masked else None)
+        mask = (masks if any_mask(masks) else None) if is_list else masks[0]
+        extra = {"mask": mask} if mask is not None and layer.uses_mask else {}
         with no_grad():
             try:
-                y = layer.forward(arrays if is_list else arrays[0], training=False,
-                                  **kwargs)
+                arg = arrays if is_list else arrays[0]
+                y = layer.forward(arg, training=False, **kwargs, **extra)
+                out_mask = (layer.compute_mask(arg, mask)
+                            if mask is not None or layer.makes_mask else None)
             except (TypeError, ValueError) as exc:
                 shapes = [t.shape for t in inputs]
                 msg = (f"{type(layer).__name__} cannot take inputs of shape "
@@ -146,7 +160,7 @@ def _output_shape(layer, inputs, is_list, kwargs):
                   for i, (p, q) in enumerate(zip(a.shape, b.shape, strict=True)))
     from .base import dtype_name
 
-    return shape, dtype_name(a.dtype)
+    return shape, dtype_name(a.dtype), out_mask is not None
 
 
 def _trace(inputs: list, outputs: list):
@@ -228,6 +242,8 @@ class Functional(Model):
     """
 
     _cache_attrs = ("_child_calls",)
+    _call_outputs = ("_out_mask",)
+    uses_mask = True
 
     def __init__(self, *layers: Layer, inputs=None, outputs=None, graph=None,
                  backend=None) -> None:
@@ -325,17 +341,44 @@ class Functional(Model):
         return [dy[k] for k in keys]
 
     # -- the chain rule over the DAG -------------------------------------------
-    def forward(self, x, training=False):
+    @property
+    def makes_mask(self) -> bool:
+        return any(layer.makes_mask for layer in self.layers)
+
+    def forward(self, x, training=False, mask=None):
         self._begin_calls()
         values: dict[tuple, Any] = {("input", i): v
                                     for i, v in enumerate(self._inputs_of(x))}
+        # the masks of padded sequences, for the tensors that carry one
+        masks: dict[tuple, Any] = {}
+        if mask is not None:
+            given = mask if isinstance(mask, (list, tuple)) else [mask]
+            masks = {("input", i): m for i, m in enumerate(given) if m is not None}
         for j, node in enumerate(self.graph["nodes"]):
             args = [values[tuple(ref)] for ref in node["args"]]
             arg = args if node["list"] else args[0]
-            values[("node", j)] = self._forward_child(
-                self.layers[node["layer"]], arg, training, **node["kwargs"])
+            layer = self.layers[node["layer"]]
+            if not masks and not layer.makes_mask:
+                values[("node", j)] = self._forward_child(
+                    layer, arg, training, **node["kwargs"])
+                continue
+            arg_masks = [masks.get(tuple(ref)) for ref in node["args"]]
+            arg_mask = (arg_masks if any_mask(arg_masks) else None) if node[
+                "list"] else arg_masks[0]
+            values[("node", j)], out = self._forward_masked(
+                layer, arg, training, arg_mask, **node["kwargs"])
+            if out is not None:
+                masks[("node", j)] = out
+        outs = [masks.get(tuple(ref)) for ref in self.graph["outputs"]]
+        self._keep_mask(outs if any_mask(outs) else None)
         return self._outputs_as_given(
             [values[tuple(ref)] for ref in self.graph["outputs"]])
+
+    def compute_mask(self, x, mask):
+        """The masks of the last forward's outputs (None where an output
+        has none; None for all when none has)."""
+        outs = self.__dict__.get("_out_mask")
+        return outs if outs is None else self._outputs_as_given(outs)
 
     def backward(self, dy):
         grads = self._reverse(dy, params_only=False)
@@ -438,8 +481,10 @@ class Functional(Model):
         for j, node in enumerate(self.graph["nodes"]):
             args = [values[tuple(ref)] for ref in node["args"]]
             layer = self.layers[node["layer"]]
-            shape, dtype = _output_shape(layer, args, node["list"], node["kwargs"])
-            values[("node", j)] = SymbolicTensor(shape, dtype, ("node", None))
+            shape, dtype, masked = _output_shape(layer, args, node["list"],
+                                                 node["kwargs"])
+            values[("node", j)] = SymbolicTensor(shape, dtype, ("node", None),
+                                                 masked=masked)
             shapes.append(shape)
         return shapes
 

@@ -10,7 +10,7 @@ of its forward, in a line or two.
 from __future__ import annotations
 
 from .._namespace import namespace
-from .base import Layer
+from .base import Layer, any_mask
 
 
 class _Merge(Layer):
@@ -19,6 +19,18 @@ class _Merge(Layer):
     _cache_attrs = ("_n",)
     #: the fewest inputs the layer takes
     min_inputs = 2
+    supports_masking = True
+
+    def compute_mask(self, xs, masks):
+        """A step is real where it is real in every input that carries a
+        mask (Keras's rule for merges)."""
+        if not any_mask(masks):
+            return None
+        given = [m for m in masks if m is not None]
+        out = given[0]
+        for m in given[1:]:
+            out = out & m
+        return out
 
     def _check(self, xs) -> list:
         name = type(self).__name__
@@ -87,6 +99,17 @@ class Concatenate(_Merge):
         self._axis = axis
         self._sizes = [int(x.shape[axis]) for x in xs]
         return namespace(xs[0]).concat(xs, axis=axis)
+
+    def compute_mask(self, xs, masks):
+        """Joined along time (axis 1 of sequences), the masks join too (an
+        input without one is all real steps); along features, a step is
+        real where it is real in every input."""
+        if not any_mask(masks) or self.axis % xs[0].ndim != 1:
+            return super().compute_mask(xs, masks)
+        xp = namespace(xs[0])
+        return xp.concat([m if m is not None else xp.ones(
+            tuple(x.shape[:2]), dtype=xp.bool, device=x.device)
+            for x, m in zip(xs, masks, strict=True)], axis=1)
 
     def backward(self, dy):
         grads, start = [], 0

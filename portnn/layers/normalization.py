@@ -261,6 +261,11 @@ class LayerNorm(Layer):
 
     _cache_attrs = ("_xhat", "_inv_std", "_axes", "_in_dtype")
 
+    @property
+    def supports_masking(self) -> bool:
+        # each step alone when normalizing its features; not over time
+        return len(self.normalized_shape) == 1
+
     def __init__(self, normalized_shape, eps: float = 1e-5,
                  elementwise_affine: bool = True, *, backend=None, dtype=None):
         super().__init__(backend)

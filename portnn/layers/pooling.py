@@ -18,6 +18,8 @@ from .conv import _pair
 class _Pool(Activation):
     """Shared machinery of the window pooling layers (computed in 2-D)."""
 
+    supports_masking = False  # windows over time would mix padded steps in
+
     nd = 2
     _cache_attrs = ("_x_shape", "_in_shape")
 
@@ -213,6 +215,7 @@ class GlobalAvgPool2D(Activation):
     """
 
     _cache_attrs = ("_x_shape",)
+    supports_masking = False
 
     def forward(self, x, training=False):
         if x.ndim != 4:
@@ -233,3 +236,93 @@ class GlobalAvgPool2D(Activation):
     def get_config(self) -> dict:
         """No arguments."""
         return {}
+
+
+class GlobalAvgPool1D(Activation):
+    """Mean over the time axis of a sequence; with a mask, over its real
+    steps only.
+
+    Parameters
+    ----------
+    data_format : {"channels_first", "channels_last"}
+        ``(batch, channels, length)`` as :class:`Conv1D` gives (the
+        default), or ``(batch, time, features)`` as :class:`Embedding`,
+        RNNs and attention give (Keras's default).
+
+    Notes
+    -----
+    With a mask (``Embedding(mask_zero=True)``), ``y = sum_t m_t x_t /
+    sum_t m_t``: padded steps count neither in the sum nor in the count
+    (a sequence with no real step gives zeros), and the gradient of a
+    real step is ``dy / sum_t m_t``, of a padded one zero. The mask is
+    used up: the output carries none.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().xp.ones((2, 5, 3))
+    >>> portnn.GlobalAvgPool1D(data_format="channels_last")(x).shape
+    (2, 3)
+    """
+
+    _cache_attrs = ("_x_shape", "_share")
+    supports_masking = False
+    uses_mask = True
+
+    def __init__(self, data_format: str = "channels_first") -> None:
+        super().__init__()
+        if data_format not in ("channels_first", "channels_last"):
+            msg = ("GlobalAvgPool1D: data_format must be 'channels_first' or "
+                   f"'channels_last', got {data_format!r}")
+            raise ValueError(msg)
+        self.data_format = data_format
+
+    def compute_mask(self, x, mask):
+        """None: the time axis is gone."""
+        return None
+
+    def forward(self, x, training=False, mask=None):
+        first = self.data_format == "channels_first"
+        if x.ndim != 3:
+            layout = ("(batch, channels, length)" if first
+                      else "(batch, time, features)")
+            msg = (f"GlobalAvgPool1D: expected input {layout}, got shape "
+                   f"{tuple(x.shape)}")
+            raise ValueError(msg)
+        xp = namespace(x)
+        axis = 2 if first else 1
+        self._x_shape = tuple(x.shape)
+        if mask is None:
+            self._share = None
+            return xp.mean(x, axis=axis)
+        if first:
+            msg = ("GlobalAvgPool1D: a mask marks the steps of a (batch, time, "
+                   "features) sequence; use GlobalAvgPool1D(data_format="
+                   "'channels_last') after an Embedding, RNN or attention")
+            raise ValueError(msg)
+        if tuple(mask.shape) != self._x_shape[:2]:
+            msg = (f"GlobalAvgPool1D: mask of shape {tuple(mask.shape)} does not fit "
+                   f"input of shape {self._x_shape} (it needs (batch, time))")
+            raise ValueError(msg)
+        real = xp.expand_dims(xp.astype(mask, x.dtype), -1)  # (N, T, 1)
+        count = xp.sum(real, axis=1, keepdims=True)
+        # each real step's weight in the mean; a row with none: all zero
+        self._share = real / xp.where(count > 0, count, 1.0)
+        return xp.sum(x * self._share, axis=1)
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        axis = 2 if self.data_format == "channels_first" else 1
+        dy = xp.expand_dims(dy, axis)
+        if self._share is None:
+            share = 1.0 / self._x_shape[axis]
+            zeros = xp.zeros(self._x_shape, dtype=dy.dtype, device=dy.device)
+            return zeros + dy * share
+        return dy * self._share
+
+    def get_config(self) -> dict:
+        """The data format."""
+        return {"data_format": self.data_format}
+
+    def __repr__(self) -> str:
+        return f"GlobalAvgPool1D(data_format={self.data_format!r})"

@@ -32,8 +32,9 @@ class _Recurrent(Layer):
 
     gates = 1
     state_names = ("h",)
-    _cache_attrs = ("_x", "_caches", "_prev")
+    _cache_attrs = ("_x", "_caches", "_prev", "_keep")
     _call_outputs = ("final_state", "initial_state_grad")
+    uses_mask = True
 
     def __init__(self, input_size: int, hidden_size: int,
                  return_sequences: bool = True, bias: bool = True, *,
@@ -65,9 +66,6 @@ class _Recurrent(Layer):
         self.final_state = None
         #: Gradient of the loss with respect to the initial state, after backward.
         self.initial_state_grad = None
-
-    def __call__(self, x, training=False, initial_state=None):
-        return self.forward(x, training, initial_state)
 
     # -- one step, written by each subclass ---------------------------------
     def _step(self, gx, state, gh):
@@ -109,7 +107,19 @@ class _Recurrent(Layer):
             )
             raise ValueError(msg)
 
-    def forward(self, x, training=False, initial_state=None):
+    def compute_mask(self, x, mask):
+        """The mask goes on with the sequence; a last state uses it up."""
+        return mask if self.return_sequences else None
+
+    def _check_mask(self, xp, mask, x):
+        shape = tuple(x.shape[:2])
+        if tuple(mask.shape) != shape or mask.dtype != xp.bool:
+            msg = (f"{type(self).__name__}: mask must be a boolean (batch, time) "
+                   f"array of shape {shape} (True at the real steps), got shape "
+                   f"{tuple(mask.shape)} and dtype {mask.dtype}")
+            raise ValueError(msg)
+
+    def forward(self, x, training=False, initial_state=None, mask=None):
         W_ih = self.W_ih
         self._check_input(x)
         xp = namespace(x)
@@ -119,6 +129,10 @@ class _Recurrent(Layer):
         if self.b_ih is not None:
             gx = gx + self.b_ih.value
         state = self._initial(xp, n, initial_state, x)
+        keep = None
+        if mask is not None:  # a padded step keeps the state and outputs 0
+            self._check_mask(xp, mask, x)
+            keep = [xp.expand_dims(mask[:, t], 1) for t in range(steps)]
         w_hh_t = self.W_hh.value.T
         caches, hs, prev = [], [], []
         for t in range(steps):
@@ -126,30 +140,50 @@ class _Recurrent(Layer):
             gh = state[0] @ w_hh_t
             if self.b_hh is not None:
                 gh = gh + self.b_hh.value
-            state, cache = self._step(gx[:, t, :], state, gh)
+            new, cache = self._step(gx[:, t, :], state, gh)
             caches.append(cache)
-            hs.append(state[0])
+            if keep is not None:
+                new = tuple(xp.where(keep[t], a, b) for a, b in zip(new, state,
+                                                                    strict=True))
+                hs.append(xp.where(keep[t], new[0], 0.0))
+            else:
+                hs.append(new[0])
+            state = new
         self._x, self._caches, self._prev = x, caches, prev
+        self._keep = None if keep is None else [xp.astype(k, x.dtype) for k in keep]
         self.final_state = state[0] if len(state) == 1 else state
         if self.return_sequences:
             return xp.stack(hs, axis=1)
-        return hs[-1]
+        return state[0]  # the last real step's (the last step without a mask)
 
     def _backward(self, dy, need_dx):
         xp = namespace(dy)
         n, steps, _ = self._x.shape
         dstate = tuple(xp.zeros((n, self.hidden_size), dtype=dy.dtype,
                                 device=dy.device) for _ in self.state_names)
+        if not self.return_sequences:  # the output is the last state's h
+            dstate = (dy, *dstate[1:])
+        keep = self._keep
         w_hh = self.W_hh.value
         dgx, dgh = [None] * steps, [None] * steps
         for t in reversed(range(steps)):
-            dh = dy[:, t, :] if self.return_sequences else (
-                dy if t == steps - 1 else None)
-            if dh is not None:
-                dstate = (dstate[0] + dh, *dstate[1:])
+            passed = None
+            if keep is not None:
+                # state_t = k new + (1 - k) state_{t-1} and output_t = k new
+                # (k: 1 at a real step, 0 at a padded one): the carried state
+                # gets (1 - k) d state_t, the step k (d state_t + d output_t)
+                k = keep[t]
+                passed = tuple(d * (1.0 - k) for d in dstate)
+                dstate = tuple(d * k for d in dstate)
+                if self.return_sequences:
+                    dstate = (dstate[0] + dy[:, t, :] * k, *dstate[1:])
+            elif self.return_sequences:
+                dstate = (dstate[0] + dy[:, t, :], *dstate[1:])
             dgx[t], dgh[t], dstate = self._step_backward(self._caches[t], dstate)
             back = dgh[t] @ w_hh
             dstate = (back if dstate[0] is None else dstate[0] + back, *dstate[1:])
+            if passed is not None:
+                dstate = tuple(d + p for d, p in zip(dstate, passed, strict=True))
         self.initial_state_grad = dstate[0] if len(dstate) == 1 else dstate
         rows = n * steps
         gx = xp.reshape(xp.stack(dgx, axis=1), (rows, -1))
@@ -245,13 +279,14 @@ class LSTM(_Recurrent):
     state_names = ("h", "c")
     _cache_attrs = (*_Recurrent._cache_attrs, "_rows", "_native")
 
-    def forward(self, x, training=False, initial_state=None):
+    def forward(self, x, training=False, initial_state=None, mask=None):
         # the backend's whole-layer kernel where it has one (portnn.ops.lstm);
-        # the loop below is the portable path and the reference
-        impl = lstm_layer_impl(x, self)
+        # the loop below is the portable path, the reference, and the one
+        # that skips padded steps
+        impl = lstm_layer_impl(x, self) if mask is None else None
         if impl is None:
             self._native = None
-            return super().forward(x, training, initial_state)
+            return super().forward(x, training, initial_state, mask)
         self._check_input(x)
         h0, c0 = self._initial(namespace(x), x.shape[0], initial_state, x)
         bias = (None, None) if self.b_ih is None else (self.b_ih.value, self.b_hh.value)

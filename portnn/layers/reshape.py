@@ -6,7 +6,13 @@ from .._namespace import namespace
 from .activations import Activation
 
 
-class Flatten(Activation):
+class _Reshaping(Activation):
+    """No parameters, but not element-wise: the time axis may move."""
+
+    supports_masking = False
+
+
+class Flatten(_Reshaping):
     """``(N, d1, d2, ...) -> (N, d1 * d2 * ...)``, e.g. between convolutions
     and dense layers.
 
@@ -35,7 +41,7 @@ class Flatten(Activation):
         return {}
 
 
-class Reshape(Activation):
+class Reshape(_Reshaping):
     """Reshape every sample to `shape` (the batch axis is kept).
 
     Parameters

@@ -43,10 +43,18 @@ class Residual(Layer):
         self.layer.check_input(x)
 
     _cache_attrs = ("_child_calls",)
+    _call_outputs = ("_out_mask",)
+    uses_mask = True
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, mask=None):
         self._begin_calls()
-        y = self._forward_child(self.layer, x, training)
+        if mask is None and not self.layer.makes_mask:
+            y = self._forward_child(self.layer, x, training)
+            self._keep_mask(None)
+        else:  # real where both x and the block's output are
+            y, inner = self._forward_masked(self.layer, x, training, mask)
+            self._keep_mask(mask if inner is None else (
+                inner if mask is None else mask & inner))
         if tuple(y.shape) != tuple(x.shape):
             msg = (
                 f"Residual: the wrapped {type(self.layer).__name__} must keep the "
@@ -54,6 +62,14 @@ class Residual(Layer):
             )
             raise ValueError(msg)
         return x + y
+
+    @property
+    def makes_mask(self) -> bool:
+        return self.layer.makes_mask
+
+    def compute_mask(self, x, mask):
+        """The mask the last forward ended with."""
+        return self.__dict__.get("_out_mask")
 
     def backward(self, dy):
         return dy + self._backward_child(self.layer, dy)

@@ -52,6 +52,8 @@ class Sequential(Model):
         self._auto_init()
 
     _cache_attrs = ("_child_calls",)
+    _call_outputs = ("_out_mask",)
+    uses_mask = True
 
     def _auto_init(self) -> None:
         for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
@@ -85,11 +87,23 @@ class Sequential(Model):
         if self.layers:
             self.layers[0].check_input(x)
 
-    def forward(self, x, training=False):
+    @property
+    def makes_mask(self) -> bool:
+        return any(layer.makes_mask for layer in self.layers)
+
+    def forward(self, x, training=False, mask=None):
         self._begin_calls()
         for layer in self.layers:
-            x = self._forward_child(layer, x, training)
+            if mask is None and not layer.makes_mask:
+                x = self._forward_child(layer, x, training)
+            else:  # a padded sequence: the mask travels with x
+                x, mask = self._forward_masked(layer, x, training, mask)
+        self._keep_mask(mask)
         return x
+
+    def compute_mask(self, x, mask):
+        """The mask the last forward ended with (None: no mask)."""
+        return self.__dict__.get("_out_mask")
 
     def backward(self, dy):
         for layer in reversed(self.layers):

@@ -40,6 +40,7 @@ class PositionalEncoding(Layer):
     """
 
     _cache_attrs = ("_steps",)
+    supports_masking = True  # adds a position's own code to each step
 
     def __init__(self, max_len: int, d_model: int, learned: bool = False, *,
                  backend=None, dtype=None, rng=None) -> None:
@@ -132,8 +133,10 @@ class TransformerEncoderLayer(Layer):
     Matches ``torch.nn.TransformerEncoderLayer(norm_first=True,
     batch_first=True)`` with a tanh-GELU activation. The sub-layers are
     ``norm1, attn, norm2, ff1, ff2`` (parameter names ``0.gamma``,
-    ``1.W_in``, ...). Masks pass through: ``layer(x, training, attn_mask=...,
-    key_padding_mask=...)`` as for :class:`MultiHeadAttention`.
+    ``1.W_in``, ...). Masks pass through: ``layer(x, training=...,
+    attn_mask=..., key_padding_mask=...)`` as for
+    :class:`MultiHeadAttention`; a padded sequence's mask (from
+    ``Embedding(mask_zero=True)``) masks the padded keys and passes on.
 
     Examples
     --------
@@ -147,6 +150,7 @@ class TransformerEncoderLayer(Layer):
     #: built from its config: checkpoints store the config, not the sub-layers
     owns_children = True
     _cache_attrs = ("_child_calls",)
+    uses_mask = True  # padded keys left out of the attention; passed on
 
     def __init__(self, d_model: int, num_heads: int, dim_feedforward: int | None = None,
                  dropout: float = 0.0, causal: bool = False, *, backend=None,
@@ -171,14 +175,13 @@ class TransformerEncoderLayer(Layer):
     def _owned_layers(self):
         return (self.drop1, self.drop2)
 
-    def __call__(self, x, training=False, attn_mask=None, key_padding_mask=None):
-        return self.forward(x, training, attn_mask, key_padding_mask)
-
-    def forward(self, x, training=False, attn_mask=None, key_padding_mask=None):
+    def forward(self, x, training=False, attn_mask=None, key_padding_mask=None,
+                mask=None):
         self._begin_calls()
         run = self._forward_child
+        extra = {} if mask is None else {"mask": mask}
         a = run(self.attn, run(self.norm1, x, training), training,
-                attn_mask=attn_mask, key_padding_mask=key_padding_mask)
+                attn_mask=attn_mask, key_padding_mask=key_padding_mask, **extra)
         x = x + run(self.drop1, a, training)
         f = run(self.ff2, run(self.ff1, run(self.norm2, x, training), training),
                 training)

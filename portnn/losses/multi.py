@@ -60,10 +60,13 @@ class MultiLoss(Loss):
         targets = self.structure.flatten(target, "y")
         total = None
         self.values = []  # each output's loss, for `<output>_loss`
-        for loss, w, p, t in zip(self.losses, self.weights, preds, targets,
-                                 strict=True):
-            value = (loss.forward(p, t) if sample_weight is None
-                     else loss.forward(p, t, sample_weight=sample_weight))
+        # one weight array for every output, or (masked outputs) one each
+        per_output = (sample_weight if isinstance(sample_weight, list)
+                      else [sample_weight] * len(self.losses))
+        for loss, w, p, t, sw in zip(self.losses, self.weights, preds, targets,
+                                     per_output, strict=True):
+            value = (loss.forward(p, t) if sw is None
+                     else loss.forward(p, t, sample_weight=sw))
             self.values.append(value)
             total = w * value if total is None else total + w * value
         return total

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .._host import accumulator_dtype, read_arrays
 from ..data.sources import batch_rows
+from .metrics import refuse_mask
 
 
 class Meters:
@@ -36,9 +37,10 @@ class Meters:
         for metric in self.metrics:
             metric.reset(b)
 
-    def update(self, value, pred, target) -> None:
-        """Add one batch: its 0-d mean loss `value`, predictions and targets
-        (a rank with no rows of a short last batch adds nothing)."""
+    def update(self, value, pred, target, mask=None) -> None:
+        """Add one batch: its 0-d mean loss `value`, predictions, targets
+        and the output's mask (padded steps out of the metrics; a rank
+        with no rows of a short last batch adds nothing)."""
         xp = self.backend.xp
         size = batch_rows(pred)
         if size == 0:
@@ -46,7 +48,12 @@ class Meters:
         self.loss_sum = self.loss_sum + xp.astype(value, self.loss_sum.dtype) * size
         self.count += size
         for metric in self.metrics:
-            metric.update(pred, target)
+            if mask is None:
+                metric.update(pred, target)
+            elif not metric.supports_mask:
+                refuse_mask(metric)
+            else:
+                metric.update(pred, target, mask=mask)
 
     def reduce(self, world) -> None:
         """Sum the ranks' accumulations (data-parallel training)."""

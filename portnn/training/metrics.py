@@ -57,6 +57,28 @@ def _labels_and_guesses(pred, target, threshold, binary=False):
     return xp.reshape(truth, (-1,)), xp.reshape(guess, (-1,))
 
 
+def _spread(xp, mask, n: int):
+    """A step mask ``(N, T)`` as one flag per element of `n` flattened
+    (row-major) elements of those steps' outputs."""
+    steps = math.prod(mask.shape)
+    if n % steps:
+        msg = (f"a mask of shape {tuple(mask.shape)} does not cover outputs of "
+               f"{n} elements")
+        raise ValueError(msg)
+    column = xp.reshape(mask, (-1, 1))
+    return xp.reshape(xp.broadcast_to(column, (steps, n // steps)), (-1,))
+
+
+def _kept(xp, truth, ignore_index, mask):
+    """The flattened positions that count (not ignored, not padding), or
+    None when every one does."""
+    kept = None if ignore_index is None else truth != ignore_index
+    if mask is not None:
+        real = _spread(xp, mask, int(truth.shape[0]))
+        kept = real if kept is None else kept & real
+    return kept
+
+
 def _like(target, pred):
     """`target` in `pred`'s shape (``(N,)`` labels of an ``(N, 1)`` output)."""
     if tuple(target.shape) == tuple(pred.shape):
@@ -121,6 +143,8 @@ class Metric:
     name = "metric"
     #: the direction of improvement (None: unknown, e.g. a user's function)
     greater_is_better: bool | None = None
+    #: whether `update` takes ``mask=`` (an output's padded steps left out)
+    supports_mask = False
     #: device arrays summed over the ranks, and host counts added up
     _sums: tuple[str, ...] = ()
     _counts: tuple[str, ...] = ()
@@ -149,8 +173,9 @@ class Metric:
     def _zero(self):
         return self.backend.xp.zeros((), dtype=self.dtype, device=self.backend.device)
 
-    def update(self, pred, target) -> None:
-        """Add one batch (no host read)."""
+    def update(self, pred, target, mask=None) -> None:
+        """Add one batch (no host read); `mask` ``(N, T)`` marks the real
+        steps of a masked output, where `supports_mask`."""
         raise NotImplementedError
 
     def totals(self) -> list:
@@ -203,7 +228,10 @@ class Accuracy(Metric):
 
     name = "accuracy"
     greater_is_better = True
-    _sums, _counts = ("_correct",), ("_count",)
+    supports_mask = True
+    # positions kept (not ignored, not padding) are counted on the device;
+    # `_filtered` counts the batches that left some out, on every rank
+    _sums, _counts = ("_correct", "_kept"), ("_count", "_filtered")
 
     def __init__(self, threshold: float = 0.5, name: str = "accuracy",
                  binary: bool = False, ignore_index: int | None = None) -> None:
@@ -211,20 +239,20 @@ class Accuracy(Metric):
         self.name = name
         self.binary = bool(binary)
         self.ignore_index = ignore_index
-        if ignore_index is not None:  # positions kept: counted on the device
-            self._sums = ("_correct", "_kept")
 
     def _start(self):
         self._correct, self._count, self._kept = self._zero(), 0, self._zero()
+        self._filtered = 0
 
-    def update(self, pred, target):
+    def update(self, pred, target, mask=None):
         xp = namespace(pred)
         truth, guess = _labels_and_guesses(pred, target, self.threshold, self.binary)
         hit = truth == guess
-        if self.ignore_index is not None:
-            kept = truth != self.ignore_index
+        kept = _kept(xp, truth, self.ignore_index, mask)
+        if kept is not None:
             hit = hit & kept
             self._kept = self._kept + xp.sum(xp.astype(kept, self.dtype))
+            self._filtered += 1
         self._correct = self._correct + xp.sum(xp.astype(hit, self.dtype))
         self._count += math.prod(truth.shape)
 
@@ -232,7 +260,7 @@ class Accuracy(Metric):
         return [self._correct, self._kept]
 
     def result(self, totals):
-        if self.ignore_index is not None:
+        if self._filtered:
             return totals[0] / max(totals[1], 1)
         return totals[0] / max(self._count, 1)
 
@@ -243,20 +271,20 @@ class TopKAccuracy(Metric):
     class index ranks first, so ties are not all hits)."""
 
     greater_is_better = True
-    _sums, _counts = ("_hits",), ("_count",)
+    supports_mask = True
+    _sums, _counts = ("_hits", "_kept"), ("_count", "_filtered")
 
     def __init__(self, k: int = 5, name: str | None = None,
                  ignore_index: int | None = None) -> None:
         self.k = int(k)
         self.name = name or f"top_{self.k}_accuracy"
         self.ignore_index = ignore_index
-        if ignore_index is not None:
-            self._sums = ("_hits", "_kept")
 
     def _start(self):
         self._hits, self._count, self._kept = self._zero(), 0, self._zero()
+        self._filtered = 0
 
-    def update(self, pred, target):
+    def update(self, pred, target, mask=None):
         xp = namespace(pred)
         if pred.ndim < 2 or pred.shape[-1] < 2:
             shape = tuple(pred.shape)
@@ -268,11 +296,11 @@ class TopKAccuracy(Metric):
             pred = xp.reshape(pred, (-1, pred.shape[-1]))
             target = xp.reshape(target, (-1,))
         truth = xp.astype(target, xp.int64)
-        kept = None
-        if self.ignore_index is not None:
-            kept = truth != self.ignore_index
+        kept = _kept(xp, truth, self.ignore_index, mask)
+        if kept is not None:
             truth = xp.where(kept, truth, xp.zeros_like(truth))
             self._kept = self._kept + xp.sum(xp.astype(kept, self.dtype))
+            self._filtered += 1
         column = xp.reshape(truth, (-1, 1))
         own = xp.take_along_axis(pred, column, axis=1)
         index = xp.arange(pred.shape[1], dtype=truth.dtype, device=truth.device)
@@ -290,7 +318,7 @@ class TopKAccuracy(Metric):
         return [self._hits, self._kept]
 
     def result(self, totals):
-        if self.ignore_index is not None:
+        if self._filtered:
             return totals[0] / max(totals[1], 1)
         return totals[0] / max(self._count, 1)
 
@@ -327,13 +355,21 @@ class _Confusion(Metric):
         self._matrix = None
         self._multilabel = False
 
-    def update(self, pred, target):
+    supports_mask = True
+
+    def update(self, pred, target, mask=None):
         xp = namespace(pred)
-        if self.binary and _n_labels(pred) > 1:
+        if self.binary and _n_labels(pred) > 1 and not (
+                mask is not None and pred.ndim == 3 and pred.shape[-1] == 1):
+            if mask is not None:
+                msg = (f"{self.name}: labels along axis 1 of shape "
+                       f"{tuple(pred.shape)} cannot leave out a sequence's "
+                       "padded steps (the mask marks axis 1 as time)")
+                raise ValueError(msg)
             return self._update_labels(pred, target)
         if self.binary:  # one label: a two-class task over every element
             truth, guess = _labels_and_guesses(pred, target, self.threshold, True)
-            self._add_matrix(xp, truth, guess, 2)
+            self._add_matrix(xp, truth, guess, 2, mask)
             return None
         n_classes = int(pred.shape[-1]) if pred.ndim >= 2 and pred.shape[-1] > 1 else 2
         if self.average == "binary" and n_classes != 2:
@@ -341,16 +377,16 @@ class _Confusion(Metric):
                    f"{self.kind}_macro, _micro or _weighted")
             raise ValueError(msg)
         truth, guess = _labels_and_guesses(pred, target, self.threshold)
-        self._add_matrix(xp, truth, guess, n_classes)
+        self._add_matrix(xp, truth, guess, n_classes, mask)
         return None
 
-    def _add_matrix(self, xp, truth, guess, n_classes):
+    def _add_matrix(self, xp, truth, guess, n_classes, mask=None):
         classes = xp.arange(n_classes, dtype=truth.dtype, device=truth.device)
         true_hot = xp.astype(xp.expand_dims(truth, 1) == classes, self.dtype)
         guess_hot = xp.astype(xp.expand_dims(guess, 1) == classes, self.dtype)
-        if self.ignore_index is not None:  # an ignored position: no row at all
-            kept = xp.astype(truth != self.ignore_index, self.dtype)
-            guess_hot = guess_hot * xp.expand_dims(kept, 1)
+        kept = _kept(xp, truth, self.ignore_index, mask)
+        if kept is not None:  # an ignored or padded position: no row at all
+            guess_hot = guess_hot * xp.expand_dims(xp.astype(kept, self.dtype), 1)
         counts = xp.matrix_transpose(true_hot) @ guess_hot  # [true, predicted]
         self._matrix = counts if self._matrix is None else self._matrix + counts
 
@@ -514,7 +550,8 @@ class _Errors(Metric):
     ``multioutput="uniform_average"``: the root of the pooled mean would
     weigh the outputs differently)."""
 
-    _sums, _counts = ("_sum",), ("_count",)
+    _sums, _counts = ("_sum", "_kept"), ("_count", "_filtered")
+    supports_mask = True
 
     def __init__(self, kind: str, name: str, sign: float = 1.0,
                  root: bool = False) -> None:
@@ -525,13 +562,24 @@ class _Errors(Metric):
         return self.sign < 0  # the neg_* scorers
 
     def _start(self):
-        self._sum, self._count = self._zero(), 0
+        self._sum, self._count, self._kept, self._filtered = (
+            self._zero(), 0, self._zero(), 0)
 
-    def update(self, pred, target):
+    def update(self, pred, target, mask=None):
         xp = namespace(pred)
         target = _like(target, pred)
         d = xp.astype(pred, self.dtype) - xp.astype(target, self.dtype)
         e = d * d if self.kind == "squared" else xp.abs(d)
+        if mask is not None:
+            if self.root:
+                msg = (f"{self.name}: the per-output root cannot leave out a "
+                       "sequence's padded steps; use the squared error")
+                raise ValueError(msg)
+            real = xp.astype(_spread(xp, mask, math.prod(e.shape)), self.dtype)
+            self._sum = self._sum + xp.sum(xp.reshape(e, (-1,)) * real)
+            self._kept = self._kept + xp.sum(real)
+            self._filtered += 1
+            return
         if self.root:  # one sum per output, one count per row
             rows = int(d.shape[0]) if d.ndim else 1
             self._sum = self._sum + xp.sum(xp.reshape(e, (rows, -1)), axis=0)
@@ -541,12 +589,15 @@ class _Errors(Metric):
             self._count += math.prod(d.shape)
 
     def totals(self):
-        return [self._sum]
+        return [self._sum, self._kept]
 
     def result(self, totals):
+        if self._filtered:
+            return self.sign * totals[0] / max(totals[1], 1)
         n = max(self._count, 1)
-        if self.root:
-            return self.sign * sum(math.sqrt(t / n) for t in totals) / len(totals)
+        if self.root:  # the per-output sums; the last total is `_kept`
+            sums = totals[:-1]
+            return self.sign * sum(math.sqrt(t / n) for t in sums) / len(sums)
         return self.sign * totals[0] / n
 
 
@@ -774,10 +825,19 @@ class OutputMetric(Metric):
         self.backend = backend
         self.metric.reset(backend)
 
-    def update(self, pred, target) -> None:
+    supports_mask = True  # where this output has a mask, its metric must
+
+    def update(self, pred, target, mask=None) -> None:
         from ..data.structure import leaves
 
-        self.metric.update(leaves(pred)[self.index], leaves(target)[self.index])
+        own = None if mask is None else leaves(mask)[self.index]
+        if own is not None and not self.metric.supports_mask:
+            refuse_mask(self.metric)
+        if own is None:
+            self.metric.update(leaves(pred)[self.index], leaves(target)[self.index])
+        else:
+            self.metric.update(leaves(pred)[self.index], leaves(target)[self.index],
+                               mask=own)
 
     def totals(self) -> list:
         return self.metric.totals()
@@ -798,6 +858,7 @@ class OutputLoss(Metric):
     the batch (no second evaluation)."""
 
     greater_is_better = False
+    supports_mask = True  # the loss left the padded steps out already
     _sums, _counts = ("_sum",), ("_count",)
 
     def __init__(self, loss, index: int, output: str) -> None:
@@ -807,7 +868,7 @@ class OutputLoss(Metric):
     def _start(self):
         self._sum, self._count = self._zero(), 0
 
-    def update(self, pred, target) -> None:
+    def update(self, pred, target, mask=None) -> None:
         from ..data.sources import batch_rows
 
         xp = self.backend.xp
@@ -824,6 +885,15 @@ class OutputLoss(Metric):
 
     def fresh(self) -> OutputLoss:
         return OutputLoss(self.loss, self.index, self.output)
+
+
+def refuse_mask(metric) -> None:
+    """`metric` cannot leave out an output's padded steps."""
+    msg = (f"the metric {metric.name!r} cannot leave out padded steps: the model's "
+           "output carries a mask (Embedding(mask_zero=True)); use accuracy, "
+           "top-k accuracy, precision, recall, F1 or the mean errors, or use the "
+           "mask up before the output")
+    raise ValueError(msg)
 
 
 def output_metrics(metrics, loss) -> list[Metric]:

@@ -15,6 +15,7 @@ from ..distributed.data_parallel import (
 )
 from ..distributed.shuffle import shuffle_generator
 from ..layers.base import Layer, check_registered, free_caches, no_grad
+from ..losses.masking import masked_loss
 from .arguments import (
     check_verbose,
     checked_callbacks,
@@ -145,8 +146,9 @@ class Model(Layer):
         if rows:
             with policy.weights(self):  # half copies of the weights, if mixed
                 pred = policy.output(self.forward(policy.input(x), training=True))
-                value = (loss.forward(pred, y) if sample_weight is None
-                         else loss.forward(pred, y, sample_weight=sample_weight))
+                # padded steps (a masked output) stay out of the loss
+                value = masked_loss(loss, pred, y, sample_weight,
+                                    self.compute_mask(x, None))
                 # no d loss / d input needed
                 self.backward_params(policy.loss_gradient(loss.backward()))
         else:  # a rank with no rows of a short last batch: no gradient of its own
@@ -359,7 +361,7 @@ class Model(Layer):
                             wb = weigh(yb, wb)
                         value, pred = self.train_step(xb, yb, loss, optimizer, guard,
                                                       policy, sample_weight=wb)
-                        meters.update(value, pred, yb)
+                        meters.update(value, pred, yb, self.compute_mask(xb, None))
                         batch_logs = {"loss": value, "size": batch_rows(xb)}
                         for cb in callbacks:
                             cb.on_batch_end(b, batch_logs)
@@ -424,9 +426,9 @@ class Model(Layer):
         with no_grad():
             for xb, yb, wb in source.batches():
                 pred = self.forward(xb, training=False)
-                value = (loss.forward(pred, yb) if wb is None
-                         else loss.forward(pred, yb, sample_weight=wb))
-                meters.update(value, pred, yb)
+                mask = self.compute_mask(xb, None)
+                value = masked_loss(loss, pred, yb, wb, mask)
+                meters.update(value, pred, yb, mask)
         free_caches(loss)
         meters.reduce(distributed.current())
         logs, _ = meters.read()
