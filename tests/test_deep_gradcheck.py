@@ -41,6 +41,12 @@ def _attn_mask():
     return b.asarray([[False, True, False, True]] * 4)
 
 
+def _steps(*rows):
+    """A (batch, time) mask of real steps (padding anywhere, not only last)."""
+    b = portnn.get_backend()
+    return lambda: b.asarray([list(r) for r in rows])
+
+
 def _state(*shape):
     b = portnn.get_backend()
     return lambda: Generator(5).normal(shape, dtype="float64", backend=b)
@@ -122,6 +128,22 @@ CASES = {
     "positional_encoding": (lambda: portnn.PositionalEncoding(6, 4), (2, 3, 4)),
     "positional_encoding_learned": (
         lambda: portnn.PositionalEncoding(5, 3, learned=True), (2, 4, 3)),
+    "rnn_masked": (lambda: WithArgs(portnn.RNN(3, 4), mask=_steps(
+        (True, True, False), (True, False, True))), (2, 3, 3)),
+    "lstm_masked_last_step": (
+        lambda: WithArgs(portnn.LSTM(3, 4, return_sequences=False), mask=_steps(
+            (True, True, False), (False, True, True))), (2, 3, 3)),
+    "gru_masked": (lambda: WithArgs(portnn.GRU(2, 3), mask=_steps(
+        (True, False, True, False), (True, True, True, True))), (2, 4, 2)),
+    "mha_sequence_mask": (
+        lambda: WithArgs(portnn.MultiHeadAttention(4, 2), mask=_steps(
+            (True, True, False, True), (True, False, False, False))), (2, 4, 4)),
+    "global_avgpool1d": (portnn.GlobalAvgPool1D, (2, 3, 4)),
+    "global_avgpool1d_masked": (
+        lambda: WithArgs(portnn.GlobalAvgPool1D(data_format="channels_last"),
+                         mask=_steps((True, False, True), (False, False, False))),
+        (2, 3, 4)),
+    "masking": (lambda: portnn.Masking(mask_value=0.5), (2, 3, 4)),
     "residual": (lambda: portnn.Residual(portnn.Sequential(
         portnn.Dense(4, 3), portnn.Tanh(), portnn.Dense(3, 4))), (2, 4)),
 }

@@ -119,6 +119,8 @@ POOLS = {
     "avg1d": (lambda: portnn.AvgPool1D(2), lambda t: t.nn.AvgPool1d(2), (2, 3, 8)),
     "global_avg": (portnn.GlobalAvgPool2D, lambda t: t.nn.Sequential(
         t.nn.AdaptiveAvgPool2d(1), t.nn.Flatten()), (2, 3, 4, 5)),
+    "global_avg1d": (portnn.GlobalAvgPool1D, lambda t: t.nn.Sequential(
+        t.nn.AdaptiveAvgPool1d(1), t.nn.Flatten()), (2, 3, 5)),
     "flatten": (portnn.Flatten, lambda t: t.nn.Flatten(), (2, 3, 2, 2)),
 }
 
