@@ -153,9 +153,11 @@ def test_every_forward_cache_is_declared(backend):
     it into pickles: every attribute a training forward adds is declared."""
     from tests.test_deep_gradcheck import CASES
 
-    from portnn.layers.base import walk_layers
+    from portnn.layers.base import _DIRECT_CALL_ATTRS, walk_layers
 
-    allowed = {"_table", "_child_calls"}  # a memo of constants; containers' stack
+    # a memo of constants; containers' stack; the direct-call watch (out of
+    # pickles too)
+    allowed = {"_table", "_child_calls", *_DIRECT_CALL_ATTRS}
     for name, (factory, shape) in CASES.items():
         with portnn.default_dtype("float64"):  # as the gradient checks build them
             layer = factory()

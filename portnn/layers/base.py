@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import types
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -24,8 +25,8 @@ class Layer:
     their forward caches in ``_cache_attrs``: containers free those after
     the backward pass and under :func:`no_grad`, pickles leave them out,
     and a layer used twice in a model (shared weights) keeps one set per
-    call. A container calls its children through :meth:`_forward_child`
-    and :meth:`_backward_child`, which do that bookkeeping.
+    call. A container calls its children through :meth:`forward_child`
+    and :meth:`backward_child`, which do that bookkeeping.
 
     Examples
     --------
@@ -112,7 +113,7 @@ class Layer:
         # never part of a pickle.
         state = self.__dict__.copy()
         for name in (*type(self)._cache_attrs, *type(self)._call_outputs,
-                     "_child_calls"):
+                     "_child_calls", *_DIRECT_CALL_ATTRS):
             state.pop(name, None)
         return state
 
@@ -148,6 +149,8 @@ class Layer:
             from .graph import call_symbolic
 
             return call_symbolic(self, x, kwargs)
+        if _grad_enabled.get():
+            _count_direct_call(self)
         return self.forward(x, training=training, **kwargs)
 
     def compute_mask(self, x: Any, mask: Any) -> Any:
@@ -347,18 +350,49 @@ class Layer:
             optimizer.to(target)
         return self
 
-    # -- calling children (for containers) ---------------------------------------
+    # -- calling children (containers and custom models) ---------------------------
     def _owned_layers(self) -> tuple[Layer, ...]:
         """Sub-layers without parameters of their own that this layer calls
         (a Dense's activation); they are not children, but their caches are
         this layer's."""
         return ()
 
-    def _forward_child(self, child: Layer, x: Any, training: bool, **kwargs):
-        """Run `child` forward for a container, keeping what its backward
-        needs: nothing under :func:`no_grad`, one snapshot per call when
-        the child is used more than once (shared weights). A container's
-        forward starts with :meth:`_begin_calls`."""
+    def forward_child(self, child: Layer, x: Any, training: bool = False,
+                      **kwargs):
+        """Run `child` forward, keeping what its backward needs: nothing
+        under :func:`no_grad`, and one set of caches per call where the
+        child may be called more than once (a shared layer; any child of a
+        custom model), so each call's backward gets its own.
+
+        The way a model calls its children: its ``forward`` starts with
+        :meth:`begin_calls` and calls each child with ``forward_child``;
+        its ``backward`` calls :meth:`backward_child` for each call, a
+        child called twice in the reverse order of its calls.
+
+        Examples
+        --------
+        A custom model that applies one layer twice (its gradients add up):
+
+        >>> import portnn
+        >>> class Twice(portnn.Model):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.block = portnn.Dense(4, 4, activation="tanh")
+        ...     def children(self):
+        ...         return [self.block]
+        ...     def forward(self, x, training=False):
+        ...         self.begin_calls()
+        ...         h = self.forward_child(self.block, x, training)
+        ...         return self.forward_child(self.block, h, training)
+        ...     def backward(self, dy):
+        ...         dh = self.backward_child(self.block, dy)   # the 2nd call
+        ...         return self.backward_child(self.block, dh)  # the 1st
+        >>> x = portnn.get_backend().xp.ones((2, 4), dtype="float64")
+        >>> with portnn.default_dtype("float64"):
+        ...     model = Twice()
+        >>> portnn.gradcheck(model, x).ok
+        True
+        """
         try:
             y = child.forward(x, training, **kwargs)
         except (TypeError, RuntimeError) as exc:
@@ -368,13 +402,13 @@ class Layer:
             child._output_shape = (None, *tuple(y.shape[1:]))
         if not _grad_enabled.get():
             free_caches(child)
-        elif child._uses > 1:
+        elif child._uses != 1:  # not the one call of a plain container's child
             self.__dict__.setdefault("_child_calls", []).append(save_caches(child))
         return y
 
     def _forward_masked(self, child: Layer, x: Any, training: bool, mask: Any,
                         **kwargs):
-        """:meth:`_forward_child` for an input that carries a mask (or a
+        """:meth:`forward_child` for an input that carries a mask (or a
         child that makes one): the child gets ``mask=`` where it uses
         masks; returns the output and its mask. A child that can neither
         use nor pass on a mask refuses it, naming the fix."""
@@ -382,7 +416,7 @@ class Layer:
             refuse_mask(child)
         if mask is not None and child.uses_mask:
             kwargs["mask"] = mask
-        y = self._forward_child(child, x, training, **kwargs)
+        y = self.forward_child(child, x, training, **kwargs)
         return y, child.compute_mask(x, mask)
 
     def _keep_mask(self, mask: Any) -> None:
@@ -393,35 +427,47 @@ class Layer:
         else:
             self._out_mask = mask
 
-    def _skip_child(self, child: Layer) -> None:
+    def skip_child(self, child: Layer) -> None:
         """A child whose output got no gradient (a graph branch that does
         not reach the loss): drop its caches, keeping the order of the
         shared children's snapshots."""
-        if child._uses > 1:
-            calls = self.__dict__.get("_child_calls")
-            if calls:
-                calls.pop()
+        if child._uses != 1:
+            self._last_call_of(child, required=False)
         free_caches(child)
 
-    def _begin_calls(self) -> None:
-        """Forget the snapshots of an earlier forward that had no backward."""
+    def begin_calls(self) -> None:
+        """Start a forward pass: forget the caches of earlier calls that
+        had no backward (see :meth:`forward_child`)."""
         self.__dict__.pop("_child_calls", None)
 
-    def _backward_child(self, child: Layer, dy: Any, params_only: bool = False):
-        """Run `child` backward for a container (in the reverse order of the
-        forward calls), then free its caches."""
-        if child._uses > 1:
-            calls = self.__dict__.get("_child_calls")
-            if not calls:
-                msg = (
-                    f"{type(self).__name__}.backward: no forward call of the shared "
-                    f"{type(child).__name__} is waiting for its backward; call "
-                    "forward(x, training=True) first"
-                )
-                raise RuntimeError(msg)
-            restore_caches(calls.pop())
-            if not calls:
-                del self._child_calls
+    def _last_call_of(self, child: Layer, required: bool = True):
+        """Take the caches of `child`'s latest call still waiting for its
+        backward (None if there is none and not `required`)."""
+        calls = self.__dict__.get("_child_calls") or []
+        for i in range(len(calls) - 1, -1, -1):
+            if calls[i][0][0] is child:
+                snapshot = calls.pop(i)
+                if not calls:
+                    del self._child_calls
+                return snapshot
+        if required:
+            msg = (
+                f"{type(self).__name__}.backward: no forward call of "
+                f"{type(child).__name__} is waiting for its backward (one "
+                "backward_child per forward_child, a child called twice in the "
+                "reverse order of its calls); call forward(x, training=True) "
+                "first"
+            )
+            raise RuntimeError(msg)
+        return None
+
+    def backward_child(self, child: Layer, dy: Any, params_only: bool = False):
+        """Run `child` backward for its latest call that is still waiting for
+        one (calls of one child go back in reverse order), then free its
+        caches; `params_only` skips d loss / d input (returns None). See
+        :meth:`forward_child`."""
+        if child._uses != 1:
+            restore_caches(self._last_call_of(child))
         try:
             if params_only:
                 child.backward_params(dy)
@@ -559,6 +605,70 @@ def raise_extra_inputs(layer, args) -> None:
     raise TypeError(msg)
 
 
+#: what `_count_direct_call` puts on a layer called directly
+_DIRECT_CALL_ATTRS = ("_direct_calls", "_spent", "backward", "backward_params")
+
+
+def _count_direct_call(layer) -> None:
+    """A layer called directly (``layer(x)``, not by a container's
+    forward_child) keeps one set of caches: that of its last call. Count
+    the calls, and watch its next backward: it serves the last call, and a
+    further backward on the same caches (meant for an earlier call) would
+    silently get the last call's, so it raises instead. Layers that are
+    never called directly (a container's children) pay nothing."""
+    d = layer.__dict__
+    calls = d.get("_direct_calls")
+    if calls is None:
+        d["backward"] = types.MethodType(_watched_backward, layer)
+        d["backward_params"] = types.MethodType(_watched_backward_params, layer)
+        calls = 0
+    if d.pop("_spent", None) is not None:  # a new round of calls
+        calls = 0
+    d["_direct_calls"] = calls + 1
+
+
+def _caches_of(layer) -> list:
+    """The objects `layer` and its sub-layers cache now (to tell whether a
+    forward ran since)."""
+    return [current.__dict__.get(name) for current in walk_layers(layer)
+            for name in (*type(current)._cache_attrs, "_child_calls")]
+
+
+def _watched_backward(layer, dy):
+    return _watched(layer, "backward", dy)
+
+
+def _watched_backward_params(layer, dy):
+    return _watched(layer, "backward_params", dy)
+
+
+def _watched(layer, name: str, dy):
+    d = layer.__dict__
+    calls = d.get("_direct_calls", 1)
+    spent = d.get("_spent")
+    if spent is not None and all(a is b for a, b in zip(
+            spent, _caches_of(layer), strict=False)):
+        cls = type(layer).__name__
+        msg = (
+            f"{cls}.{name}: this layer was called more than once before its "
+            "backward and keeps the caches of its last call only, which an earlier "
+            "backward has used: this backward would get them for an earlier call "
+            "and give wrong gradients. To call a layer more than once in a "
+            "custom model, call it with self.forward_child(layer, x, training) "
+            "and go back with self.backward_child(layer, dy), which keep one set "
+            "of caches per call (see Layer.forward_child)"
+        )
+        raise RuntimeError(msg)
+    before = _caches_of(layer) if calls > 1 and spent is None else None
+    result = getattr(type(layer), name)(layer, dy)
+    if before is None:  # one call, one backward (or a forward since): plain again
+        for key in _DIRECT_CALL_ATTRS:
+            d.pop(key, None)
+    else:  # the last call's backward ran; the earlier calls have no caches
+        d["_spent"] = before
+    return result
+
+
 def refuse_mask(layer) -> None:
     """`layer` got a mask it can neither use nor pass on."""
     msg = (
@@ -580,7 +690,9 @@ def any_mask(masks) -> bool:
 def check_registered(model) -> None:
     """Refuse a Parameter kept as a plain attribute of a layer without
     being registered anywhere in `model` (``self.w = Parameter(...)``, as
-    in PyTorch): it would be neither trained nor saved."""
+    in PyTorch), and a layer with parameters kept as an attribute (or in a
+    list) but not listed in `children()`: either would be neither trained
+    nor saved."""
     layers = list(walk_layers(model))
     registered = {id(p) for layer in layers for p in layer._params.values()}
     stray = [f"{type(layer).__name__}.{name}" for layer in layers
@@ -594,6 +706,21 @@ def check_registered(model) -> None:
             f"in __init__: self.{first} = self.add_parameter({first!r}, value)"
         )
         raise TypeError(msg)
+    known = {id(layer) for layer in layers}
+    for layer in layers:
+        for name, value in vars(layer).items():
+            items = value if isinstance(value, (list, tuple)) else (value,)
+            lost = [v for v in items if isinstance(v, Layer) and id(v) not in known
+                    and v.parameters()]
+            if lost:
+                cls = type(layer).__name__
+                msg = (
+                    f"{cls}.{name} holds a {type(lost[0]).__name__} that is not among "
+                    f"{cls}'s children, so its parameters would be neither trained "
+                    f"nor saved. List it in {cls}.children() (return [self.{name}, "
+                    "...]), in forward order"
+                )
+                raise TypeError(msg)
 
 
 def free_caches(layer) -> None:

@@ -346,7 +346,7 @@ class Functional(Model):
         return any(layer.makes_mask for layer in self.layers)
 
     def forward(self, x, training=False, mask=None):
-        self._begin_calls()
+        self.begin_calls()
         values: dict[tuple, Any] = {("input", i): v
                                     for i, v in enumerate(self._inputs_of(x))}
         # the masks of padded sequences, for the tensors that carry one
@@ -359,7 +359,7 @@ class Functional(Model):
             arg = args if node["list"] else args[0]
             layer = self.layers[node["layer"]]
             if not masks and not layer.makes_mask:
-                values[("node", j)] = self._forward_child(
+                values[("node", j)] = self.forward_child(
                     layer, arg, training, **node["kwargs"])
                 continue
             arg_masks = [masks.get(tuple(ref)) for ref in node["args"]]
@@ -401,14 +401,14 @@ class Functional(Model):
             layer = self.layers[node["layer"]]
             g = grads.pop(("node", j), None)
             if g is None:  # nothing downstream reaches the loss
-                self._skip_child(layer)
+                self.skip_child(layer)
                 continue
             # inputs of the model need no gradient when only parameters do
             only_inputs = all(ref[0] == "input" for ref in node["args"])
             if params_only and only_inputs:
-                self._backward_child(layer, g, params_only=True)
+                self.backward_child(layer, g, params_only=True)
                 continue
-            dx = self._backward_child(layer, g)
+            dx = self.backward_child(layer, g)
             dxs = dx if node["list"] else [dx]
             for ref, d in zip(node["args"], dxs, strict=True):
                 if d is not None:

@@ -47,9 +47,9 @@ class Residual(Layer):
     uses_mask = True
 
     def forward(self, x, training=False, mask=None):
-        self._begin_calls()
+        self.begin_calls()
         if mask is None and not self.layer.makes_mask:
-            y = self._forward_child(self.layer, x, training)
+            y = self.forward_child(self.layer, x, training)
             self._keep_mask(None)
         else:  # real where both x and the block's output are
             y, inner = self._forward_masked(self.layer, x, training, mask)
@@ -72,7 +72,7 @@ class Residual(Layer):
         return self.__dict__.get("_out_mask")
 
     def backward(self, dy):
-        return dy + self._backward_child(self.layer, dy)
+        return dy + self.backward_child(self.layer, dy)
 
     def get_config(self) -> dict:
         """No arguments of its own: the wrapped layer is stored as a child."""

@@ -92,10 +92,10 @@ class Sequential(Model):
         return any(layer.makes_mask for layer in self.layers)
 
     def forward(self, x, training=False, mask=None):
-        self._begin_calls()
+        self.begin_calls()
         for layer in self.layers:
             if mask is None and not layer.makes_mask:
-                x = self._forward_child(layer, x, training)
+                x = self.forward_child(layer, x, training)
             else:  # a padded sequence: the mask travels with x
                 x, mask = self._forward_masked(layer, x, training, mask)
         self._keep_mask(mask)
@@ -107,7 +107,7 @@ class Sequential(Model):
 
     def backward(self, dy):
         for layer in reversed(self.layers):
-            dy = self._backward_child(layer, dy)
+            dy = self.backward_child(layer, dy)
         return dy
 
     def backward_params(self, dy):
@@ -117,9 +117,9 @@ class Sequential(Model):
         first = next((i for i, layer in enumerate(layers) if layer.has_trainable()),
                      len(layers))
         for layer in reversed(layers[first + 1:]):
-            dy = self._backward_child(layer, dy)
+            dy = self.backward_child(layer, dy)
         if first < len(layers):
-            self._backward_child(layers[first], dy, params_only=True)
+            self.backward_child(layers[first], dy, params_only=True)
         for layer in layers[:first]:
             free_caches(layer)
 

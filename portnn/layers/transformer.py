@@ -168,6 +168,8 @@ class TransformerEncoderLayer(Layer):
                          **kw)
         self.ff2 = Dense(self.dim_feedforward, d_model, rng=rng, **kw)
         self.drop1, self.drop2 = Dropout(dropout), Dropout(dropout)
+        for layer in (*self.children(), *self._owned_layers()):
+            layer._uses += 1  # each called once per forward: caches in place
 
     def children(self) -> list[Layer]:
         return [self.norm1, self.attn, self.norm2, self.ff1, self.ff2]
@@ -177,8 +179,8 @@ class TransformerEncoderLayer(Layer):
 
     def forward(self, x, training=False, attn_mask=None, key_padding_mask=None,
                 mask=None):
-        self._begin_calls()
-        run = self._forward_child
+        self.begin_calls()
+        run = self.forward_child
         extra = {} if mask is None else {"mask": mask}
         a = run(self.attn, run(self.norm1, x, training), training,
                 attn_mask=attn_mask, key_padding_mask=key_padding_mask, **extra)
@@ -188,7 +190,7 @@ class TransformerEncoderLayer(Layer):
         return x + run(self.drop2, f, training)
 
     def backward(self, dy):
-        back = self._backward_child
+        back = self.backward_child
         df = back(self.ff1, back(self.ff2, back(self.drop2, dy)))
         dx = dy + back(self.norm2, df)
         da = back(self.attn, back(self.drop1, dx))
