@@ -3,9 +3,11 @@ state in one safetensors file.
 
 Tensors are named ``model.<state key>`` and ``optimizer.<i>.<key>``; the
 architecture, the optimizer's hyper-parameters and the generator state are
-JSON in the header's metadata. Layers are rebuilt only from classes in the
-registry below (built-ins, plus what :func:`register_layer` adds), so
-loading a file never runs code named by the file.
+JSON in the header's metadata. Layers and losses are rebuilt only from
+classes in their registries (:mod:`portnn.layers.registry` and
+:mod:`portnn.losses.registry`: built-ins, plus what :func:`register_layer`
+and :func:`register_loss` add), so loading a file never runs code named by
+the file. This module only reads and writes files.
 """
 
 from __future__ import annotations
@@ -21,150 +23,16 @@ from . import optim as optim_mod
 from . import random as random_mod
 from .backends import backend_of, get, get_backend, use_backend
 from .layers.base import Layer
+from .layers.registry import layer_from_json, layer_to_json, register_layer
+from .losses.registry import loss_class, register_loss
 from .safetensors import CheckpointError, SafetensorsFile, read, write_atomic
+from .training.model import Model
 
 __all__ = ["CheckpointError", "load", "read_tensors", "register_layer",
            "register_loss", "save"]
 
 FORMAT = "portnn-checkpoint"
 VERSION = 1
-_LAYERS: dict[str, type] = {}
-
-
-def register_layer(cls: type, name: str | None = None) -> type:
-    """Allow checkpoints to rebuild layers of class `cls` (usable as a
-    decorator). The class must implement ``get_config()``.
-
-    Examples
-    --------
-    >>> import portnn
-    >>> @portnn.checkpoint.register_layer
-    ... class Twice(portnn.Identity):
-    ...     def forward(self, x, training=False):
-    ...         return 2 * x
-    ...     def backward(self, dy):
-    ...         return 2 * dy
-    """
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        msg = f"register_layer takes a Layer subclass, got {cls!r}"
-        raise TypeError(msg)
-    _LAYERS[name or cls.__name__] = cls
-    return cls
-
-
-_LOSSES: dict[str, type] = {}
-
-
-def register_loss(cls: type, name: str | None = None) -> type:
-    """Allow checkpoints to rebuild losses of class `cls` (usable as a
-    decorator), as :func:`register_layer` does for layers. Its
-    ``get_config()`` (by default its public attributes) must be JSON data.
-    A loss that cannot be rebuilt never stops a load: the model and its
-    optimizer load, with a warning that the loss must be given again.
-
-    Examples
-    --------
-    >>> import portnn
-    >>> @portnn.checkpoint.register_loss
-    ... class HalfMSE(portnn.MSE):
-    ...     def forward(self, pred, target):
-    ...         return 0.5 * super().forward(pred, target)
-    ...     def backward(self):
-    ...         return 0.5 * super().backward()
-    """
-    if not (isinstance(cls, type) and issubclass(cls, losses_mod.Loss)):
-        msg = f"register_loss takes a Loss subclass, got {cls!r}"
-        raise TypeError(msg)
-    _LOSSES[name or cls.__name__] = cls
-    return cls
-
-
-def _builtin_layers() -> dict[str, type]:
-    if "Dense" not in _LAYERS:
-        from . import layers
-
-        for name in layers.__all__:
-            cls = getattr(layers, name)
-            if name != "Layer":
-                _LAYERS.setdefault(name, cls)
-    return _LAYERS
-
-
-def layer_to_json(layer: Layer, _shared: dict | None = None) -> dict[str, Any]:
-    """The architecture of `layer` (and its children) as plain JSON data.
-
-    A layer that appears more than once (shared weights) is written in full
-    at its first place, with an ``"id"``, and as ``{"same_as": id}`` after.
-    """
-    if _shared is None:
-        _shared = {}
-    if id(layer) in _shared:
-        return {"same_as": _shared[id(layer)]}
-    name = type(layer).__name__
-    if _builtin_layers().get(name) is not type(layer):
-        msg = (
-            f"{name} is not registered for checkpoints: decorate the class with "
-            "@portnn.checkpoint.register_layer (and implement get_config)"
-        )
-        raise TypeError(msg)
-    out = {"class": name, "config": layer.get_config()}
-    if not layer.trainable:
-        out["trainable"] = False
-    frozen = [k for k, p in layer._params.items() if not p.trainable]
-    if frozen and layer.trainable:
-        out["frozen"] = frozen
-    if layer._uses > 1:
-        out["id"] = _shared[id(layer)] = len(_shared)
-    children = layer.children()
-    if children and not layer.owns_children:
-        out["children"] = [layer_to_json(c, _shared) for c in children]
-    return out
-
-
-def layer_from_json(spec: dict[str, Any], backend, _shared: dict | None = None
-                    ) -> Layer:
-    """Rebuild a layer from :func:`layer_to_json` output, on `backend`."""
-    if _shared is None:
-        _shared = {}
-    if isinstance(spec, dict) and "same_as" in spec:
-        try:
-            return _shared[spec["same_as"]]
-        except (KeyError, TypeError):
-            msg = f"checkpoint architecture refers to an unknown shared layer: {spec!r}"
-            raise CheckpointError(msg) from None
-    try:
-        name, config = spec["class"], dict(spec.get("config", {}))
-    except (TypeError, KeyError):
-        msg = f"malformed layer entry in checkpoint architecture: {spec!r}"
-        raise CheckpointError(msg) from None
-    cls = _builtin_layers().get(name)
-    if cls is None:
-        msg = (
-            f"the checkpoint needs layer class {name!r}, which is not registered; "
-            "import the code that defines it and decorate it with "
-            "@portnn.checkpoint.register_layer"
-        )
-        raise CheckpointError(msg)
-    for key, value in config.items():
-        if isinstance(value, dict) and "class" in value:
-            config[key] = layer_from_json(value, backend, _shared)
-    children = [layer_from_json(c, backend, _shared)
-                for c in spec.get("children", [])]
-    try:
-        layer = cls(*children, **config) if children else cls(**config)
-    except TypeError as exc:
-        msg = f"cannot rebuild {name} from config {config!r}: {exc}"
-        raise CheckpointError(msg) from None
-    if spec.get("trainable") is False:
-        layer.trainable = False
-    for key in spec.get("frozen", []):
-        if key in layer._params:
-            layer._params[key].trainable = False
-    if "id" in spec:
-        _shared[spec["id"]] = layer
-    return layer
-
-
 def _host(x):
     """A device array as a host (NumPy) array, for writing."""
     return (backend_of(x) or get_backend()).to_numpy(x)
@@ -488,11 +356,6 @@ def _construct(cls, args, config, where, what):
         raise CheckpointError(msg) from None
 
 
-def loss_class(name: str):
-    """The loss class a checkpoint names: registered, or built in."""
-    return _LOSSES.get(name) or _concrete(losses_mod, losses_mod.Loss, name)
-
-
 def _loss_entry(loss):
     """The loss as checkpoint metadata, or None (with a warning) when its
     configuration is not JSON data: the weights are saved all the same."""
@@ -601,3 +464,6 @@ def _build_scheduler(spec, optimizer, where):
         msg = f"{where}: malformed learning-rate schedule state {str(state)[:200]}"
         raise CheckpointError(msg) from None
     return sched
+
+
+Model._write_checkpoint = staticmethod(save)  # model.save(path)

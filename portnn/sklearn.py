@@ -158,7 +158,7 @@ class _BaseMLP(BaseEstimator):
 
 def _float64_twin(model):
     """A copy of `model` with float64 weights, for predictions."""
-    from .checkpoint import layer_from_json, layer_to_json
+    from .layers.registry import layer_from_json, layer_to_json
 
     backend = model.backend
     xp = backend.xp

@@ -9,7 +9,7 @@ from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .embedding import Embedding
-from .graph import Functional, Input, SymbolicTensor
+from .graph import Functional
 from .masking import Masking
 from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNorm1D, BatchNorm2D, LayerNorm
@@ -22,9 +22,11 @@ from .pooling import (
                       MaxPool2D,
 )
 from .recurrent import GRU, LSTM, RNN
+from .registry import register_builtins
 from .reshape import Flatten, Reshape
 from .residual import Residual
 from .sequential import Sequential
+from .symbolic import Input, SymbolicTensor
 from .transformer import PositionalEncoding, TransformerEncoderLayer
 
 __all__ = ["Layer", "Dense", "Dropout", "Sequential", "Identity", "Sigmoid", "Tanh",
@@ -36,3 +38,5 @@ __all__ = ["Layer", "Dense", "Dropout", "Sequential", "Identity", "Sigmoid", "Ta
            "TransformerEncoderLayer", "PositionalEncoding", "Residual",
            "Functional", "Input", "SymbolicTensor", "Concatenate", "Add",
            "Subtract", "Multiply", "Average"]
+
+register_builtins(globals()[name] for name in __all__)

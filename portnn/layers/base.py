@@ -146,7 +146,7 @@ class Layer:
         if args:
             raise_extra_inputs(self, args)
         if is_symbolic(x):
-            from .graph import call_symbolic
+            from .symbolic import call_symbolic
 
             return call_symbolic(self, x, kwargs)
         if _grad_enabled.get():
@@ -583,7 +583,7 @@ def is_symbolic(x) -> bool:
     """Whether `x` is a symbolic tensor (or a list of them) of a graph
     (every layer call asks: one isinstance for an array)."""
     if not _symbolic_type:
-        from .graph import SymbolicTensor
+        from .symbolic import SymbolicTensor
 
         _symbolic_type.append(SymbolicTensor)
     kind = _symbolic_type[0]

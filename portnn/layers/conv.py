@@ -231,7 +231,7 @@ class _Conv(Layer):
         """Constructor arguments (the activation as its own config)."""
         act = None
         if self.activation is not None:
-            from ..checkpoint import layer_to_json
+            from .registry import layer_to_json
 
             act = layer_to_json(self.activation)
         padding = self.padding if isinstance(self.padding, (int, str)) else [

@@ -226,7 +226,7 @@ class Dense(Layer):
         """Constructor arguments; the activation is stored as its own config."""
         act = None
         if self.activation is not None:
-            from ..checkpoint import layer_to_json
+            from .registry import layer_to_json
 
             act = layer_to_json(self.activation)
         return {

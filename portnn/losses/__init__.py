@@ -9,6 +9,7 @@ from .base import Loss
 from .binary import BCE, BCEWithLogits
 from .cross_entropy import CrossEntropy
 from .multi import MultiLoss
+from .registry import register_builtins
 from .regression import MAE, MSE, Huber
 
 __all__ = ["Loss", "MSE", "MAE", "Huber", "BCE", "BCEWithLogits", "CrossEntropy",
@@ -55,3 +56,5 @@ def get(loss) -> Loss:
     except KeyError:
         msg = f"unknown loss {loss!r}; choose one of {sorted(_BY_NAME)} or pass a Loss"
         raise ValueError(msg) from None
+
+register_builtins([BCE, BCEWithLogits, CrossEntropy, Huber, MAE, MSE, MultiLoss])

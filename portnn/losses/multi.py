@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from ..data.structure import Structure
 from .base import Loss
+from .registry import loss_class
 
 
 class MultiLoss(Loss):
@@ -99,8 +100,6 @@ def _rebuild(entry):
     """A Loss, or one from its ``{"class", "config"}`` entry (a checkpoint)."""
     if isinstance(entry, Loss):
         return entry
-    from ..checkpoint import loss_class
-
     if not (isinstance(entry, dict) and isinstance(entry.get("class"), str)
             and isinstance(entry.get("config", {}), dict)):
         msg = f"MultiLoss: a loss entry must be a Loss or a saved one, got {entry!r}"

@@ -47,12 +47,17 @@ class Model(Layer):
     ``forward``/``backward``.
     """
 
-    def __new__(cls, *args, **kwargs):
-        # Model(inputs=..., outputs=...) is a graph model, as in Keras
-        if cls is Model and ("inputs" in kwargs or "outputs" in kwargs):
-            from ..layers.graph import Functional
+    #: The class ``Model(inputs=..., outputs=...)`` makes (a graph model,
+    #: as in Keras): :mod:`portnn.layers.graph` sets it where it defines it,
+    #: so that this module imports no container (containers import it).
+    graph_class: type | None = None
+    #: Writes a checkpoint (:func:`portnn.checkpoint.save`, which sets it:
+    #: checkpoints import the layers, and so this module, not the reverse).
+    _write_checkpoint = None
 
-            return super().__new__(Functional)
+    def __new__(cls, *args, **kwargs):
+        if cls is Model and ("inputs" in kwargs or "outputs" in kwargs):
+            return super().__new__(Model.graph_class)
         return super().__new__(cls)
 
     stop_training = False
@@ -527,9 +532,7 @@ class Model(Layer):
         >>> portnn.load(path)[0].W.shape
         (4, 2)
         """
-        from ..checkpoint import save
-
-        save(self, path, optimizer=optimizer, metadata=metadata)
+        Model._write_checkpoint(self, path, optimizer=optimizer, metadata=metadata)
 
     # -- helpers ----------------------------------------------------------------
     def _resolve_loss(self, loss, loss_weights=None):
