@@ -187,3 +187,53 @@ def test_a_dataset_of_two_inputs_and_outputs_trains_as_its_arrays(tmp_path):
     assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)
     assert runs[0][1] == pytest.approx(runs[1][1], rel=1e-6)
     np.testing.assert_allclose(runs[0][2], runs[1][2], rtol=1e-5, atol=1e-6)
+
+
+def test_one_sgd_step_with_per_output_sample_and_class_weights_equals_torch(
+        backend, torch):
+    """Weights for one output only: the regression head's per sample, the
+    classification head's per class; the other output weighs 1."""
+    rs = np.random.default_rng(8)
+    x, labels, target = rs.normal(size=(30, 6)), rs.integers(0, 3, 30), rs.normal(
+        size=(30, 1))
+    w_reg = rs.uniform(0.1, 2.0, 30)
+    class_w = np.array([1.0, 4.0, 0.5])
+    with portnn.default_dtype("float64"):
+        model, layers = _two_heads()
+    lins = [_linear(torch, d) for d in layers]
+    model.fit(x, {"cls": labels, "reg": target}, shuffle=False, batch_size=30,
+              loss={"cls": "cross_entropy", "reg": "mse"},
+              sample_weight={"reg": w_reg},
+              class_weight={"cls": dict(enumerate(class_w))},
+              optimizer=portnn.SGD(model.parameters(), lr=0.2), verbose=0)
+    opt = torch.optim.SGD([p for lin in lins for p in lin.parameters()], lr=0.2)
+    t = torch.relu(lins[0](torch.tensor(x)))
+    per_sample = torch.nn.functional.cross_entropy(
+        lins[1](t), torch.tensor(labels), reduction="none")
+    # Keras's weighted mean: sum(w * loss) / N
+    loss = ((per_sample * torch.tensor(class_w[labels])).mean()
+            + ((lins[2](t) - torch.tensor(target)) ** 2 * torch.tensor(
+                w_reg[:, None])).mean())
+    loss.backward()
+    opt.step()
+    for dense, lin in zip(layers, lins, strict=True):
+        np.testing.assert_allclose(to_np(dense.W.value), lin.weight.detach().numpy().T,
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_per_output_weights_that_do_not_fit_say_so():
+    x = np.ones((8, 6), np.float32)
+    y = {"cls": np.zeros(8, np.int64), "reg": np.zeros((8, 1), np.float32)}
+    heads, _ = _two_heads()
+    loss = {"cls": "cross_entropy", "reg": "mse"}
+    with pytest.raises(ValueError, match=r"sample_weight names outputs \['out'\]"):
+        heads.fit(x, y, loss=loss, sample_weight={"out": np.ones(8)}, verbose=0)
+    with pytest.raises(ValueError, match="sample_weight has 3 entries for 2 outputs"):
+        heads.fit(x, y, loss=loss, sample_weight=[np.ones(8)] * 3, verbose=0)
+    with pytest.raises(ValueError, match=r"class_weight names outputs \['out'\]"):
+        heads.fit(x, y, loss=loss, class_weight={"out": {0: 2.0}}, verbose=0)
+    with pytest.raises(TypeError, match="a dict by output name"):
+        heads.fit(x, y, loss=loss, class_weight={0: 2.0}, verbose=0)
+    with pytest.raises(ValueError, match="the model has one output"):
+        portnn.Sequential(portnn.Dense(6, 2)).fit(
+            x, y["cls"], loss="cross_entropy", sample_weight=[np.ones(8)], verbose=0)

@@ -20,8 +20,9 @@ def masked_loss(loss, pred, target, sample_weight=None, mask=None):
     ----------
     loss : Loss
     pred, target : array, or their structure for a MultiLoss
-    sample_weight : array, optional
-        ``(N,)`` or ``(N, T)``; multiplies into the mask's weights.
+    sample_weight : array or list, optional
+        ``(N,)`` or ``(N, T)`` (a list: one per output of a MultiLoss);
+        multiplies into the mask's weights.
     mask : array or structure, optional
         ``(N, T)`` booleans (one per output, None where an output has
         none), as ``model.compute_mask`` gives after a forward pass.
@@ -43,9 +44,12 @@ def masked_loss(loss, pred, target, sample_weight=None, mask=None):
                 mask, (list, dict)) else [mask]
             preds = loss.structure.flatten(pred, "predictions")
             targets = loss.structure.flatten(target, "y")
+            shared = not isinstance(sample_weight, list)  # else one per output
+            per_output = [sample_weight] * len(preds) if shared else sample_weight
             weights, new_targets = [], []
-            for one, p, t, m in zip(loss.losses, preds, targets, masks, strict=True):
-                w, t = _fold(one, p, t, sample_weight, m)
+            for one, p, t, m, sw in zip(loss.losses, preds, targets, masks,
+                                        per_output, strict=True):
+                w, t = _fold(one, p, t, sw, m)
                 weights.append(w)
                 new_targets.append(t)
             target = loss.structure.rebuild(new_targets)

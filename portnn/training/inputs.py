@@ -183,9 +183,13 @@ class Inputs:
     def weights(self, w, n):
         """Sample weights as ``(n,)`` floats on the device, or None; checked
         finite and >= 0 where they are (on the host for host data, once per
-        array or batch, as labels are)."""
+        array or batch, as labels are). A model with several outputs may
+        take a list or a dict of them, one per output (a list in the
+        outputs' order: an output left out weighs every sample 1)."""
         if w is None:
             return None
+        if isinstance(w, (list, tuple, dict)):
+            return self._output_weights(w, n)
         model = self.model
         w = _host(w)
         xp = namespace(w)
@@ -209,6 +213,33 @@ class Inputs:
         if dtype is not None:
             w = model.backend.xp.astype(w, dtype)
         return w
+
+    def _output_weights(self, w, n) -> list:
+        if not isinstance(self.loss, MultiLoss):
+            msg = ("sample_weight is a list or dict (one per output), but the "
+                   "model has one output: give one array")
+            raise ValueError(msg)
+        names = self.loss.names
+        if isinstance(w, dict):
+            unknown = [k for k in w if k not in names]
+            if unknown:
+                msg = (f"sample_weight names outputs {unknown}; the outputs are "
+                       f"{names}")
+                raise ValueError(msg)
+            given = [w.get(name) for name in names]
+        else:
+            if len(w) != len(names):
+                msg = (f"sample_weight has {len(w)} entries for {len(names)} "
+                       f"outputs ({names}); give one per output, or a dict by name")
+                raise ValueError(msg)
+            given = list(w)
+        out = [self.weights(one, n) for one in given]
+        like = next((a for a in out if a is not None), None)
+        if like is None:
+            return None
+        xp = namespace(like)  # every output's, so batches slice alike
+        return [xp.ones((n,), dtype=like.dtype, device=like.device) if a is None
+                else a for a in out]
 
     # -- any data -------------------------------------------------------------------
     def source(self, x, y=None, w=None, *, batch_size, shuffle=False, rng=None,
@@ -307,8 +338,9 @@ class Inputs:
         keep = slice(0, n - n_val)
         held = slice(n - n_val, n)
         train = (take_rows(x, keep), take_rows(y, keep),
-                 None if w is None else w[keep])
-        val = (take_rows(x, held), take_rows(y, held), None if w is None else w[held])
+                 None if w is None else take_rows(w, keep))
+        val = (take_rows(x, held), take_rows(y, held),
+               None if w is None else take_rows(w, held))
         return train, val
 
 
@@ -337,10 +369,6 @@ class ClassWeights:
             msg = ("class_weight must be a dict {class index: weight}, got "
                    f"{class_weight!r}")
             raise TypeError(msg)
-        if isinstance(loss, MultiLoss):
-            msg = ("class_weight weighs one output's classes; with several "
-                   "outputs use sample_weight")
-            raise ValueError(msg)
         if not isinstance(loss, (losses_mod.CrossEntropy, losses_mod.BCE,
                                  losses_mod.BCEWithLogits)):
             msg = (f"class_weight is for classification losses, not "
@@ -381,6 +409,48 @@ class ClassWeights:
             labels = xp.argmax(y, axis=-1)
         weights = xp.take(self.vector, labels)
         return weights if w is None else weights * w
+
+
+class OutputClassWeights:
+    """``class_weight`` of a model with several outputs: a dict by output
+    name of ``{class index: weight}`` dicts; each named output's samples
+    weighed by their class there, the others by `sample_weight` alone."""
+
+    def __init__(self, class_weight: dict, loss, sample_pred, backend) -> None:
+        names = loss.names
+        if not (isinstance(class_weight, dict) and class_weight
+                and all(isinstance(v, dict) for v in class_weight.values())):
+            msg = ("with several outputs, class_weight is a dict by output name of "
+                   "{class index: weight} dicts, e.g. {" + repr(names[0]) +
+                   ": {0: 1.0, 1: 5.0}}")
+            raise TypeError(msg)
+        unknown = [k for k in class_weight if k not in names]
+        if unknown:
+            msg = f"class_weight names outputs {unknown}; the outputs are {names}"
+            raise ValueError(msg)
+        preds = loss.structure.flatten(sample_pred, "predictions")
+        self.structure = loss.structure
+        self.per_output = [
+            ClassWeights(class_weight[name], one, pred, backend)
+            if name in class_weight else None
+            for name, one, pred in zip(names, loss.losses, preds, strict=True)]
+
+    def __call__(self, y, w):
+        """One weight array per output (None where neither weighs)."""
+        targets = self.structure.flatten(y, "y")
+        shared = not isinstance(w, list)
+        return [(ws if cw is None else cw(t, ws))
+                for cw, t, ws in zip(self.per_output, targets,
+                                     [w] * len(targets) if shared else w,
+                                     strict=True)]
+
+
+def class_weighting(class_weight, loss, sample_pred, backend):
+    """What turns a batch's labels into class weights: for one output or,
+    with a MultiLoss, for several."""
+    if isinstance(loss, MultiLoss):
+        return OutputClassWeights(class_weight, loss, sample_pred, backend)
+    return ClassWeights(class_weight, loss, sample_pred, backend)
 
 
 def _class_index(key, n_classes):

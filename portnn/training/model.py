@@ -26,7 +26,7 @@ from .arguments import (
 from .callbacks import ProgressBar
 from .guard import StepGuard, TrainingDivergedError, parameter_names
 from .history import History
-from .inputs import ClassWeights, Inputs, refuse_text, validation_pair
+from .inputs import Inputs, class_weighting, refuse_text, validation_pair
 from .meters import Meters
 from .metrics import Metric
 from .precision import Precision
@@ -236,11 +236,15 @@ class Model(Layer):
             ``torch.amp.GradScaler`` does. Evaluation runs in float32.
             On NumPy, float16 matrix products have no BLAS: it is for
             checking numerics, not for speed.
-        sample_weight : array, optional
+        sample_weight : array, list or dict, optional
             One weight per training sample (Keras's semantics: each
-            sample's loss is scaled; the mean is over the batch).
+            sample's loss is scaled; the mean is over the batch), or per
+            step ``(N, T)``. With several outputs, one array for all of
+            them, or a list (outputs' order) or dict (by output name) of
+            arrays, one per output (an output left out weighs 1).
         class_weight : dict, optional
             ``{class index: weight}``; multiplies into the sample weights.
+            With several outputs, a dict by output name of such dicts.
         lr_schedule : LRScheduler or callable, optional
             A schedule made for the optimizer, or ``f(epoch) -> lr``. A
             schedule already made for the optimizer (``optimizer.scheduler``)
@@ -324,8 +328,8 @@ class Model(Layer):
             check_shards(self, source, world)
             weigh = None
             if class_weight is not None:
-                weigh = ClassWeights(class_weight, loss, inputs.sample_pred,
-                                     self.backend)
+                weigh = class_weighting(class_weight, loss, inputs.sample_pred,
+                                        self.backend)
             schedule = schedule_callback(lr_schedule, optimizer, callbacks)
             if schedule is not None:
                 callbacks.insert(0, schedule)
