@@ -618,11 +618,12 @@ def _count_direct_call(layer) -> None:
     never called directly (a container's children) pay nothing."""
     d = layer.__dict__
     calls = d.get("_direct_calls")
-    if calls is None:
+    if calls is None:  # watched from now on (two attributes: cheap after)
         d["backward"] = types.MethodType(_watched_backward, layer)
         d["backward_params"] = types.MethodType(_watched_backward_params, layer)
         calls = 0
-    if d.pop("_spent", None) is not None:  # a new round of calls
+    elif "_spent" in d:  # a new round of calls
+        del d["_spent"]
         calls = 0
     d["_direct_calls"] = calls + 1
 
@@ -635,6 +636,10 @@ def _caches_of(layer) -> list:
 
 
 def _watched_backward(layer, dy):
+    d = layer.__dict__
+    if d.get("_direct_calls", 0) <= 1:  # the common case, inline: one call
+        d["_direct_calls"] = 0
+        return type(layer).backward(layer, dy)
     return _watched(layer, "backward", dy)
 
 
@@ -644,7 +649,10 @@ def _watched_backward_params(layer, dy):
 
 def _watched(layer, name: str, dy):
     d = layer.__dict__
-    calls = d.get("_direct_calls", 1)
+    calls = d.get("_direct_calls", 0)
+    if calls <= 1:  # one call, one backward (or one more): nothing to fear
+        d["_direct_calls"] = 0
+        return getattr(type(layer), name)(layer, dy)
     spent = d.get("_spent")
     if spent is not None and all(a is b for a, b in zip(
             spent, _caches_of(layer), strict=False)):
@@ -659,11 +667,11 @@ def _watched(layer, name: str, dy):
             "of caches per call (see Layer.forward_child)"
         )
         raise RuntimeError(msg)
-    before = _caches_of(layer) if calls > 1 and spent is None else None
+    before = _caches_of(layer) if spent is None else None
     result = getattr(type(layer), name)(layer, dy)
-    if before is None:  # one call, one backward (or a forward since): plain again
-        for key in _DIRECT_CALL_ATTRS:
-            d.pop(key, None)
+    if before is None:  # a forward ran since (not through __call__): plain again
+        d.pop("_spent", None)
+        d["_direct_calls"] = 0
     else:  # the last call's backward ran; the earlier calls have no caches
         d["_spent"] = before
     return result
@@ -726,13 +734,27 @@ def check_registered(model) -> None:
 def free_caches(layer) -> None:
     """Drop what `layer` (and the layers it owns) cached in forward; works
     for losses too."""
-    d = layer.__dict__
-    for name in type(layer)._cache_attrs:
-        d.pop(name, None)
-    d.pop("_child_calls", None)
-    if isinstance(layer, Layer):
+    plan = _FREE_PLANS.get(type(layer))
+    if plan is None:
+        plan = _free_plan(type(layer))
+    names, owns = plan
+    pop = layer.__dict__.pop
+    for name in names:
+        pop(name, None)
+    if owns:
         for current in layer._owned_layers():
             free_caches(current)
+
+
+#: class -> (attributes to drop, whether it may own layers): every
+#: container frees every child after its backward, so this runs often
+_FREE_PLANS: dict[type, tuple] = {}
+
+
+def _free_plan(cls) -> tuple:
+    owns = issubclass(cls, Layer) and cls._owned_layers is not Layer._owned_layers
+    plan = _FREE_PLANS[cls] = ((*cls._cache_attrs, "_child_calls"), owns)
+    return plan
 
 
 def save_caches(layer: Layer) -> list:

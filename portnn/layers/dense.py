@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import init as initializers
 from .._namespace import namespace
 from ..ops.matmul import matmul
+from ..ops.reduce import total
 from .activations import Activation
 from .activations import get as get_activation
 from .base import Layer, dtype_name, float_dtype, in_shape_pass, walk_layers
@@ -219,7 +220,7 @@ class Dense(Layer):
         if self.W.trainable:  # frozen: no GEMM for a gradient nobody keeps
             self.W.accumulate(matmul(x.T, dy2))
         if self.b is not None and self.b.trainable:
-            self.b.accumulate(xp.sum(dy2, axis=0))
+            self.b.accumulate(total(dy2, axis=0))
         return dy
 
     def get_config(self) -> dict:

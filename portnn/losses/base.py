@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .._namespace import namespace
 from ..backends import check_same_backend
+from ..ops.reduce import total
 
 _REDUCTIONS = ("mean", "sum")
 
@@ -95,8 +96,8 @@ class Loss:
         return 1.0 / n_elements if self.reduction == "mean" else 1.0
 
     def _reduce(self, xp, per_element):
-        total = xp.sum(per_element)
-        return total / _size(per_element) if self.reduction == "mean" else total
+        summed = total(per_element)
+        return summed / _size(per_element) if self.reduction == "mean" else summed
 
     def _element_weights(self, sample_weight, like):
         """`sample_weight` as ``(N, 1, ...)``, to scale every element of a
