@@ -81,7 +81,7 @@ def make_jax_backend(device=None) -> Backend:
         array_types=(jax.Array,),
         inplace=False,
         native={"scatter_add": _scatter_add, "add_into_views": _add_into_views,
-                "pad2d": _pad2d},
+                "pad2d": _pad2d, "erf": jax.scipy.special.erf},
         synchronize=lambda: jax.effects_barrier(),
         install_hint=INSTALL_HINT,
     )

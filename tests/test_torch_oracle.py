@@ -49,7 +49,33 @@ ACTIVATIONS = {
     "elu": (lambda: portnn.ELU(0.7), lambda t: t.nn.ELU(0.7)),
     "gelu": (portnn.GELU, lambda t: t.nn.GELU(approximate="tanh")),
     "softmax": (portnn.Softmax, lambda t: t.nn.Softmax(dim=-1)),
+    "gelu_exact": (lambda: portnn.GELU(approximate="none"), lambda t: t.nn.GELU()),
+    "silu": (portnn.SiLU, lambda t: t.nn.SiLU()),
+    "swish": (portnn.Swish, lambda t: t.nn.SiLU()),
+    "softplus": (portnn.Softplus, lambda t: t.nn.Softplus()),
+    "softplus_beta_threshold": (lambda: portnn.Softplus(beta=2.0, threshold=3.0),
+                                lambda t: t.nn.Softplus(beta=2.0, threshold=3.0)),
+    "mish": (portnn.Mish, lambda t: t.nn.Mish()),
+    "selu": (portnn.SELU, lambda t: t.nn.SELU()),
+    "log_softmax": (portnn.LogSoftmax, lambda t: t.nn.LogSoftmax(dim=-1)),
+    "log_softmax_axis0": (lambda: portnn.LogSoftmax(axis=0),
+                          lambda t: t.nn.LogSoftmax(dim=0)),
 }
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_prelu_matches_torch(backend, torch, n):
+    with portnn.default_dtype("float64"):
+        layer = portnn.PReLU(n, init=0.2)
+    ref = torch.nn.PReLU(n, init=0.2).double()
+    with torch.no_grad():  # distinct slopes per channel
+        ref.weight.copy_(torch.linspace(0.1, 0.5, n, dtype=torch.float64))
+    layer.W.value = backend.asarray(ref.weight.detach().numpy())
+    _compare_layer(backend, torch, layer, ref, _np_input((4, 5, 3)) * 3.0)
+    np.testing.assert_allclose(to_np(layer.W.grad), ref.weight.grad.numpy(), **ATOL)
+    with pytest.raises(ValueError, match="PReLU: 5 slopes need 5 channels"):
+        portnn.PReLU(5)(backend.asarray(np.ones((2, 4), np.float32)))
+
 
 
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
@@ -292,3 +318,17 @@ def test_clip_grad_norm_matches_torch(backend, torch):
 def test_generator_normals_look_normal(backend):
     z = to_np(Generator(1).normal((20000,), dtype="float64", backend=backend))
     assert abs(z.mean()) < 0.03 and abs(z.std() - 1.0) < 0.03
+
+
+def test_new_activations_save_and_load(tmp_path):
+    portnn.seed(3)
+    model = portnn.Sequential(
+        portnn.Dense(4, 6), portnn.PReLU(6, init=0.1), portnn.Dense(6, 6),
+        portnn.GELU(approximate="none"), portnn.SiLU(), portnn.Softplus(beta=2.0),
+        portnn.Mish(), portnn.SELU(), portnn.Dense(6, 3), portnn.LogSoftmax())
+    model[1].W.value = model[1].W.value + 0.05  # a learned slope, saved
+    model.save(tmp_path / "m")
+    loaded = portnn.load(tmp_path / "m")
+    x = np.random.default_rng(4).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(to_np(loaded.predict(x)), to_np(model.predict(x)))
+    assert repr(loaded[3]) == "GELU(approximate='none')"

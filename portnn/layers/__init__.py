@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
-from .activations import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .activations import (
+    ELU,
+    GELU,
+    SELU,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    Mish,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Swish,
+    Tanh,
+)
 from .attention import MultiHeadAttention
 from .base import Layer
 from .conv import Conv1D, Conv2D
@@ -30,7 +46,8 @@ from .symbolic import Input, SymbolicTensor
 from .transformer import PositionalEncoding, TransformerEncoderLayer
 
 __all__ = ["Layer", "Dense", "Dropout", "Sequential", "Identity", "Sigmoid", "Tanh",
-           "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax",
+           "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "SiLU", "Swish",
+           "Softplus", "Mish", "SELU", "PReLU", "LogSoftmax",
            "Conv1D", "Conv2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
            "GlobalAvgPool1D", "GlobalAvgPool2D", "Masking", "Flatten", "Reshape",
            "BatchNorm1D", "BatchNorm2D",
