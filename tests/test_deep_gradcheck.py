@@ -95,6 +95,14 @@ CASES = {
     "layernorm_2d_shape": (lambda: portnn.LayerNorm((3, 4)), (2, 3, 4)),
     "layernorm_no_affine": (
         lambda: portnn.LayerNorm(4, elementwise_affine=False), (3, 4)),
+    "rmsnorm": (lambda: portnn.RMSNorm(5, eps=1e-6), (2, 3, 5)),
+    "rmsnorm_2d_shape_default_eps": (lambda: portnn.RMSNorm((3, 4)), (2, 3, 4)),
+    "rmsnorm_no_affine": (
+        lambda: portnn.RMSNorm(4, elementwise_affine=False), (3, 4)),
+    "groupnorm": (lambda: portnn.GroupNorm(2, 4), (2, 4, 3, 2)),
+    "groupnorm_sequence_one_group": (lambda: portnn.GroupNorm(1, 3), (2, 3, 5)),
+    "groupnorm_instance_no_affine": (
+        lambda: portnn.GroupNorm(3, 3, affine=False), (2, 3, 4)),
     "rnn": (lambda: portnn.RNN(3, 4), (2, 3, 3)),
     "rnn_last_step": (lambda: portnn.RNN(3, 4, return_sequences=False), (2, 3, 3)),
     "lstm": (lambda: portnn.LSTM(3, 4), (2, 3, 3)),

@@ -178,6 +178,40 @@ def test_layernorm_matches_torch(backend, torch, shape):
              [(layer.gamma, ln.weight, None), (layer.beta, ln.bias, None)])
 
 
+@pytest.mark.parametrize(("shape", "eps"), [((5,), None), ((3, 5), 1e-3)])
+def test_rmsnorm_matches_torch(backend, torch, shape, eps):
+    with portnn.default_dtype("float64"):
+        layer = portnn.RMSNorm(shape, eps=eps)
+    ref = torch.nn.RMSNorm(shape, eps=eps).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(_normal(shape, 3)))
+    _compare(backend, torch, layer, ref, _normal((2, 3, 5), 1) * 0.1,
+             [(layer.gamma, ref.weight, None)])
+
+
+@pytest.mark.parametrize(("groups", "shape"), [(2, (2, 4, 3, 3)), (1, (3, 4, 5)),
+                                               (4, (2, 4, 6))])
+def test_groupnorm_matches_torch(backend, torch, groups, shape):
+    with portnn.default_dtype("float64"):
+        layer = portnn.GroupNorm(groups, 4)
+    ref = torch.nn.GroupNorm(groups, 4).double()
+    with torch.no_grad():
+        ref.weight.copy_(torch.tensor(_normal((4,), 3)))
+        ref.bias.copy_(torch.tensor(_normal((4,), 4)))
+    _compare(backend, torch, layer, ref, _normal(shape, 1) * 2 + 1,
+             [(layer.gamma, ref.weight, None), (layer.beta, ref.bias, None)])
+
+
+def test_norms_name_a_wrong_input_shape():
+    with pytest.raises(ValueError, match=r"GroupNorm: expected input \(batch, 4, "
+                       r"...\), got shape \(2, 3, 5\)"):
+        portnn.GroupNorm(2, 4)(np.ones((2, 3, 5), np.float32))
+    with pytest.raises(ValueError, match="num_groups \\(3\\) must divide"):
+        portnn.GroupNorm(3, 4)
+    with pytest.raises(ValueError, match=r"RMSNorm: expected input ending in \(4,\)"):
+        portnn.RMSNorm(4)(np.ones((2, 3), np.float32))
+
+
 def test_embedding_matches_torch(backend, torch):
     with portnn.default_dtype("float64"):
         layer = portnn.Embedding(7, 3)

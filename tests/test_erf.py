@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 
-import portnn
 from portnn.ops.erf import erf, erf_portable
 
 from .conftest import to_np

@@ -332,3 +332,19 @@ def test_new_activations_save_and_load(tmp_path):
     x = np.random.default_rng(4).normal(size=(5, 4)).astype(np.float32)
     np.testing.assert_array_equal(to_np(loaded.predict(x)), to_np(model.predict(x)))
     assert repr(loaded[3]) == "GELU(approximate='none')"
+
+
+def test_new_norms_save_load_and_summary(tmp_path):
+    portnn.seed(5)
+    model = portnn.Sequential(
+        portnn.Conv1D(3, 4, 3, padding=1), portnn.GroupNorm(2, 4), portnn.SiLU(),
+        portnn.Reshape((4, 6)), portnn.RMSNorm(6), portnn.Flatten(),
+        portnn.Dense(24, 2))
+    model[1].gamma.value = model[1].gamma.value * 1.5
+    model[4].gamma.value = model[4].gamma.value + 0.25
+    model.save(tmp_path / "m")
+    loaded = portnn.load(tmp_path / "m")
+    x = np.random.default_rng(6).normal(size=(5, 3, 6)).astype(np.float32)
+    np.testing.assert_array_equal(to_np(loaded.predict(x)), to_np(model.predict(x)))
+    text = loaded.summary(print_fn=None)
+    assert "GroupNorm(2, 4)" in text and "RMSNorm((6,))" in text

@@ -28,7 +28,7 @@ from .embedding import Embedding
 from .graph import Functional
 from .masking import Masking
 from .merge import Add, Average, Concatenate, Multiply, Subtract
-from .normalization import BatchNorm1D, BatchNorm2D, LayerNorm
+from .normalization import BatchNorm1D, BatchNorm2D, GroupNorm, LayerNorm, RMSNorm
 from .pooling import (
                       AvgPool1D,
                       AvgPool2D,
@@ -51,7 +51,8 @@ __all__ = ["Layer", "Dense", "Dropout", "Sequential", "Identity", "Sigmoid", "Ta
            "Conv1D", "Conv2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
            "GlobalAvgPool1D", "GlobalAvgPool2D", "Masking", "Flatten", "Reshape",
            "BatchNorm1D", "BatchNorm2D",
-           "LayerNorm", "Embedding", "RNN", "LSTM", "GRU", "MultiHeadAttention",
+           "LayerNorm", "RMSNorm", "GroupNorm", "Embedding", "RNN", "LSTM", "GRU",
+           "MultiHeadAttention",
            "TransformerEncoderLayer", "PositionalEncoding", "Residual",
            "Functional", "Input", "SymbolicTensor", "Concatenate", "Add",
            "Subtract", "Multiply", "Average"]

@@ -322,3 +322,201 @@ class LayerNorm(Layer):
 
     def __repr__(self) -> str:
         return f"LayerNorm({self.normalized_shape})"
+
+
+class RMSNorm(Layer):
+    """Scale each sample's trailing axes by their root mean square (no
+    centring, no shift): ``y = x / sqrt(mean(x**2) + eps) * gamma``, as
+    ``torch.nn.RMSNorm``.
+
+    Parameters
+    ----------
+    normalized_shape : int or tuple of int
+        The trailing shape normalized over.
+    eps : float, optional
+        Added to the mean square; default the input dtype's machine epsilon
+        (PyTorch's ``eps=None``).
+    elementwise_affine : bool
+        Learn ``gamma`` of shape `normalized_shape`.
+    backend, dtype : optional
+
+    Notes
+    -----
+    With ``r = 1 / sqrt(mean(x**2) + eps)`` and ``u = x r``: ``du = dy gamma``,
+    ``dx = r (du - u mean(du u))``, ``dgamma = sum(dy u)`` over the leading axes.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> norm = portnn.RMSNorm(2)
+    >>> x = portnn.get_backend().asarray([[3.0, 4.0]], dtype=norm.gamma.dtype)
+    >>> [round(v, 4) for v in norm(x)[0].tolist()]
+    [0.8485, 1.1314]
+    """
+
+    _cache_attrs = ("_u", "_r", "_axes", "_in_dtype")
+
+    def __init__(self, normalized_shape, eps: float | None = None,
+                 elementwise_affine: bool = True, *, backend=None, dtype=None):
+        super().__init__(backend)
+        shape = ((normalized_shape,) if isinstance(normalized_shape, int)
+                 else tuple(normalized_shape))
+        if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
+            msg = f"RMSNorm: normalized_shape must be positive ints, got {shape!r}"
+            raise ValueError(msg)
+        self.normalized_shape, self.eps = shape, eps
+        self._dtype = float_dtype(self.backend, dtype)
+        self.gamma = None
+        if elementwise_affine:
+            self.gamma = self.add_parameter("gamma", initializers.ones(
+                shape, backend=self.backend, dtype=self._dtype))
+
+    @property
+    def supports_masking(self) -> bool:
+        return len(self.normalized_shape) == 1  # each step alone, as LayerNorm
+
+    def forward(self, x, training=False):
+        k = len(self.normalized_shape)
+        if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
+            msg = (f"RMSNorm: expected input ending in {self.normalized_shape}, "
+                   f"got shape {tuple(x.shape)}")
+            raise ValueError(msg)
+        xp = namespace(x)
+        self._in_dtype = x.dtype
+        eps = self.eps if self.eps is not None else float(xp.finfo(x.dtype).eps)
+        x = upcast(xp, x)  # statistics in float32 under mixed precision
+        axes = tuple(range(x.ndim - k, x.ndim))
+        r = 1.0 / xp.sqrt(xp.mean(x * x, axis=axes, keepdims=True) + eps)
+        self._u, self._r, self._axes = x * r, r, axes
+        y = self._u if self.gamma is None else self._u * upcast(xp, self.gamma.value)
+        return xp.astype(y, self._in_dtype, copy=False)
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        dy = upcast(xp, dy)
+        du = dy
+        if self.gamma is not None:
+            lead = tuple(range(dy.ndim - len(self._axes)))
+            if self.gamma.trainable:
+                self.gamma.accumulate(xp.sum(dy * self._u, axis=lead))
+            du = dy * upcast(xp, self.gamma.value)
+        u = self._u
+        dx = (du - u * xp.mean(du * u, axis=self._axes, keepdims=True)) * self._r
+        return xp.astype(dx, self._in_dtype, copy=False)
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
+                "elementwise_affine": self.gamma is not None,
+                "dtype": dtype_name(self._dtype)}
+
+    def __repr__(self) -> str:
+        return f"RMSNorm({self.normalized_shape})"
+
+
+class GroupNorm(Layer):
+    """Normalize each sample's channels in `num_groups` groups (over the
+    group's channels and every spatial position), then scale and shift
+    each channel: ``torch.nn.GroupNorm`` on ``(N, C, *)``. One group is
+    LayerNorm over ``(C, *)``; ``C`` groups is InstanceNorm.
+
+    Parameters
+    ----------
+    num_groups : int
+        Must divide `num_channels`.
+    num_channels : int
+        ``C``, axis 1 of the input.
+    eps : float
+        Added to each group's variance.
+    affine : bool
+        Learn ``gamma`` and ``beta``, one per channel.
+    backend, dtype : optional
+
+    Notes
+    -----
+    Per group ``xhat = (x - mean) / sqrt(var + eps)`` (biased variance);
+    ``y = xhat gamma_c + beta_c``. Backward: ``dxhat = dy gamma_c``, then
+    LayerNorm's ``dx = (dxhat - mean(dxhat) - xhat mean(dxhat xhat)) /
+    sqrt(var + eps)`` within each group; ``dgamma = sum(dy xhat)`` and
+    ``dbeta = sum(dy)`` over the batch and positions.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> norm = portnn.GroupNorm(2, 4)
+    >>> x = portnn.get_backend().xp.ones((3, 4, 5, 5), dtype=norm.gamma.dtype)
+    >>> norm(x).shape
+    (3, 4, 5, 5)
+    """
+
+    _cache_attrs = ("_xhat", "_inv_std", "_in_dtype")
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, *, backend=None, dtype=None):
+        super().__init__(backend)
+        for arg, v in (("num_groups", num_groups), ("num_channels", num_channels)):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                msg = f"GroupNorm: {arg} must be a positive int, got {v!r}"
+                raise ValueError(msg)
+        if num_channels % num_groups:
+            msg = (f"GroupNorm: num_groups ({num_groups}) must divide num_channels "
+                   f"({num_channels})")
+            raise ValueError(msg)
+        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self._dtype = float_dtype(self.backend, dtype)
+        kw = {"backend": self.backend, "dtype": self._dtype}
+        self.gamma = self.beta = None
+        if affine:
+            self.gamma = self.add_parameter("gamma", initializers.ones(
+                (num_channels,), **kw))
+            self.beta = self.add_parameter("beta", initializers.zeros(
+                (num_channels,), **kw))
+
+    def _channel_shape(self, x):
+        return (1, self.num_channels) + (1,) * (x.ndim - 2)
+
+    def forward(self, x, training=False):
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            msg = (f"GroupNorm: expected input (batch, {self.num_channels}, ...), "
+                   f"got shape {tuple(x.shape)}")
+            raise ValueError(msg)
+        xp = namespace(x)
+        self._in_dtype = x.dtype
+        shape = tuple(x.shape)
+        g = xp.reshape(upcast(xp, x), (shape[0], self.num_groups, -1))
+        gc = g - xp.mean(g, axis=2, keepdims=True)
+        self._inv_std = 1.0 / xp.sqrt(xp.mean(gc * gc, axis=2, keepdims=True)
+                                      + self.eps)
+        self._xhat = xp.reshape(gc * self._inv_std, shape)
+        y = self._xhat
+        if self.gamma is not None:
+            cs = self._channel_shape(x)
+            y = (y * xp.reshape(upcast(xp, self.gamma.value), cs)
+                 + xp.reshape(upcast(xp, self.beta.value), cs))
+        return xp.astype(y, self._in_dtype, copy=False)
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        dy = upcast(xp, dy)
+        shape = tuple(dy.shape)
+        dxhat = dy
+        if self.gamma is not None:
+            others = (0, *range(2, dy.ndim))
+            if self.gamma.trainable:
+                self.gamma.accumulate(xp.sum(dy * self._xhat, axis=others))
+                self.beta.accumulate(xp.sum(dy, axis=others))
+            dxhat = dy * xp.reshape(upcast(xp, self.gamma.value),
+                                    self._channel_shape(dy))
+        grouped = (shape[0], self.num_groups, -1)
+        dx = _normalize_backward(xp.reshape(dxhat, grouped),
+                                 xp.reshape(self._xhat, grouped), self._inv_std, (2,))
+        return xp.astype(xp.reshape(dx, shape), self._in_dtype, copy=False)
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {"num_groups": self.num_groups, "num_channels": self.num_channels,
+                "eps": self.eps, "affine": self.gamma is not None,
+                "dtype": dtype_name(self._dtype)}
+
+    def __repr__(self) -> str:
+        return f"GroupNorm({self.num_groups}, {self.num_channels})"
