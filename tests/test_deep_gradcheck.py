@@ -152,13 +152,16 @@ CASES = {
                          mask=_steps((True, False, True), (False, False, False))),
         (2, 3, 4)),
     "masking": (lambda: portnn.Masking(mask_value=0.5), (2, 3, 4)),
+    "spatial_dropout1d": (lambda: portnn.SpatialDropout1D(0.4), (3, 4, 5)),
+    "spatial_dropout2d": (lambda: portnn.SpatialDropout2D(0.4), (2, 4, 3, 3)),
     "residual": (lambda: portnn.Residual(portnn.Sequential(
         portnn.Dense(4, 3), portnn.Tanh(), portnn.Dense(3, 4))), (2, 4)),
 }
 
 # layers whose backward differs between training and evaluation
 TRAINING_MODES = {"batchnorm1d", "batchnorm1d_sequence", "batchnorm2d",
-                  "batchnorm2d_no_affine", "transformer_encoder_dropout"}
+                  "batchnorm2d_no_affine", "transformer_encoder_dropout",
+                  "spatial_dropout1d", "spatial_dropout2d"}
 RUNS = [(name, False) for name in sorted(CASES)] + [
     (name, True) for name in sorted(TRAINING_MODES)]
 

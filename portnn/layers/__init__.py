@@ -23,7 +23,7 @@ from .attention import MultiHeadAttention
 from .base import Layer
 from .conv import Conv1D, Conv2D
 from .dense import Dense
-from .dropout import Dropout
+from .dropout import Dropout, SpatialDropout1D, SpatialDropout2D
 from .embedding import Embedding
 from .graph import Functional
 from .masking import Masking
@@ -45,7 +45,8 @@ from .sequential import Sequential
 from .symbolic import Input, SymbolicTensor
 from .transformer import PositionalEncoding, TransformerEncoderLayer
 
-__all__ = ["Layer", "Dense", "Dropout", "Sequential", "Identity", "Sigmoid", "Tanh",
+__all__ = ["Layer", "Dense", "Dropout", "SpatialDropout1D",
+           "SpatialDropout2D", "Sequential", "Identity", "Sigmoid", "Tanh",
            "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "SiLU", "Swish",
            "Softplus", "Mish", "SELU", "PReLU", "LogSoftmax",
            "Conv1D", "Conv2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
