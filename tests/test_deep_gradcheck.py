@@ -84,6 +84,18 @@ CASES = {
     "maxpool1d": (lambda: portnn.MaxPool1D(2), (2, 3, 6)),
     "avgpool1d": (lambda: portnn.AvgPool1D(3, stride=2), (2, 2, 7)),
     "global_avgpool2d": (portnn.GlobalAvgPool2D, (2, 3, 2, 3)),
+    "global_maxpool2d": (portnn.GlobalMaxPool2D, (2, 3, 2, 3)),
+    "global_maxpool1d": (portnn.GlobalMaxPool1D, (2, 3, 4)),
+    "zero_padding2d": (lambda: portnn.ZeroPadding2D(((1, 0), (0, 2))), (2, 2, 3, 3)),
+    "zero_padding1d": (lambda: portnn.ZeroPadding1D(1), (2, 2, 3)),
+    "cropping2d": (lambda: portnn.Cropping2D(((1, 0), (1, 1))), (2, 2, 3, 4)),
+    "cropping1d": (lambda: portnn.Cropping1D((0, 2)), (2, 2, 5)),
+    "upsampling2d_nearest": (lambda: portnn.UpSampling2D((2, 3)), (2, 2, 2, 3)),
+    "upsampling2d_bilinear": (
+        lambda: portnn.UpSampling2D(2, interpolation="bilinear"), (2, 2, 3, 3)),
+    "upsampling1d_linear": (
+        lambda: portnn.UpSampling1D(3, interpolation="linear"), (2, 2, 4)),
+    "permute": (lambda: portnn.Permute((3, 1, 2)), (2, 3, 4, 2)),
     "flatten": (portnn.Flatten, (2, 2, 3, 2)),
     "reshape": (lambda: portnn.Reshape((3, -1)), (2, 12)),
     "batchnorm1d": (lambda: portnn.BatchNorm1D(4), (5, 4)),

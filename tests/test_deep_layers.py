@@ -203,3 +203,20 @@ def test_checkpoint_round_trip_of_deep_models(backend, kind, tmp_path):
                                to_np(model.predict(x_b)), rtol=1e-5, atol=1e-6)
     for key, value in model.state_dict().items():  # running stats included
         np.testing.assert_array_equal(to_np(loaded.state_dict()[key]), to_np(value))
+
+
+def test_cropping_and_permute_match_numpy():
+    x = np.arange(2 * 3 * 5 * 6, dtype=np.float32).reshape(2, 3, 5, 6)
+    np.testing.assert_array_equal(
+        to_np(portnn.Cropping2D(((1, 2), (0, 3)))(x)), x[:, :, 1:3, 0:3])
+    np.testing.assert_array_equal(to_np(portnn.Permute((3, 1, 2))(x)),
+                                  np.transpose(x, (0, 3, 1, 2)))
+    with pytest.raises(ValueError, match="leaves nothing"):
+        portnn.Cropping1D((3, 3))(x[:, :, 0, :])
+    with pytest.raises(ValueError, match="Permute: dims must order the axes 1..2"):
+        portnn.Permute((1, 3))
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        portnn.UpSampling1D(2, interpolation="bilinear")
+    with pytest.raises(ValueError, match=r"UpSampling2D: expected input \(batch, "
+                       r"channels, height, width\)"):
+        portnn.UpSampling2D(2)(x[0])

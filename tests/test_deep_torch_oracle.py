@@ -122,6 +122,26 @@ POOLS = {
     "global_avg1d": (portnn.GlobalAvgPool1D, lambda t: t.nn.Sequential(
         t.nn.AdaptiveAvgPool1d(1), t.nn.Flatten()), (2, 3, 5)),
     "flatten": (portnn.Flatten, lambda t: t.nn.Flatten(), (2, 3, 2, 2)),
+    "global_max2d": (portnn.GlobalMaxPool2D, lambda t: t.nn.Sequential(
+        t.nn.AdaptiveMaxPool2d(1), t.nn.Flatten()), (2, 3, 4, 5)),
+    "global_max1d": (portnn.GlobalMaxPool1D, lambda t: t.nn.Sequential(
+        t.nn.AdaptiveMaxPool1d(1), t.nn.Flatten()), (2, 3, 7)),
+    "zero_pad2d": (lambda: portnn.ZeroPadding2D(((1, 0), (2, 1))),
+                   lambda t: t.nn.ZeroPad2d((2, 1, 1, 0)), (2, 3, 4, 5)),
+    "zero_pad1d": (lambda: portnn.ZeroPadding1D((1, 2)),
+                   lambda t: t.nn.ConstantPad1d((1, 2), 0.0), (2, 3, 4)),
+    "upsample2d_nearest": (lambda: portnn.UpSampling2D((2, 3)),
+                           lambda t: t.nn.Upsample(scale_factor=(2, 3)), (2, 3, 4, 5)),
+    "upsample2d_bilinear": (
+        lambda: portnn.UpSampling2D((3, 2), interpolation="bilinear"),
+        lambda t: t.nn.Upsample(scale_factor=(3, 2), mode="bilinear",
+                                align_corners=False), (2, 3, 4, 5)),
+    "upsample1d_nearest": (lambda: portnn.UpSampling1D(2),
+                           lambda t: t.nn.Upsample(scale_factor=2), (2, 3, 5)),
+    "upsample1d_linear": (
+        lambda: portnn.UpSampling1D(3, interpolation="linear"),
+        lambda t: t.nn.Upsample(scale_factor=3, mode="linear", align_corners=False),
+        (2, 3, 5)),
 }
 
 

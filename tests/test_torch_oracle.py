@@ -348,3 +348,17 @@ def test_new_norms_save_load_and_summary(tmp_path):
     np.testing.assert_array_equal(to_np(loaded.predict(x)), to_np(model.predict(x)))
     text = loaded.summary(print_fn=None)
     assert "GroupNorm(2, 4)" in text and "RMSNorm((6,))" in text
+
+
+def test_resampling_layers_save_and_load(tmp_path):
+    portnn.seed(7)
+    model = portnn.Sequential(
+        portnn.Conv2D(2, 3, 3, padding=1), portnn.ZeroPadding2D(((1, 0), (0, 2))),
+        portnn.Cropping2D(((0, 1), (1, 0))),
+        portnn.UpSampling2D((2, 1), interpolation="bilinear"),
+        portnn.Permute((1, 3, 2)), portnn.GlobalMaxPool2D(), portnn.Dense(3, 2))
+    model.save(tmp_path / "m")
+    loaded = portnn.load(tmp_path / "m")
+    x = np.random.default_rng(8).normal(size=(3, 2, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(to_np(loaded.predict(x)), to_np(model.predict(x)))
+    assert repr(loaded[3]) == "UpSampling2D(size=(2, 1), interpolation='bilinear')"

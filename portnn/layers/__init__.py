@@ -30,16 +30,26 @@ from .masking import Masking
 from .merge import Add, Average, Concatenate, Multiply, Subtract
 from .normalization import BatchNorm1D, BatchNorm2D, GroupNorm, LayerNorm, RMSNorm
 from .pooling import (
-                      AvgPool1D,
-                      AvgPool2D,
-                      GlobalAvgPool1D,
-                      GlobalAvgPool2D,
-                      MaxPool1D,
-                      MaxPool2D,
+    AvgPool1D,
+    AvgPool2D,
+    GlobalAvgPool1D,
+    GlobalAvgPool2D,
+    GlobalMaxPool1D,
+    GlobalMaxPool2D,
+    MaxPool1D,
+    MaxPool2D,
 )
 from .recurrent import GRU, LSTM, RNN
 from .registry import register_builtins
-from .reshape import Flatten, Reshape
+from .resampling import (
+    Cropping1D,
+    Cropping2D,
+    UpSampling1D,
+    UpSampling2D,
+    ZeroPadding1D,
+    ZeroPadding2D,
+)
+from .reshape import Flatten, Permute, Reshape
 from .residual import Residual
 from .sequential import Sequential
 from .symbolic import Input, SymbolicTensor
@@ -50,7 +60,10 @@ __all__ = ["Layer", "Dense", "Dropout", "SpatialDropout1D",
            "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "SiLU", "Swish",
            "Softplus", "Mish", "SELU", "PReLU", "LogSoftmax",
            "Conv1D", "Conv2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
-           "GlobalAvgPool1D", "GlobalAvgPool2D", "Masking", "Flatten", "Reshape",
+           "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D",
+           "GlobalMaxPool2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
+           "Cropping2D", "UpSampling1D", "UpSampling2D", "Permute", "Masking",
+           "Flatten", "Reshape",
            "BatchNorm1D", "BatchNorm2D",
            "LayerNorm", "RMSNorm", "GroupNorm", "Embedding", "RNN", "LSTM", "GRU",
            "MultiHeadAttention",

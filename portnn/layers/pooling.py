@@ -8,6 +8,8 @@ may put a native path.
 
 from __future__ import annotations
 
+import math
+
 from .._namespace import namespace
 from ..ops.pool import max_pool2d_impl
 from ..ops.windows import add_windows, output_size, pad2d, unpad2d, window_views
@@ -326,3 +328,62 @@ class GlobalAvgPool1D(Activation):
 
     def __repr__(self) -> str:
         return f"GlobalAvgPool1D(data_format={self.data_format!r})"
+
+
+class GlobalMaxPool2D(Activation):
+    """Maximum over the spatial axes of channels-first input: ``(N, C, H,
+    W) -> (N, C)`` (``GlobalMaxPool1D``: ``(N, C, L) -> (N, C)``). The
+    gradient goes to the first maximum of each channel (PyTorch's
+    max-pooling rule for ties).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().asarray([[[[1.0, 5.0], [3.0, 5.0]]]])
+    >>> portnn.GlobalMaxPool2D()(x).tolist()
+    [[5.0]]
+    """
+
+    _cache_attrs = ("_x_shape", "_first")
+    supports_masking = False
+    nd = 2
+
+    def forward(self, x, training=False):
+        if x.ndim != self.nd + 2:
+            layout = ("(batch, channels, length)" if self.nd == 1
+                      else "(batch, channels, height, width)")
+            msg = (f"{type(self).__name__}: expected input {layout}, got shape "
+                   f"{tuple(x.shape)}")
+            raise ValueError(msg)
+        xp = namespace(x)
+        self._x_shape = shape = tuple(x.shape)
+        flat = xp.reshape(x, (shape[0], shape[1], -1))
+        self._first = xp.argmax(flat, axis=-1)  # the first maximum
+        return xp.max(flat, axis=-1)
+
+    def backward(self, dy):
+        xp = namespace(dy)
+        n, c = self._x_shape[:2]
+        positions = xp.arange(math.prod(self._x_shape[2:]), device=dy.device)
+        hit = positions == xp.expand_dims(self._first, -1)
+        dx = xp.where(hit, xp.expand_dims(dy, -1), xp.zeros_like(dy[..., None]))
+        return xp.reshape(dx, self._x_shape)
+
+    def get_config(self) -> dict:
+        """No arguments."""
+        return {}
+
+
+class GlobalMaxPool1D(GlobalMaxPool2D):
+    """Maximum over the length of ``(batch, channels, length)`` input; see
+    :class:`GlobalMaxPool2D`.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().asarray([[[1.0, 4.0, 2.0]]])
+    >>> portnn.GlobalMaxPool1D()(x).tolist()
+    [[4.0]]
+    """
+
+    nd = 1

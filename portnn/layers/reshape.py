@@ -97,3 +97,46 @@ class Reshape(_Reshaping):
 
     def __repr__(self) -> str:
         return f"Reshape({self.shape})"
+
+
+class Permute(_Reshaping):
+    """Reorder the axes of each sample (the batch axis stays first), as
+    Keras's ``Permute``: `dims` numbers the sample's axes from 1, so
+    ``Permute((2, 1))`` turns ``(N, T, C)`` into ``(N, C, T)``. The
+    backward applies the inverse order.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.get_backend().xp.ones((2, 5, 3))
+    >>> portnn.Permute((2, 1))(x).shape
+    (2, 3, 5)
+    """
+
+    def __init__(self, dims) -> None:
+        super().__init__()
+        dims = tuple(dims)
+        if sorted(dims) != list(range(1, len(dims) + 1)):
+            msg = (f"Permute: dims must order the axes 1..{len(dims)} of a sample, "
+                   f"got {dims!r}")
+            raise ValueError(msg)
+        self.dims = dims
+
+    def forward(self, x, training=False):
+        if x.ndim != len(self.dims) + 1:
+            msg = (f"Permute{self.dims}: expected samples of {len(self.dims)} axes, "
+                   f"got input of shape {tuple(x.shape)}")
+            raise ValueError(msg)
+        return namespace(x).permute_dims(x, (0, *self.dims))
+
+    def backward(self, dy):
+        order = (0, *self.dims)
+        inverse = tuple(order.index(i) for i in range(len(order)))
+        return namespace(dy).permute_dims(dy, inverse)
+
+    def get_config(self) -> dict:
+        """The order."""
+        return {"dims": list(self.dims)}
+
+    def __repr__(self) -> str:
+        return f"Permute({self.dims})"
