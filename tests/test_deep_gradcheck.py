@@ -129,6 +129,19 @@ CASES = {
         lambda: portnn.GRU(3, 4, return_sequences=False, bias=False), (2, 3, 3)),
     "gru_initial_state": (
         lambda: WithArgs(portnn.GRU(2, 3), initial_state=_state(2, 3)), (2, 2, 2)),
+    "bidirectional_lstm": (lambda: portnn.Bidirectional(portnn.LSTM(3, 2)),
+                           (2, 4, 3)),
+    "bidirectional_gru_masked_sum": (
+        lambda: WithArgs(portnn.Bidirectional(portnn.GRU(3, 2), merge_mode="sum"),
+                         mask=_steps((True, True, True, False),
+                                     (True, False, False, False))), (2, 4, 3)),
+    "bidirectional_rnn_last_mul": (
+        lambda: portnn.Bidirectional(portnn.RNN(2, 3, return_sequences=False),
+                                     merge_mode="mul"), (2, 3, 2)),
+    "bidirectional_lstm_masked_last_ave": (
+        lambda: WithArgs(portnn.Bidirectional(
+            portnn.LSTM(2, 3, return_sequences=False), merge_mode="ave"),
+            mask=_steps((True, True, False), (True, True, True))), (2, 3, 2)),
     "mha": (lambda: portnn.MultiHeadAttention(8, 2), (2, 3, 8)),
     "mha_causal": (lambda: portnn.MultiHeadAttention(6, 3, causal=True), (2, 4, 6)),
     "mha_padding_mask": (

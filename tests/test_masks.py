@@ -316,3 +316,63 @@ def test_mask_zero_survives_save_and_load(tmp_path):
     # the padding still changes nothing after the round trip
     np.testing.assert_allclose(to_np(loaded.predict(ids[:, :6])),
                                to_np(loaded.predict(ids)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("masked", [True, False])
+@pytest.mark.parametrize("sequences", [True, False])
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+def test_bidirectional_equals_torch_bidirectional(backend, torch, kind, sequences,
+                                                  masked):
+    """Concatenated, it is torch's bidirectional=True; with a mask, each
+    sequence is reversed within its length (torch's packed sequences)."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    with portnn.default_dtype("float64"):
+        portnn.seed(30)
+        bi = portnn.Bidirectional(getattr(portnn, kind)(3, 4,
+                                                        return_sequences=sequences))
+    ref = getattr(torch.nn, kind)(3, 4, batch_first=True, bidirectional=True).double()
+    with torch.no_grad():
+        for suffix, layer in (("", bi.forward_layer), ("_reverse", bi.backward_layer)):
+            for ours, theirs in (("W_ih", "weight_ih_l0"), ("W_hh", "weight_hh_l0"),
+                                 ("b_ih", "bias_ih_l0"), ("b_hh", "bias_hh_l0")):
+                getattr(ref, theirs + suffix).copy_(
+                    torch.tensor(to_np(getattr(layer, ours).value)))
+    x = np.random.default_rng(31).normal(size=(4, 6, 3))
+    tx = torch.tensor(x, requires_grad=True)
+    if masked:
+        out, state = ref(pack_padded_sequence(tx, torch.tensor(LENGTHS),
+                                              batch_first=True, enforce_sorted=False))
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=6)
+    else:
+        out, state = ref(tx)
+    h_n = state[0] if kind == "LSTM" else state
+    ty = out if sequences else torch.cat([h_n[0], h_n[1]], dim=-1)
+    mask = backend.asarray(_real()) if masked else None
+    y = bi(backend.asarray(x), training=True, mask=mask)
+    np.testing.assert_allclose(to_np(y), ty.detach().numpy(), **TOL)
+    dy = np.random.default_rng(32).normal(size=tuple(ty.shape))
+    dx = bi.backward(backend.asarray(dy))
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(to_np(dx), tx.grad.numpy(), **TOL)
+    for suffix, layer in (("", bi.forward_layer), ("_reverse", bi.backward_layer)):
+        np.testing.assert_allclose(to_np(layer.W_hh.grad),
+                                   getattr(ref, "weight_hh_l0" + suffix).grad.numpy(),
+                                   **TOL)
+
+
+def test_bidirectional_in_a_masked_tagger_saves_and_loads(tmp_path):
+    portnn.seed(33)
+    model = portnn.Sequential(
+        portnn.Embedding(12, 4, mask_zero=True),
+        portnn.Bidirectional(portnn.LSTM(4, 5), merge_mode="sum"),
+        portnn.Bidirectional(portnn.GRU(5, 3, return_sequences=False)),
+        portnn.Dense(6, 2))
+    ids = _ids(34)
+    model.fit(ids, np.array([0, 1, 1, 0]), loss="cross_entropy", epochs=2, verbose=0)
+    model.save(tmp_path / "m")
+    loaded = portnn.load(tmp_path / "m")
+    np.testing.assert_array_equal(to_np(loaded.predict(ids)), to_np(model.predict(ids)))
+    padded = np.pad(ids, ((0, 0), (0, 3)))  # padding changes nothing
+    np.testing.assert_allclose(to_np(loaded.predict(padded)),
+                               to_np(loaded.predict(ids)), rtol=1e-5, atol=1e-6)

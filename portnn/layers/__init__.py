@@ -21,6 +21,7 @@ from .activations import (
 )
 from .attention import MultiHeadAttention
 from .base import Layer
+from .bidirectional import Bidirectional
 from .conv import Conv1D, Conv2D
 from .dense import Dense
 from .dropout import Dropout, SpatialDropout1D, SpatialDropout2D
@@ -66,6 +67,7 @@ __all__ = ["Layer", "Dense", "Dropout", "SpatialDropout1D",
            "Flatten", "Reshape",
            "BatchNorm1D", "BatchNorm2D",
            "LayerNorm", "RMSNorm", "GroupNorm", "Embedding", "RNN", "LSTM", "GRU",
+           "Bidirectional",
            "MultiHeadAttention",
            "TransformerEncoderLayer", "PositionalEncoding", "Residual",
            "Functional", "Input", "SymbolicTensor", "Concatenate", "Add",
