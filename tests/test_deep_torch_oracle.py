@@ -380,6 +380,93 @@ def test_transformer_encoder_layer_matches_torch(backend, torch, causal):
              tcall=lambda m, x: m(x, src_mask=mask, is_causal=causal))
 
 
+def _torch_activation(torch, name):
+    if name == "gelu_tanh":
+        return lambda v: torch.nn.functional.gelu(v, approximate="tanh")
+    return name  # torch's own names: "relu", "gelu" (exact)
+
+
+def _norm_pairs(torch, pairs_of):
+    pairs = []
+    for ours, theirs in pairs_of:
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(_normal(tuple(theirs.weight.shape), 3)))
+            theirs.bias.copy_(torch.tensor(_normal(tuple(theirs.bias.shape), 4)))
+        pairs += [(ours.gamma, theirs.weight, None), (ours.beta, theirs.bias, None)]
+    return pairs
+
+
+def _ff_pairs(layer, tlayer):
+    return [(layer.ff1.W, tlayer.linear1.weight, np.transpose),
+            (layer.ff1.b, tlayer.linear1.bias, None),
+            (layer.ff2.W, tlayer.linear2.weight, np.transpose),
+            (layer.ff2.b, tlayer.linear2.bias, None)]
+
+
+@pytest.mark.parametrize(("norm_first", "activation"), [
+    (False, "relu"), (False, "gelu"), (True, "gelu"), (True, "relu")])
+def test_transformer_encoder_options_match_torch(backend, torch, norm_first,
+                                                 activation):
+    d, h, ff = 8, 2, 12
+    with portnn.default_dtype("float64"):
+        layer = portnn.TransformerEncoderLayer(d, h, dim_feedforward=ff,
+                                               norm_first=norm_first,
+                                               activation=activation)
+    tlayer = torch.nn.TransformerEncoderLayer(
+        d, h, dim_feedforward=ff, dropout=0.0, batch_first=True,
+        norm_first=norm_first, activation=_torch_activation(torch, activation),
+    ).double()
+    pairs = [*_norm_pairs(torch, [(layer.norm1, tlayer.norm1),
+                                  (layer.norm2, tlayer.norm2)]),
+             *_mha_pairs(layer.attn, tlayer.self_attn), *_ff_pairs(layer, tlayer)]
+    _compare(backend, torch, layer, tlayer, _normal((2, 5, d), 1), pairs)
+
+
+@pytest.mark.parametrize(("norm_first", "activation"), [
+    (True, "gelu_tanh"), (False, "relu"), (True, "gelu")])
+def test_transformer_decoder_layer_matches_torch(backend, torch, norm_first,
+                                                 activation):
+    d, h, ff, t, s = 8, 2, 12, 5, 7
+    with portnn.default_dtype("float64"):
+        portnn.seed(4)
+        layer = portnn.TransformerDecoderLayer(d, h, dim_feedforward=ff,
+                                               norm_first=norm_first,
+                                               activation=activation)
+    tlayer = torch.nn.TransformerDecoderLayer(
+        d, h, dim_feedforward=ff, dropout=0.0, batch_first=True,
+        norm_first=norm_first, activation=_torch_activation(torch, activation),
+    ).double()
+    pairs = [*_norm_pairs(torch, [(layer.norm1, tlayer.norm1),
+                                  (layer.norm2, tlayer.norm2),
+                                  (layer.norm3, tlayer.norm3)]),
+             *_mha_pairs(layer.self_attn, tlayer.self_attn),
+             *_mha_pairs(layer.cross_attn, tlayer.multihead_attn),
+             *_ff_pairs(layer, tlayer)]
+    for p, tp, fn in pairs:
+        value = tp.detach().numpy()
+        p.value = backend.asarray(np.ascontiguousarray(fn(value) if fn else value))
+    target, memory = _normal((2, t, d), 1), _normal((2, s, d), 2)
+    pad = np.zeros((2, s), bool)
+    pad[1, -3:] = True  # padded memory steps
+    ttarget = torch.tensor(target, requires_grad=True)
+    tmemory = torch.tensor(memory, requires_grad=True)
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(t).double()
+    ty = tlayer(ttarget, tmemory, tgt_mask=causal, tgt_is_causal=True,
+                memory_key_padding_mask=torch.tensor(pad))
+    y = layer([backend.asarray(target), backend.asarray(memory)],
+              memory_key_padding_mask=backend.asarray(pad))
+    np.testing.assert_allclose(to_np(y), ty.detach().numpy(), **TOL)
+    dy = _normal((2, t, d), 7)
+    dtarget, dmemory = layer.backward(backend.asarray(dy))
+    ty.backward(torch.tensor(dy))
+    np.testing.assert_allclose(to_np(dtarget), ttarget.grad.numpy(), **TOL)
+    np.testing.assert_allclose(to_np(dmemory), tmemory.grad.numpy(), **TOL)
+    for p, tp, fn in pairs:
+        g = tp.grad.numpy()
+        np.testing.assert_allclose(to_np(p.grad), fn(g) if fn else g, **TOL,
+                                   err_msg=p.name)
+
+
 def test_residual_cnn_block_matches_torch(backend, torch):
     with portnn.default_dtype("float64"):
         conv = portnn.Conv2D(3, 3, 3, padding=1)

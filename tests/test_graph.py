@@ -324,3 +324,43 @@ def test_cross_attention_in_a_graph_gradchecks(backend):
     model = portnn.Model(inputs=x, outputs=portnn.Add()([x, attended]))
     result = portnn.gradcheck(model, backend.asarray(_normal((2, 4, 6), 11)))
     assert result.ok, result
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_a_transformer_decoder_in_a_graph_gradchecks(backend, norm_first):
+    with portnn.default_dtype("float64"):
+        portnn.seed(9)
+        x = portnn.Input((4, 6))
+        memory = portnn.Dense(6, 6)(x)
+        block = portnn.TransformerDecoderLayer(6, 2, dim_feedforward=8,
+                                               norm_first=norm_first,
+                                               activation="gelu")
+        model = portnn.Model(inputs=x, outputs=block([portnn.Tanh()(x), memory]))
+    result = portnn.gradcheck(model, backend.asarray(_normal((2, 4, 6), 12)))
+    assert result.ok, result
+
+
+def test_a_masked_seq2seq_graph_trains_saves_and_loads(tmp_path):
+    """Source and target token ids, both padded: the encoder's mask masks
+    the memory's keys in the decoder, the target's the loss."""
+    portnn.seed(13)
+    src, tgt = portnn.Input((None,), dtype="int64"), portnn.Input((None,), dtype="int64")
+    memory = portnn.TransformerEncoderLayer(8, 2, dim_feedforward=16)(
+        portnn.Embedding(10, 8, mask_zero=True)(src))
+    h = portnn.TransformerDecoderLayer(8, 2, dim_feedforward=16)(
+        [portnn.Embedding(10, 8, mask_zero=True)(tgt), memory])
+    model = portnn.Model(inputs=[src, tgt], outputs=portnn.Dense(8, 10)(h))
+    rs = np.random.default_rng(14)
+    s, t = rs.integers(1, 10, (16, 6)), rs.integers(1, 10, (16, 5))
+    s[:8, 4:], t[:8, 3:] = 0, 0
+    history = model.fit([s, t], (t + 1) % 10, loss="cross_entropy", epochs=2,
+                        verbose=0)
+    assert np.isfinite(history["loss"]).all()
+    model.save(tmp_path / "m")
+    loaded = portnn.load(tmp_path / "m")
+    np.testing.assert_array_equal(to_np(loaded.predict([s, t])),
+                                  to_np(model.predict([s, t])))
+    # padding the source further changes nothing (its keys are masked)
+    longer = np.pad(s, ((0, 0), (0, 2)))
+    np.testing.assert_allclose(to_np(loaded.predict([longer, t])),
+                               to_np(loaded.predict([s, t])), rtol=1e-5, atol=1e-6)

@@ -54,7 +54,11 @@ from .reshape import Flatten, Permute, Reshape
 from .residual import Residual
 from .sequential import Sequential
 from .symbolic import Input, SymbolicTensor
-from .transformer import PositionalEncoding, TransformerEncoderLayer
+from .transformer import (
+    PositionalEncoding,
+    TransformerDecoderLayer,
+    TransformerEncoderLayer,
+)
 
 __all__ = ["Layer", "Dense", "Dropout", "SpatialDropout1D",
            "SpatialDropout2D", "Sequential", "Identity", "Sigmoid", "Tanh",
@@ -69,7 +73,8 @@ __all__ = ["Layer", "Dense", "Dropout", "SpatialDropout1D",
            "LayerNorm", "RMSNorm", "GroupNorm", "Embedding", "RNN", "LSTM", "GRU",
            "Bidirectional",
            "MultiHeadAttention",
-           "TransformerEncoderLayer", "PositionalEncoding", "Residual",
+           "TransformerEncoderLayer", "TransformerDecoderLayer",
+           "PositionalEncoding", "Residual",
            "Functional", "Input", "SymbolicTensor", "Concatenate", "Add",
            "Subtract", "Multiply", "Average"]
 
