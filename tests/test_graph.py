@@ -344,7 +344,8 @@ def test_a_masked_seq2seq_graph_trains_saves_and_loads(tmp_path):
     """Source and target token ids, both padded: the encoder's mask masks
     the memory's keys in the decoder, the target's the loss."""
     portnn.seed(13)
-    src, tgt = portnn.Input((None,), dtype="int64"), portnn.Input((None,), dtype="int64")
+    src = portnn.Input((None,), dtype="int64")
+    tgt = portnn.Input((None,), dtype="int64")
     memory = portnn.TransformerEncoderLayer(8, 2, dim_feedforward=16)(
         portnn.Embedding(10, 8, mask_zero=True)(src))
     h = portnn.TransformerDecoderLayer(8, 2, dim_feedforward=16)(
