@@ -41,13 +41,19 @@ class CrossEntropy(Loss):
         (their summed class weights with `weight`), as PyTorch's
         ``ignore_index``; the metrics of `fit` leave them out too. A batch
         with every position ignored has loss 0 (PyTorch gives NaN).
+    axis : int, default -1
+        The class axis of `pred` (and of probability targets). ``axis=1``
+        takes PyTorch's ``(N, C, d1, ...)`` layout (per-pixel logits of a
+        segmentation network); integer labels are then ``(N, d1, ...)``.
+        The metrics of `fit` read the classes on the same axis.
 
     Notes
     -----
-    `pred` holds logits of shape ``(..., C)`` (classes in the **last** axis;
-    PyTorch puts them in axis 1 for more than 2 dims). `target` is either
-    integer labels of shape ``(...)`` or class probabilities/one-hot of shape
-    ``(..., C)``. With ``p = softmax(z)`` and ``sum(q) = 1``::
+    `pred` holds logits of shape ``(..., C)`` (classes in the last axis by
+    default; see `axis`). `target` is either integer labels of shape
+    ``(...)`` or class probabilities/one-hot of shape ``(..., C)``. Another
+    class axis is moved last before the loss and the gradient moved back
+    after it (a transposition, its own chain rule). With ``p = softmax(z)`` and ``sum(q) = 1``::
 
         l = -sum(q * log p)        dl/dz = p - q
 
@@ -67,15 +73,19 @@ class CrossEntropy(Loss):
     0.2395
     """
 
-    _cache_attrs = ("_p", "_q", "_k", "_plain", "_s", "_inside")
+    _cache_attrs = ("_p", "_q", "_k", "_plain", "_s", "_inside", "_moved")
 
     #: Keras's clip of probabilities before the log
     EPSILON = 1e-7
 
     def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean",
                  from_logits: bool = True, weight=None,
-                 ignore_index: int | None = None) -> None:
+                 ignore_index: int | None = None, axis: int = -1) -> None:
         super().__init__(reduction)
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            msg = f"CrossEntropy: axis must be an int, got {axis!r}"
+            raise TypeError(msg)
+        self.axis = axis
         if ignore_index is not None and (isinstance(ignore_index, bool)
                                          or not isinstance(ignore_index, int)):
             msg = f"CrossEntropy: ignore_index must be an int, got {ignore_index!r}"
@@ -91,7 +101,29 @@ class CrossEntropy(Loss):
             raise ValueError(msg)
         self.label_smoothing = float(label_smoothing)
 
+    def _class_axis(self, ndim: int):
+        """The class axis as a positive index, or None when it is last."""
+        if not -ndim <= self.axis < ndim:
+            msg = (f"CrossEntropy: axis {self.axis} is out of range for "
+                   f"predictions with {ndim} axes")
+            raise ValueError(msg)
+        axis = self.axis % ndim
+        return None if axis == ndim - 1 else axis
+
+    def to_last(self, pred, target=None):
+        """`pred` (and soft `target`) with the class axis moved last."""
+        axis = self._class_axis(pred.ndim)
+        if axis is None:
+            return pred, target
+        xp = namespace(pred)
+        if target is not None and tuple(target.shape) == tuple(pred.shape):
+            target = xp.moveaxis(target, axis, -1)
+        return xp.moveaxis(pred, axis, -1), target
+
     def forward(self, pred, target, sample_weight=None):
+        self._moved = self._class_axis(pred.ndim)
+        if self._moved is not None:
+            pred, target = self.to_last(pred, target)
         if type(pred) is not type(target):
             check_same_backend(pred, target, where="CrossEntropy")
         xp = namespace(pred)
@@ -164,6 +196,12 @@ class CrossEntropy(Loss):
         return -xp.sum(q * xp.log(self._p)) * self._k
 
     def backward(self):
+        grad = self._backward_last()
+        if self._moved is not None:  # the class axis back where it was
+            grad = namespace(grad).moveaxis(grad, -1, self._moved)
+        return grad
+
+    def _backward_last(self):
         xp = namespace(self._p)
         p, q = self._p, self._q
         if not self.from_logits:
@@ -176,6 +214,7 @@ class CrossEntropy(Loss):
     def check_target(self, pred, target) -> None:
         """Shapes, and the range of integer labels over the whole array (one
         host read)."""
+        pred, target = self.to_last(pred, target)
         xp = namespace(target)
         n_classes = pred.shape[-1]
         if xp.isdtype(target.dtype, "integral"):
@@ -251,6 +290,8 @@ class CrossEntropy(Loss):
             probs += f", weight={self.weight}"
         if self.ignore_index is not None:
             probs += f", ignore_index={self.ignore_index}"
+        if self.axis != -1:
+            probs += f", axis={self.axis}"
         return (
             f"CrossEntropy(label_smoothing={self.label_smoothing}, "
             f"reduction={self.reduction!r}{probs})"

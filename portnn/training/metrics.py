@@ -766,13 +766,16 @@ def get_metrics(metrics, loss) -> list[Metric]:
     classification = (losses_mod.CrossEntropy, losses_mod.BCE,
                       losses_mod.BCEWithLogits)
     if metrics == "auto":
-        return ([Accuracy(threshold, binary=binary, ignore_index=ignore)]
-                if isinstance(loss, classification) else [])
+        if not isinstance(loss, classification):
+            return []
+        metrics = [Accuracy(threshold, binary=binary, ignore_index=ignore)]
     if metrics is None:
         return []
     items = [metrics] if isinstance(metrics, (str, Metric)) or callable(metrics) else (
         list(metrics))
     out = [get(item, threshold, binary, ignore) for item in items]
+    if getattr(loss, "axis", -1) != -1:  # classes on another axis
+        out = [ClassAxis(m, loss) for m in out]
     names = [m.name for m in out]
     if len(set(names)) != len(names):
         msg = f"metric names must be unique, got {names}"
@@ -885,6 +888,47 @@ class OutputLoss(Metric):
 
     def fresh(self) -> OutputLoss:
         return OutputLoss(self.loss, self.index, self.output)
+
+
+class ClassAxis(Metric):
+    """A metric of a loss whose classes lie on another axis
+    (``CrossEntropy(axis=1)``): the predictions' class axis is moved last,
+    where the metrics read it."""
+
+    def __init__(self, metric: Metric, loss) -> None:
+        self.metric, self.loss = metric, loss
+        self.name = metric.name
+
+    @property
+    def greater_is_better(self):
+        return self.metric.greater_is_better
+
+    @property
+    def supports_mask(self):
+        return self.metric.supports_mask
+
+    def reset(self, backend) -> None:
+        self.backend = backend
+        self.metric.reset(backend)
+
+    def update(self, pred, target, mask=None) -> None:
+        pred, target = self.loss.to_last(pred, target)
+        if mask is None:
+            self.metric.update(pred, target)
+        else:
+            self.metric.update(pred, target, mask=mask)
+
+    def totals(self) -> list:
+        return self.metric.totals()
+
+    def result(self, totals):
+        return self.metric.result(totals)
+
+    def reduce(self, world) -> None:
+        self.metric.reduce(world)
+
+    def fresh(self) -> ClassAxis:
+        return ClassAxis(self.metric.fresh(), self.loss)
 
 
 def refuse_mask(metric) -> None:
