@@ -140,8 +140,8 @@ def _loss_cases(backend):
 
 
 LOSS_NAMES = ["mse", "mse_sum", "mae", "huber", "bce", "bce_soft", "bce_logits",
-              "ce_labels", "ce_onehot", "ce_smoothing", "ce_sum", "ce_soft",
-              "ce_sequence", "ce_probs_labels", "ce_probs_smoothing",
+              "ce_labels", "ce_onehot", "ce_smoothing", "ce_sum", "ce_class_axis1",
+              "ce_soft", "ce_sequence", "ce_probs_labels", "ce_probs_smoothing",
               "ce_class_weights", "ce_class_weights_smoothing", "ce_sample_weights",
               "ce_sequence_sample_weights", "mse_sample_weights",
               "huber_sample_weights", "bce_pos_weight", "bce_logits_pos_weight",
