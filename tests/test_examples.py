@@ -119,3 +119,12 @@ def test_multi_output_trains_both_heads(backend):
     assert {"digit_loss", "ink_loss", "digit_accuracy", "ink_mae",
             "val_ink_mae"} <= set(history)
     assert history["ink_loss"][-1] < history["ink_loss"][0]
+
+
+def test_bidirectional_tagger_sees_the_future(backend):
+    # 6 epochs of 600 sequences: 0.97 against 0.68 on numpy (30 of 2000:
+    # 1.00 against 0.67); the forward-only tagger cannot see the next token
+    result = _example("bidirectional_tagger").main(
+        _args(backend, "--epochs", "6", "--samples", "600"))
+    assert result["bidirectional"] > 0.9
+    assert result["forward only"] < 0.8
