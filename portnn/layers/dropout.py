@@ -7,6 +7,7 @@ from ..backends import backend_of
 from ..random import global_generator
 from .activations import Activation
 from .base import is_half
+from .resampling import check_channels_first
 
 
 class Dropout(Activation):
@@ -87,12 +88,7 @@ class SpatialDropout1D(Dropout):
     supports_masking = False  # channels first: axis 2 is the time
 
     def _mask_shape(self, x) -> tuple:
-        if x.ndim != self.nd + 2:
-            layout = ("(batch, channels, length)" if self.nd == 1
-                      else "(batch, channels, height, width)")
-            msg = (f"{type(self).__name__}: expected input {layout}, got shape "
-                   f"{tuple(x.shape)}")
-            raise ValueError(msg)
+        check_channels_first(self, x, self.nd)
         return (int(x.shape[0]), int(x.shape[1])) + (1,) * self.nd
 
 

@@ -24,6 +24,26 @@ def _normalize_backward(dxhat, xhat, inv_std, axes):
     return (dxhat - mean_dxhat - xhat * mean_dxhat_xhat) * inv_std
 
 
+def _trailing_shape(layer, normalized_shape) -> tuple:
+    """A norm's `normalized_shape` as a tuple of positive ints."""
+    shape = ((normalized_shape,) if isinstance(normalized_shape, int)
+             else tuple(normalized_shape))
+    if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
+        msg = (f"{type(layer).__name__}: normalized_shape must be positive ints, "
+               f"got {shape!r}")
+        raise ValueError(msg)
+    return shape
+
+
+def _check_trailing(layer, x) -> None:
+    """`x` must end in the layer's `normalized_shape`."""
+    k = len(layer.normalized_shape)
+    if x.ndim < k or tuple(x.shape[x.ndim - k:]) != layer.normalized_shape:
+        msg = (f"{type(layer).__name__}: expected input ending in "
+               f"{layer.normalized_shape}, got shape {tuple(x.shape)}")
+        raise ValueError(msg)
+
+
 def _synced_moments(world, xp, x, axes, bshape):
     """Mean, centred input, variance over every rank's rows (two
     all-reduces: the sums with the row count, then the centred squares),
@@ -269,11 +289,7 @@ class LayerNorm(Layer):
     def __init__(self, normalized_shape, eps: float = 1e-5,
                  elementwise_affine: bool = True, *, backend=None, dtype=None):
         super().__init__(backend)
-        shape = ((normalized_shape,) if isinstance(normalized_shape, int)
-                 else tuple(normalized_shape))
-        if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
-            msg = f"LayerNorm: normalized_shape must be positive ints, got {shape!r}"
-            raise ValueError(msg)
+        shape = _trailing_shape(self, normalized_shape)
         self.normalized_shape, self.eps = shape, eps
         self._dtype = float_dtype(self.backend, dtype)
         kw = {"backend": self.backend, "dtype": self._dtype}
@@ -284,12 +300,7 @@ class LayerNorm(Layer):
 
     def forward(self, x, training=False):
         k = len(self.normalized_shape)
-        if tuple(x.shape[x.ndim - k:]) != self.normalized_shape or x.ndim < k:
-            msg = (
-                f"LayerNorm: expected input ending in {self.normalized_shape}, "
-                f"got shape {tuple(x.shape)}"
-            )
-            raise ValueError(msg)
+        _check_trailing(self, x)
         xp = namespace(x)
         self._in_dtype = x.dtype
         x = upcast(xp, x)  # statistics in float32 under mixed precision
@@ -359,11 +370,7 @@ class RMSNorm(Layer):
     def __init__(self, normalized_shape, eps: float | None = None,
                  elementwise_affine: bool = True, *, backend=None, dtype=None):
         super().__init__(backend)
-        shape = ((normalized_shape,) if isinstance(normalized_shape, int)
-                 else tuple(normalized_shape))
-        if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
-            msg = f"RMSNorm: normalized_shape must be positive ints, got {shape!r}"
-            raise ValueError(msg)
+        shape = _trailing_shape(self, normalized_shape)
         self.normalized_shape, self.eps = shape, eps
         self._dtype = float_dtype(self.backend, dtype)
         self.gamma = None
@@ -377,10 +384,7 @@ class RMSNorm(Layer):
 
     def forward(self, x, training=False):
         k = len(self.normalized_shape)
-        if x.ndim < k or tuple(x.shape[x.ndim - k:]) != self.normalized_shape:
-            msg = (f"RMSNorm: expected input ending in {self.normalized_shape}, "
-                   f"got shape {tuple(x.shape)}")
-            raise ValueError(msg)
+        _check_trailing(self, x)
         xp = namespace(x)
         self._in_dtype = x.dtype
         eps = self.eps if self.eps is not None else float(xp.finfo(x.dtype).eps)

@@ -15,6 +15,7 @@ from ..ops.pool import max_pool2d_impl
 from ..ops.windows import add_windows, output_size, pad2d, unpad2d, window_views
 from .activations import Activation
 from .conv import _pair
+from .resampling import check_channels_first
 
 
 class _Pool(Activation):
@@ -349,12 +350,7 @@ class GlobalMaxPool2D(Activation):
     nd = 2
 
     def forward(self, x, training=False):
-        if x.ndim != self.nd + 2:
-            layout = ("(batch, channels, length)" if self.nd == 1
-                      else "(batch, channels, height, width)")
-            msg = (f"{type(self).__name__}: expected input {layout}, got shape "
-                   f"{tuple(x.shape)}")
-            raise ValueError(msg)
+        check_channels_first(self, x, self.nd)
         xp = namespace(x)
         self._x_shape = shape = tuple(x.shape)
         flat = xp.reshape(x, (shape[0], shape[1], -1))

@@ -50,6 +50,17 @@ def _zero_pad(x, padding):
     return x
 
 
+def check_channels_first(layer, x, nd: int) -> None:
+    """`x` must be ``(batch, channels, *spatial)`` with `nd` spatial axes;
+    else an error names `layer`, the layout and the shape."""
+    if x.ndim != nd + 2:
+        layout = ("(batch, channels, length)" if nd == 1
+                  else "(batch, channels, height, width)")
+        msg = (f"{type(layer).__name__}: expected input {layout}, got shape "
+               f"{tuple(x.shape)}")
+        raise ValueError(msg)
+
+
 class _Spatial(Activation):
     """Shared shape check of channels-first spatial layers."""
 
@@ -57,12 +68,7 @@ class _Spatial(Activation):
     supports_masking = False
 
     def _check(self, x):
-        if x.ndim != self.nd + 2:
-            layout = ("(batch, channels, length)" if self.nd == 1
-                      else "(batch, channels, height, width)")
-            msg = (f"{type(self).__name__}: expected input {layout}, got shape "
-                   f"{tuple(x.shape)}")
-            raise ValueError(msg)
+        check_channels_first(self, x, self.nd)
 
 
 class ZeroPadding2D(_Spatial):

@@ -53,7 +53,8 @@ class CrossEntropy(Loss):
     default; see `axis`). `target` is either integer labels of shape
     ``(...)`` or class probabilities/one-hot of shape ``(..., C)``. Another
     class axis is moved last before the loss and the gradient moved back
-    after it (a transposition, its own chain rule). With ``p = softmax(z)`` and ``sum(q) = 1``::
+    after it (a transposition, its own chain rule). With ``p = softmax(z)``
+    and ``sum(q) = 1``::
 
         l = -sum(q * log p)        dl/dz = p - q
 

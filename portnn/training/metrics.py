@@ -812,13 +812,11 @@ def greater_is_better(name: str) -> bool:
     return "acc" in base
 
 
-class OutputMetric(Metric):
-    """A metric of one of a model's several outputs, logged as
-    ``<output>_<metric>`` (Keras's history keys)."""
+class _Wrapped(Metric):
+    """A metric that hands a wrapped metric the part of each batch it
+    reads: the sums, the reduction and the figure are the wrapped one's."""
 
-    def __init__(self, metric: Metric, index: int, output: str) -> None:
-        self.metric, self.index, self.output = metric, index, output
-        self.name = f"{output}_{metric.name}"
+    metric: Metric
 
     @property
     def greater_is_better(self):
@@ -827,6 +825,24 @@ class OutputMetric(Metric):
     def reset(self, backend) -> None:
         self.backend = backend
         self.metric.reset(backend)
+
+    def totals(self) -> list:
+        return self.metric.totals()
+
+    def result(self, totals):
+        return self.metric.result(totals)
+
+    def reduce(self, world) -> None:
+        self.metric.reduce(world)
+
+
+class OutputMetric(_Wrapped):
+    """A metric of one of a model's several outputs, logged as
+    ``<output>_<metric>`` (Keras's history keys)."""
+
+    def __init__(self, metric: Metric, index: int, output: str) -> None:
+        self.metric, self.index, self.output = metric, index, output
+        self.name = f"{output}_{metric.name}"
 
     supports_mask = True  # where this output has a mask, its metric must
 
@@ -841,15 +857,6 @@ class OutputMetric(Metric):
         else:
             self.metric.update(leaves(pred)[self.index], leaves(target)[self.index],
                                mask=own)
-
-    def totals(self) -> list:
-        return self.metric.totals()
-
-    def result(self, totals):
-        return self.metric.result(totals)
-
-    def reduce(self, world) -> None:
-        self.metric.reduce(world)
 
     def fresh(self) -> OutputMetric:
         return OutputMetric(self.metric.fresh(), self.index, self.output)
@@ -890,7 +897,7 @@ class OutputLoss(Metric):
         return OutputLoss(self.loss, self.index, self.output)
 
 
-class ClassAxis(Metric):
+class ClassAxis(_Wrapped):
     """A metric of a loss whose classes lie on another axis
     (``CrossEntropy(axis=1)``): the predictions' class axis is moved last,
     where the metrics read it."""
@@ -900,16 +907,8 @@ class ClassAxis(Metric):
         self.name = metric.name
 
     @property
-    def greater_is_better(self):
-        return self.metric.greater_is_better
-
-    @property
     def supports_mask(self):
         return self.metric.supports_mask
-
-    def reset(self, backend) -> None:
-        self.backend = backend
-        self.metric.reset(backend)
 
     def update(self, pred, target, mask=None) -> None:
         pred, target = self.loss.to_last(pred, target)
@@ -917,15 +916,6 @@ class ClassAxis(Metric):
             self.metric.update(pred, target)
         else:
             self.metric.update(pred, target, mask=mask)
-
-    def totals(self) -> list:
-        return self.metric.totals()
-
-    def result(self, totals):
-        return self.metric.result(totals)
-
-    def reduce(self, world) -> None:
-        self.metric.reduce(world)
 
     def fresh(self) -> ClassAxis:
         return ClassAxis(self.metric.fresh(), self.loss)
