@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from .base import Layer, any_mask, no_grad, refuse_mask
 
-#: a tensor's place in the graph: ("input", i) or ("node", j)
-Ref = tuple
-
 
 class SymbolicTensor:
     """A placeholder for an array in a graph: its shape (``None`` for the

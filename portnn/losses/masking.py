@@ -9,6 +9,7 @@ the real steps (``sum(loss * mask) / sum(mask)``, not over every step).
 from __future__ import annotations
 
 from .._namespace import namespace
+from .base import _size
 from .multi import MultiLoss
 
 
@@ -83,15 +84,9 @@ def _fold(loss, pred, target, sample_weight, mask):
         # Keras's rule: the mean over the real steps, not every step (a
         # batch with none: weights 0, not 0/0)
         real = xp.sum(w)
-        w = w * xp.where(real > 0, _count(w) / xp.where(real > 0, real, 1.0), 0.0)
+        w = w * xp.where(real > 0, _size(w) / xp.where(real > 0, real, 1.0), 0.0)
     if sample_weight is not None:
         sw = xp.astype(sample_weight, pred.dtype)
         w = w * xp.reshape(sw, tuple(sw.shape) + (1,) * (w.ndim - sw.ndim))
     return w, target
 
-
-def _count(a) -> int:
-    n = 1
-    for s in a.shape:
-        n *= int(s)
-    return n
