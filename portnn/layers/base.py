@@ -145,7 +145,7 @@ class Layer:
         `training` is keyword-only: ``layer(x, training=True)``."""
         if args:
             raise_extra_inputs(self, args)
-        if is_symbolic(x):
+        if isinstance(x, _maybe_symbolic) and is_symbolic(x):
             from .symbolic import call_symbolic
 
             return call_symbolic(self, x, kwargs)
@@ -577,6 +577,10 @@ def walk_layers(layer):
 
 
 _symbolic_type: list = []  # graph.SymbolicTensor, found on first use
+#: what a layer call's input must be for it to be symbolic: layers/symbolic.py
+#: adds SymbolicTensor when it is imported (none exists before), so an array
+#: input costs one isinstance
+_maybe_symbolic: tuple = (list, tuple)
 
 
 def is_symbolic(x) -> bool:
@@ -738,9 +742,10 @@ def free_caches(layer) -> None:
     if plan is None:
         plan = _free_plan(type(layer))
     names, owns = plan
-    pop = layer.__dict__.pop
+    d = layer.__dict__
     for name in names:
-        pop(name, None)
+        if name in d:  # a test is cheaper than pop(name, None)
+            del d[name]
     if owns:
         for current in layer._owned_layers():
             free_caches(current)

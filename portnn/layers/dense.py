@@ -211,8 +211,8 @@ class Dense(Layer):
         if self.activation is not None:
             dy = self.activation.backward(dy)
         x = self._x
-        xp = namespace(dy)
         if x.ndim != 2:
+            xp = namespace(dy)
             x = xp.reshape(x, (-1, self.in_features))
             dy2 = xp.reshape(dy, (-1, self.out_features))
         else:

@@ -9,6 +9,7 @@ model. This module knows layers, not models, so every layer can call it.
 
 from __future__ import annotations
 
+from . import base as _base
 from .base import Layer, any_mask, no_grad, refuse_mask
 
 
@@ -34,6 +35,10 @@ class SymbolicTensor:
     def __repr__(self) -> str:
         name = f", name={self.name!r}" if self.name else ""
         return f"SymbolicTensor(shape={self.shape}, dtype={self.dtype}{name})"
+
+
+# a layer call tests its input against these before asking is_symbolic
+_base._maybe_symbolic = (list, tuple, SymbolicTensor)
 
 
 class _Node:

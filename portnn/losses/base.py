@@ -124,6 +124,9 @@ class Loss:
 
     def _match(self, pred, target):
         """Check backends and shapes of an element-wise loss's arguments."""
+        if (type(pred) is type(target) and target.dtype == pred.dtype
+                and target.shape == pred.shape):
+            return target  # the common case, in three reads
         if type(pred) is not type(target):
             check_same_backend(pred, target, where=type(self).__name__)
         if target.dtype != pred.dtype:

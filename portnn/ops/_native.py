@@ -13,18 +13,34 @@ from ..backends import backend_of
 _memo: dict = {}
 _backends._cache.memos.append(_memo)
 _MISSING = object()
+#: op name -> {array type: the path the op calls}
+_paths: dict[str, dict] = {}
+
+
+def paths(name: str) -> dict:
+    """Op `name`'s memo of resolved paths, keyed by array type alone (the
+    smallest networks call matmul six times a step: a read keyed by the
+    type, with no tuple to build, is a third of the wrapper's cost);
+    cleared with the registry's other memos."""
+    memo = _paths.get(name)
+    if memo is None:
+        memo = _paths[name] = {}
+        _backends._cache.memos.append(memo)
+    return memo
+
 
 
 def resolved(x, name: str, portable):
     """The native path `name` for `x`'s backend, else `portable`: what an
-    op calls, memoized per array type like :func:`native`."""
-    key = (type(x), name, "resolved")
-    found = _memo.get(key)
+    op calls, memoized per array type in :func:`paths` (where the type
+    alone decides the backend, as in :func:`native`)."""
+    memo = paths(name)
+    found = memo.get(type(x))
     if found is not None:
         return found
     impl = native(x, name) or portable
     if (type(x), name) in _memo:  # the type alone decides: keep it
-        _memo[key] = impl
+        memo[type(x)] = impl
     return impl
 
 

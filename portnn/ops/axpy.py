@@ -10,7 +10,9 @@ native path is tested against this one.
 
 from __future__ import annotations
 
-from ._native import _memo, resolved
+from ._native import paths, resolved
+
+_paths = paths("sub_scaled")
 
 
 def sub_scaled(p, g, alpha):
@@ -29,10 +31,16 @@ def sub_scaled(p, g, alpha):
         `p` itself, updated, on backends with mutable arrays; a new array
         on those without (JAX).
     """
-    impl = _memo.get((type(p), "sub_scaled", "resolved"))  # a dict read, mostly
+    impl = _paths.get(type(p))
     if impl is None:
         impl = resolved(p, "sub_scaled", sub_scaled_portable)
     return impl(p, g, alpha)
+
+
+def sub_scaled_path(p):
+    """The callable :func:`sub_scaled` runs for arrays like `p`: a loop
+    over a model's parameters resolves it once."""
+    return _paths.get(type(p)) or resolved(p, "sub_scaled", sub_scaled_portable)
 
 
 def sub_scaled_portable(p, g, alpha):

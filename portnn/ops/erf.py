@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 
 from .._namespace import namespace
-from ._native import _memo, resolved
+from ._native import paths, resolved
+
+_paths = paths("erf")
 
 _SPLIT = 2.0
 _TERMS = 60
@@ -31,7 +33,7 @@ _TERMS = 60
 
 def erf(x):
     """The error function of a float array, element-wise."""
-    impl = _memo.get((type(x), "erf", "resolved"))
+    impl = _paths.get(type(x))
     if impl is None:
         impl = resolved(x, "erf", erf_portable)
     return impl(x)

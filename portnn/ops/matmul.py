@@ -9,12 +9,14 @@ tested against this one.
 
 from __future__ import annotations
 
-from ._native import _memo, resolved
+from ._native import paths, resolved
+
+_paths = paths("matmul")
 
 
 def matmul(a, b):
     """``a @ b`` through the backend's native product where it has one."""
-    impl = _memo.get((type(a), "matmul", "resolved"))  # a dict read, mostly
+    impl = _paths.get(type(a))
     if impl is None:
         impl = resolved(a, "matmul", _portable)
     return impl(a, b)

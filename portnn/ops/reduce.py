@@ -11,13 +11,15 @@ Every native path is tested against this one.
 from __future__ import annotations
 
 from .._namespace import namespace
-from ._native import _memo, resolved
+from ._native import paths, resolved
+
+_paths = paths("sum")
 
 
 def total(x, axis=None):
     """``sum(x, axis=axis)`` through the backend's native sum where it has
     one (a float array; `axis` an int or None)."""
-    impl = _memo.get((type(x), "sum", "resolved"))  # a dict read, mostly
+    impl = _paths.get(type(x))
     if impl is None:
         impl = resolved(x, "sum", total_portable)
     return impl(x, axis)
