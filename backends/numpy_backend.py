@@ -69,7 +69,8 @@ def make_numpy_backend(device=None) -> Backend:
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
                 "to_bytes": _to_bytes, "from_bytes": _from_bytes,
                 "quiet_overflow": _quiet_overflow, "conv2d": ThreadedConv2d(),
-                "max_pool2d": ThreadedMaxPool2d(), "matmul": PoolAwareMatmul().as_function(),
+                "max_pool2d": ThreadedMaxPool2d(),
+                "matmul": PoolAwareMatmul().as_function(),
                 # numpy.sum's own reduction, without its Python wrapper
                 "sum": numpy.add.reduce},
         install_hint="pip install numpy",
