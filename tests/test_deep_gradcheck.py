@@ -90,6 +90,20 @@ CASES = {
     "zero_padding1d": (lambda: portnn.ZeroPadding1D(1), (2, 2, 3)),
     "cropping2d": (lambda: portnn.Cropping2D(((1, 0), (1, 1))), (2, 2, 3, 4)),
     "cropping1d": (lambda: portnn.Cropping1D((0, 2)), (2, 2, 5)),
+    "conv2d_transpose": (lambda: portnn.Conv2DTranspose(2, 3, 3), (2, 2, 3, 3)),
+    "conv2d_transpose_stride_crop_output_padding": (
+        lambda: portnn.Conv2DTranspose(2, 2, 3, stride=2, padding=1,
+                                       output_padding=1), (1, 2, 3, 2)),
+    "conv2d_transpose_groups_dilation_no_bias": (
+        lambda: portnn.Conv2DTranspose(4, 2, (2, 3), dilation=(2, 1), groups=2,
+                                       bias=False, padding=((0, 1), (1, 0))),
+        (2, 4, 3, 3)),
+    "conv2d_transpose_same_relu": (
+        lambda: portnn.Conv2DTranspose(2, 3, 2, stride=2, padding="same",
+                                       activation="relu"), (2, 2, 2, 3)),
+    "conv1d_transpose": (
+        lambda: portnn.Conv1DTranspose(3, 2, 4, stride=3, padding=1,
+                                       output_padding=2), (2, 3, 4)),
     "upsampling2d_nearest": (lambda: portnn.UpSampling2D((2, 3)), (2, 2, 2, 3)),
     "upsampling2d_bilinear": (
         lambda: portnn.UpSampling2D(2, interpolation="bilinear"), (2, 2, 3, 3)),

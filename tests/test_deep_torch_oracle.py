@@ -106,6 +106,51 @@ def test_conv1d_matches_torch(backend, torch, kw):
              _conv_pairs(layer, conv))
 
 
+CONV_TRANSPOSE = {
+    "plain": (2, {"kernel_size": 3}, (2, 3, 4, 5)),
+    "stride2_pad1_output_pad1": (
+        2, {"kernel_size": 3, "stride": 2, "padding": 1, "output_padding": 1},
+        (2, 3, 4, 3)),
+    "asymmetric": (2, {"kernel_size": (2, 3), "stride": (3, 2), "padding": (1, 0),
+                       "output_padding": (2, 1)}, (1, 3, 3, 4)),
+    "dilation_groups": (2, {"kernel_size": 3, "stride": 2, "dilation": (3, 1),
+                            "output_padding": (2, 1), "groups": 3, "out": 6},
+                        (2, 3, 3, 3)),
+    "no_bias_1x1": (2, {"kernel_size": 1, "bias": False}, (2, 3, 2, 2)),
+    "1d": (1, {"kernel_size": 4, "stride": 3, "padding": 1, "output_padding": 2},
+           (2, 3, 5)),
+    "1d_dilation_groups": (1, {"kernel_size": 3, "stride": 2, "dilation": 2,
+                               "groups": 3, "out": 3}, (2, 3, 6)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONV_TRANSPOSE))
+def test_conv_transpose_matches_torch(backend, torch, case):
+    nd, kw, shape = CONV_TRANSPOSE[case]
+    kw = dict(kw)
+    out = kw.pop("out", 4)
+    cls = portnn.Conv2DTranspose if nd == 2 else portnn.Conv1DTranspose
+    with portnn.default_dtype("float64"):
+        layer = cls(3, out, **kw)
+    tcls = torch.nn.ConvTranspose2d if nd == 2 else torch.nn.ConvTranspose1d
+    conv = tcls(3, out, **kw).double()
+    assert tuple(layer.W.shape) == tuple(conv.weight.shape)
+    _compare(backend, torch, layer, conv, _normal(shape, 1), _conv_pairs(layer, conv))
+
+
+def test_conv_transpose_same_is_stride_times_the_input(backend, torch):
+    # Keras's padding="same" (TensorFlow's SAME: the odd row and column are
+    # cropped at the end): PyTorch's unpadded layer, its last row and column
+    # dropped. (PyTorch's padding=1, output_padding=1 crops the first ones.)
+    with portnn.default_dtype("float64"):
+        layer = portnn.Conv2DTranspose(3, 2, 3, stride=2, padding="same")
+    conv = torch.nn.ConvTranspose2d(3, 2, 3, stride=2).double()
+    y, _ = _compare(backend, torch, layer, conv, _normal((2, 3, 4, 5), 1),
+                    _conv_pairs(layer, conv),
+                    tcall=lambda m, v: m(v)[..., :-1, :-1])
+    assert tuple(y.shape) == (2, 2, 8, 10)
+
+
 POOLS = {
     "max2d": (lambda: portnn.MaxPool2D(2), lambda t: t.nn.MaxPool2d(2), (2, 3, 4, 6)),
     "max2d_overlap_pad": (lambda: portnn.MaxPool2D(3, stride=2, padding=1),

@@ -23,6 +23,7 @@ from .attention import MultiHeadAttention
 from .base import Layer
 from .bidirectional import Bidirectional
 from .conv import Conv1D, Conv2D
+from .conv_transpose import Conv1DTranspose, Conv2DTranspose
 from .dense import Dense
 from .dropout import Dropout, SpatialDropout1D, SpatialDropout2D
 from .embedding import Embedding
@@ -64,7 +65,8 @@ __all__ = ["Layer", "Dense", "Dropout", "SpatialDropout1D",
            "SpatialDropout2D", "Sequential", "Identity", "Sigmoid", "Tanh",
            "ReLU", "LeakyReLU", "ELU", "GELU", "Softmax", "SiLU", "Swish",
            "Softplus", "Mish", "SELU", "PReLU", "LogSoftmax",
-           "Conv1D", "Conv2D", "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
+           "Conv1D", "Conv2D", "Conv1DTranspose", "Conv2DTranspose",
+           "MaxPool1D", "MaxPool2D", "AvgPool1D", "AvgPool2D",
            "GlobalAvgPool1D", "GlobalAvgPool2D", "GlobalMaxPool1D",
            "GlobalMaxPool2D", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
            "Cropping2D", "UpSampling1D", "UpSampling2D", "Permute", "Masking",

@@ -152,21 +152,25 @@ class _Conv(Layer):
         return self.kernel_size, self.stride, self.dilation, self._pads
 
     # -- forward and backward --------------------------------------------------
-    def forward(self, x, training=False):
+    def _take_input(self, x) -> None:
+        """Build a lazy layer from `x`, then check its backend and shape."""
         if self.in_channels is None and x.ndim == self.nd + 2:
             self._build(x.shape[1])
         W = self.W
         if type(x) is not type(W.value):
             self._check_backend(x, W)
-        name = type(self).__name__
         if x.ndim != self.nd + 2 or x.shape[1] != self.in_channels:
             layout = "(batch, channels, length)" if self.nd == 1 else (
                 "(batch, channels, height, width)")
             msg = (
-                f"{name}: expected input {layout} with {self.in_channels} "
-                f"channels, got shape {tuple(x.shape)}"
+                f"{type(self).__name__}: expected input {layout} with "
+                f"{self.in_channels} channels, got shape {tuple(x.shape)}"
             )
             raise ValueError(msg)
+
+    def forward(self, x, training=False):
+        self._take_input(x)
+        name = type(self).__name__
         xp = namespace(x)
         kernel, stride, dilation, pads = self._geometry()
         x4 = pad2d(self._as_2d(x), pads)
@@ -304,7 +308,34 @@ class Conv2D(_Conv):
     """
 
 
-class Conv1D(_Conv):
+class OneD:
+    """What a 1-D convolution adds to the 2-D machinery: its arrays are
+    seen as height-1 images (``(N, C, L)`` as ``(N, C, 1, L)``)."""
+
+    nd = 1
+
+    @staticmethod
+    def one_padding(padding):
+        """A ``(before, after)`` pair as the one axis's padding."""
+        if (isinstance(padding, (tuple, list)) and len(padding) == 2
+                and all(isinstance(p, int) for p in padding)):
+            return (tuple(padding),)
+        return padding
+
+    def _geometry(self):
+        return ((1, *self.kernel_size), (1, *self.stride), (1, *self.dilation),
+                ((0, 0), *self._pads))
+
+    def _as_2d(self, x):
+        n, c, length = x.shape
+        return namespace(x).reshape(x, (n, c, 1, length))
+
+    def _from_2d(self, y):
+        n, c, _, length = y.shape
+        return namespace(y).reshape(y, (n, c, length))
+
+
+class Conv1D(OneD, _Conv):
     """1-D convolution over ``(batch, channels, length)`` input.
 
     Parameters are those of :class:`Conv2D` with one spatial axis
@@ -320,26 +351,9 @@ class Conv1D(_Conv):
     (2, 6, 4)
     """
 
-    nd = 1
-
     def __init__(self, in_channels=None, out_channels=None, kernel_size=None,
                  stride=1, padding=0, dilation=1, groups=1, bias=True, init="auto",
                  activation=None, *, backend=None, dtype=None, rng=None):
-        if (isinstance(padding, (tuple, list)) and len(padding) == 2
-                and all(isinstance(p, int) for p in padding)):
-            padding = (tuple(padding),)  # one (before, after) pair
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding,
-                         dilation, groups, bias, init, activation, backend=backend,
-                         dtype=dtype, rng=rng)
-
-    def _geometry(self):
-        return ((1, *self.kernel_size), (1, *self.stride), (1, *self.dilation),
-                ((0, 0), *self._pads))
-
-    def _as_2d(self, x):
-        n, c, length = x.shape
-        return namespace(x).reshape(x, (n, c, 1, length))
-
-    def _from_2d(self, y):
-        n, c, _, length = y.shape
-        return namespace(y).reshape(y, (n, c, length))
+        super().__init__(in_channels, out_channels, kernel_size, stride,
+                         self.one_padding(padding), dilation, groups, bias, init,
+                         activation, backend=backend, dtype=dtype, rng=rng)

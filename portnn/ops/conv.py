@@ -63,9 +63,18 @@ class Conv2dPortable:
 
     def input_grad(self, ctx, dy, w):
         """``dx`` of the padded input's shape from ``dy`` and `w`."""
-        _, x_shape, kernel, stride, dilation, g = ctx
+        _, x_shape, _, stride, dilation, g = ctx
+        return self.transpose(dy, w, x_shape, stride, dilation, g)
+
+    def transpose(self, dy, w, x_shape, stride, dilation, groups):
+        """The adjoint of :meth:`forward` in its input: `dy` ``(N, O, OH,
+        OW)`` taken back to an input of `x_shape` ``(N, C, H, W)`` through
+        `w` ``(O, C // groups, KH, KW)``. It is the input gradient of a
+        convolution and the forward of a transposed convolution: one GEMM
+        to the columns, then the columns added back through the windows."""
         xp = namespace(dy)
         n, o, oh, ow = dy.shape
+        kernel, g = tuple(w.shape[2:]), groups
         c, k = x_shape[1], kernel[0] * kernel[1]
         dyg = xp.reshape(dy, (n, o, -1) if g == 1 else (n, g, o // g, -1))
         wm = xp.reshape(w, (o, -1) if g == 1 else (g, o // g, -1))
@@ -76,3 +85,14 @@ class Conv2dPortable:
 
 
 PORTABLE = Conv2dPortable()
+
+
+def conv_transpose2d(x, w, out_shape, stride, dilation, groups):
+    """A transposed convolution before its cropping: :meth:`Conv2dPortable.transpose`
+    of `x` ``(N, I, H, W)`` through `w` ``(I, O // groups, KH, KW)`` into
+    `out_shape` ``(N, O, OH, OW)``, through the backend's native
+    ``conv_transpose2d`` where it has one (same arguments)."""
+    native = native_path(x, "conv_transpose2d")
+    if native is not None:
+        return native(x, w, out_shape, stride, dilation, groups)
+    return PORTABLE.transpose(x, w, out_shape, stride, dilation, groups)
