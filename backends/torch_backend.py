@@ -65,6 +65,7 @@ def make_torch_backend(device=None) -> Backend:
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else None
     if dev.type == "cpu":
         keep_freed_memory()
+    _conv2d = TorchConv2d()
     return Backend(
         "torch",
         xp,
@@ -72,7 +73,8 @@ def make_torch_backend(device=None) -> Backend:
         to_numpy=_to_numpy,
         array_types=(torch.Tensor,),
         native={"scatter_add": _scatter_add, "add_into_views": add_into_views,
-                "conv2d": TorchConv2d(), "max_pool2d": TorchMaxPool2d(),
+                "conv2d": _conv2d,
+                "conv_transpose2d": _conv2d.transpose, "max_pool2d": TorchMaxPool2d(),
                 "relu": TorchReLU(), "lstm_gates": TorchLstmGates(),
                 "gelu": TorchGelu(), "sub_scaled": torch_sub_scaled,
                 "adam_step": torch_adam_step, "lstm_layer": TorchLstmLayer(),

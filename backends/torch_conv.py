@@ -30,3 +30,11 @@ class TorchConv2d:
         x, stride, dilation, groups = ctx
         return torch.nn.grad.conv2d_input(tuple(x.shape), w, dy, stride, 0, dilation,
                                           groups)
+
+    def transpose(self, x, w, out_shape, stride, dilation, groups):
+        """The transposed convolution's forward (``conv_transpose2d``): the
+        input gradient of a convolution, of `x`, into `out_shape`."""
+        import torch
+
+        return torch.nn.grad.conv2d_input(tuple(out_shape), w, x, tuple(stride), 0,
+                                          tuple(dilation), groups)

@@ -55,6 +55,22 @@ def test_native_conv2d_equals_the_portable_path(spec, native, geometry, monkeypa
                                rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_torch_conv_transpose2d_equals_the_portable_path(torch, geometry):
+    (n, c, h, w), (o, kh, kw), stride, dilation, g = geometry
+    rs = np.random.default_rng(1)
+    b = portnn.backends.get("torch")
+    ws = b.asarray(rs.normal(size=(o, c // g, kh, kw)))
+    y, _ = PORTABLE.forward(b.asarray(rs.normal(size=(n, c, h, w))), ws, stride,
+                            dilation, g)
+    x = b.asarray(rs.normal(size=tuple(y.shape)))  # the transposed layer's input
+    native = b.native["conv_transpose2d"]
+    np.testing.assert_allclose(
+        to_np(native(x, ws, (n, c, h, w), stride, dilation, g)),
+        to_np(PORTABLE.transpose(x, ws, (n, c, h, w), stride, dilation, g)),
+        rtol=1e-11, atol=1e-11)
+
+
 @pytest.mark.parametrize(("spec", "native"), _natives())
 def test_native_conv2d_keeps_float32(spec, native):
     b = portnn.backends.get(spec)

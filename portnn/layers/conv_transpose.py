@@ -101,8 +101,9 @@ class _ConvTranspose(_Conv):
         _, stride, dilation, pads = self._geometry()
         x4 = self._as_2d(x)
         n, _, h, w = x4.shape
-        full = tuple(self._reach(size, axis) + op for axis, (size, op) in
-                     enumerate(zip((h, w), self._output_pads(), strict=True)))
+        reach = (self._reach(h, 0), self._reach(w, 1))
+        extra = self._output_pads()
+        full = tuple(r + op for r, op in zip(reach, extra, strict=True))
         kept = tuple(f - before - after for f, (before, after) in
                      zip(full, pads, strict=True))
         if min(kept) < 1:
@@ -112,9 +113,11 @@ class _ConvTranspose(_Conv):
                 f"shape {tuple(x.shape)}; use less padding or a larger input"
             )
             raise ValueError(msg)
-        y = conv_transpose2d(x4, self._w4(), (n, self.out_channels, *full), stride,
+        y = conv_transpose2d(x4, self._w4(), (n, self.out_channels, *reach), stride,
                              dilation, self.groups)
-        y = unpad2d(y, pads)
+        # the output padding: zeros no input reaches (a native kernel may
+        # refuse padding as large as the stride, which dilation allows)
+        y = unpad2d(pad2d(y, ((0, extra[0]), (0, extra[1]))), pads)
         if self.b is not None:
             y = y + namespace(y).reshape(self.b.value, (self.out_channels, 1, 1))
         self._x4, self._x_shape = x4, tuple(x.shape)
