@@ -64,8 +64,10 @@ def build(width: int = 16) -> portnn.Model:
     """A two-level U-Net returning ``(N, CLASSES, SIZE, SIZE)`` logits."""
 
     def block(x, channels):
-        x = portnn.Conv2D(channels, kernel_size=3, padding="same", activation="relu")(x)
-        return portnn.Conv2D(channels, kernel_size=3, padding="same", activation="relu")(x)
+        for _ in range(2):
+            x = portnn.Conv2D(channels, kernel_size=3, padding="same",
+                              activation="relu")(x)
+        return x
 
     inp = portnn.Input((1, SIZE, SIZE))
     s1 = block(inp, width)                                   # 24x24
