@@ -104,6 +104,12 @@ CASES = {
     "conv1d_transpose": (
         lambda: portnn.Conv1DTranspose(3, 2, 4, stride=3, padding=1,
                                        output_padding=2), (2, 3, 4)),
+    "reversible_embedding_reverse": (
+        lambda: WithArgs(portnn.ReversibleEmbedding(6, 4), reverse=True), (2, 3, 4)),
+    "reversible_embedding_reverse_untied_padding": (
+        lambda: WithArgs(portnn.ReversibleEmbedding(5, 3, tie_weights=False,
+                                                    padding_idx=1), reverse=True),
+        (4, 3)),
     "upsampling2d_nearest": (lambda: portnn.UpSampling2D((2, 3)), (2, 2, 2, 3)),
     "upsampling2d_bilinear": (
         lambda: portnn.UpSampling2D(2, interpolation="bilinear"), (2, 2, 3, 3)),

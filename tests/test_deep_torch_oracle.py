@@ -286,6 +286,48 @@ def test_embedding_matches_torch(backend, torch):
              integer=True)
 
 
+@pytest.mark.parametrize("tie_weights", [True, False])
+def test_reversible_embedding_in_a_language_model_matches_torch(backend, torch,
+                                                                tie_weights):
+    """ids -> table -> tanh(Dense) -> table reversed, against torch with one
+    nn.Embedding whose weight also projects (GPT-2's tying) or a separate
+    bias-free output Linear: logits, and every gradient, the table's being
+    the sum of its two uses'."""
+    with portnn.use_backend(backend.spec), portnn.default_dtype("float64"):
+        ids = portnn.Input((None,), dtype="int64")
+        table = portnn.ReversibleEmbedding(7, 4, tie_weights=tie_weights,
+                                           padding_idx=0)
+        dense = portnn.Dense(4, 4, activation="tanh")
+        model = portnn.Model(inputs=ids, outputs=table(dense(table(ids)),
+                                                       reverse=True))
+    emb = torch.nn.Embedding(7, 4, padding_idx=0).double()
+    lin = torch.nn.Linear(4, 4).double()
+    out = torch.nn.Linear(4, 7, bias=False).double()
+
+    def tforward(_, x):
+        h = torch.tanh(lin(emb(x)))
+        if tie_weights:
+            return h @ emb.weight.T
+        return out(h)
+
+    pairs = [(table.W, emb.weight, None), (dense.W, lin.weight, np.transpose),
+             (dense.b, lin.bias, None)]
+    if not tie_weights:
+        pairs.append((table.reverse_W, out.weight, np.transpose))
+    ids_np = np.array([[1, 6, 1, 0], [6, 6, 2, 1]])
+    if tie_weights:
+        # torch's padding_idx stops only the lookup's gradient; portnn's
+        # padding row never learns, from either use: compare the rest
+        with torch.no_grad():
+            emb.weight[0] = 0.0
+        emb.weight.register_hook(lambda g: g * torch.tensor(
+            [0.0] + [1.0] * 6, dtype=g.dtype)[:, None])
+    _compare(backend, torch, model, torch.nn.ModuleList([emb, lin, out]), ids_np,
+             pairs, integer=True, call=lambda m, v: m(v, training=True),
+             tcall=tforward)
+    assert len(model.parameters()) == (3 if tie_weights else 4)
+
+
 def _rnn_pairs(layer, module):
     pairs = [(layer.W_ih, module.weight_ih_l0, None),
              (layer.W_hh, module.weight_hh_l0, None)]

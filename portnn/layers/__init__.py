@@ -53,6 +53,7 @@ from .resampling import (
 )
 from .reshape import Flatten, Permute, Reshape
 from .residual import Residual
+from .reversible_embedding import ReversibleEmbedding
 from .sequential import Sequential
 from .symbolic import Input, SymbolicTensor
 from .transformer import (
@@ -72,7 +73,8 @@ __all__ = ["Layer", "Dense", "Dropout", "SpatialDropout1D",
            "Cropping2D", "UpSampling1D", "UpSampling2D", "Permute", "Masking",
            "Flatten", "Reshape",
            "BatchNorm1D", "BatchNorm2D",
-           "LayerNorm", "RMSNorm", "GroupNorm", "Embedding", "RNN", "LSTM", "GRU",
+           "LayerNorm", "RMSNorm", "GroupNorm", "Embedding", "ReversibleEmbedding",
+           "RNN", "LSTM", "GRU",
            "Bidirectional",
            "MultiHeadAttention",
            "TransformerEncoderLayer", "TransformerDecoderLayer",
