@@ -31,7 +31,8 @@ def test_a_tied_table_is_stored_trained_and_counted_once(backend, tmp_path):
         model = _lm()
         model.fit(*_data(), loss="cross_entropy", optimizer="adam", epochs=2,
                   batch_size=8, verbose=0)
-        assert len(model.optimizer.params) == len(model.parameters()) == 5  # W + LSTM's 4
+        # the table once, and the LSTM's four
+        assert len(model.optimizer.params) == len(model.parameters()) == 5
         assert model.num_parameters() == 9 * 4 + 4 * (4 * 4 + 4 * 4 + 2 * 4)
         model.save(tmp_path / "lm.safetensors")
         x = _data()[0]
