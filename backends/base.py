@@ -182,7 +182,10 @@ class Backend:
             return True
         from array_api_compat import device
 
-        return device(x) == self.device
+        where = device(x)
+        # None: a traced array inside a compiled step (placed with the
+        # computation, jax-ml/jax#26000)
+        return where is None or where == self.device
 
     def __reduce__(self):
         # Pickled by registry name (namespaces are modules, which do not pickle).

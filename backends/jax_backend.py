@@ -63,6 +63,25 @@ def _device(jax, spec):
     return devices[i]
 
 
+def _jit(fn):
+    """``jax.jit(fn)``, tracing `fn` with JAX's traced arrays answering the
+    array API's ``.device`` with None (they raise instead: jax-ml/jax#26000),
+    so portnn's ``xp.zeros(..., device=x.device)`` places new arrays with the
+    computation, as array-api-compat's ``device()`` does for them."""
+    import jax
+    from jax._src.core import Tracer
+
+    def traced(*args):
+        kind = Tracer.device
+        Tracer.device = property(lambda self: None)
+        try:
+            return fn(*args)
+        finally:
+            Tracer.device = kind
+
+    return jax.jit(traced)
+
+
 def make_jax_backend(device=None) -> Backend:
     """Build the JAX backend on `device` (default: JAX's default device)."""
     try:
@@ -71,6 +90,8 @@ def make_jax_backend(device=None) -> Backend:
     except ImportError as exc:
         msg = f"JAX is not installed ({exc})"
         raise BackendUnavailableError(msg) from exc
+    from jax._src.core import Tracer
+
     jax.config.update("jax_enable_x64", True)
     dev = _device(jax, device)
     return Backend(
@@ -78,10 +99,14 @@ def make_jax_backend(device=None) -> Backend:
         jnp,
         device=dev,
         to_numpy=_to_numpy,
-        array_types=(jax.Array,),
+        # traced arrays too: the natives serve the compiled step
+        array_types=(jax.Array, Tracer),
         inplace=False,
         native={"scatter_add": _scatter_add, "add_into_views": _add_into_views,
-                "pad2d": _pad2d, "erf": jax.scipy.special.erf},
+                "pad2d": _pad2d, "erf": jax.scipy.special.erf,
+                # the whole training step as one XLA program
+                # (portnn.training.compiled)
+                "jit": _jit},
         synchronize=lambda: jax.effects_barrier(),
         install_hint=INSTALL_HINT,
     )

@@ -11,6 +11,13 @@ from typing import Any
 _by_type: dict[type, Any] = {}
 
 
+def is_traced(x: Any) -> bool:
+    """Whether `x` is a placeholder of a compiled step (a traced JAX array:
+    it has no device of its own). A layer must not memoize such an array
+    beyond the step: it would leak into the next program."""
+    return getattr(x, "device", None) is None
+
+
 def namespace(x: Any):
     """The array-API namespace of `x` (cached by ``type(x)``)."""
     t = type(x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import init as initializers
-from .._namespace import namespace
+from .._namespace import is_traced, namespace
 from ..backends import backend_of
 from .activations import GELU, ReLU
 from .attention import MultiHeadAttention
@@ -86,7 +86,9 @@ class PositionalEncoding(Layer):
             table = self._table
             if (table is None or type(table) is not type(x) or table.dtype != x.dtype
                     or table.shape[0] < x.shape[1]):
-                self._table = table = self._sinusoids(x, int(x.shape[1]))
+                table = self._sinusoids(x, int(x.shape[1]))
+                if not is_traced(x):  # a compiled step computes it in-program
+                    self._table = table
         self._steps = x.shape[1]
         return x + table[:x.shape[1], :]
 

@@ -107,7 +107,10 @@ class StepGuard:
         if stalled is not None:
             bad = bad | stalled
         first = self.healthy & bad
-        self.first_bad = xp.where(first, float(self.batch), self.first_bad)
+        # a Python int, or a device scalar while the step is compiled
+        batch = (float(self.batch) if isinstance(self.batch, int)
+                 else xp.astype(self.batch, self.first_bad.dtype))
+        self.first_bad = xp.where(first, batch, self.first_bad)
         self.bad_loss = xp.where(first, xp.astype(value, self.bad_loss.dtype),
                                  self.bad_loss)
         if stalled is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from .. import distributed
 from .. import losses as losses_mod
 from .._validation import validated_data
@@ -24,6 +26,7 @@ from .arguments import (
     steps_argument,
 )
 from .callbacks import ProgressBar
+from .compiled import CompiledStep, EagerStep, check_mode
 from .guard import StepGuard, TrainingDivergedError, parameter_names
 from .history import History
 from .inputs import Inputs, class_weighting, refuse_text, validation_pair
@@ -67,10 +70,12 @@ class Model(Layer):
     loss_scaler = None
     #: metrics set by :meth:`compile` (``None``: chosen per loss)
     metrics = None
+    #: whether fit compiles its step (:meth:`compile`'s ``jit_compile``)
+    jit_compile = False
 
     # -- once, Keras style ----------------------------------------------------
     def compile(self, loss=None, optimizer="adam", metrics="auto",
-                loss_weights=None) -> Model:
+                loss_weights=None, jit_compile=False) -> Model:
         """Set the loss, the optimizer and the metrics that `fit` and
         `evaluate` use when not given them.
 
@@ -87,6 +92,13 @@ class Model(Layer):
             list applies to every output and a dict gives each its own.
         loss_weights : list or dict of float, optional
             With several outputs: each output's loss weight (default 1).
+        jit_compile : bool or "auto", default False
+            Keras's name: `fit` runs each training step as one compiled
+            program (:mod:`portnn.training.compiled`; ``jax.jit`` on the jax
+            backend) instead of issuing its array operations one at a time.
+            The program runs the same layer code; ``True`` on a backend that
+            cannot compile is an error naming those that can, ``"auto"``
+            compiles where possible and runs eagerly elsewhere.
 
         Returns
         -------
@@ -102,6 +114,7 @@ class Model(Layer):
         >>> type(model.optimizer).__name__, [m.name for m in model.metrics]
         ('Adam', ['accuracy', 'f1_macro'])
         """
+        check_mode(jit_compile, self.backend)
         loss = (self._resolve_loss(loss, loss_weights) if loss is not None
                  else self.loss)
         optimizer = self._resolve_optimizer(optimizer)
@@ -109,6 +122,7 @@ class Model(Layer):
                        if loss is not None or metrics != "auto" else None)
         self.loss, self.optimizer = loss, optimizer
         self.metrics = metric_list if metrics != "auto" else None
+        self.jit_compile = jit_compile
         return self
 
     # -- what goes in and comes out -------------------------------------------
@@ -175,6 +189,18 @@ class Model(Layer):
         policy.update(finite)
         optimizer.zero_grad()
         return value, pred
+
+    def _step_function(self, loss, optimizer, guard, policy, world):
+        """What `fit` calls per batch, ``step(x, y, w) -> (loss, predictions,
+        output mask)``: :meth:`train_step` as it is, or compiled as one
+        program (``compile(jit_compile=...)``)."""
+        if check_mode(self.jit_compile, self.backend):
+            if world.size == 1:
+                return CompiledStep(self, loss, optimizer, guard, policy)
+            warnings.warn("jit_compile: data-parallel training runs its steps "
+                          "eagerly (the gradients' all-reduce sits inside the "
+                          "step)", stacklevel=3)
+        return EagerStep(self, loss, optimizer, guard, policy)
 
     # -- the Keras-style loop -------------------------------------------------
     def fit(self, x, y=None, *, loss=None, optimizer=None, epochs: int = 1,
@@ -354,6 +380,7 @@ class Model(Layer):
         meters = Meters(self.backend, metric_list)
         guard = StepGuard(self.backend, names=parameter_names(self, optimizer),
                           policy=precision)
+        step = self._step_function(loss, optimizer, guard, policy, world)
         history = History()
         self.stop_training = False
         try:
@@ -368,9 +395,8 @@ class Model(Layer):
                     for b, (xb, yb, wb) in enumerate(source.batches()):
                         if weigh is not None:
                             wb = weigh(yb, wb)
-                        value, pred = self.train_step(xb, yb, loss, optimizer, guard,
-                                                      policy, sample_weight=wb)
-                        meters.update(value, pred, yb, self.compute_mask(xb, None))
+                        value, pred, mask = step(xb, yb, wb)
+                        meters.update(value, pred, yb, mask)
                         batch_logs = {"loss": value, "size": batch_rows(xb)}
                         for cb in callbacks:
                             cb.on_batch_end(b, batch_logs)
@@ -395,6 +421,7 @@ class Model(Layer):
                 abort_world(world, exc)
             raise
         finally:
+            step.close()  # a compiled step's numbers are Python numbers again
             free_caches(loss)  # the last batch's predictions and targets
             for cb in callbacks:  # also when training fails: files close
                 cb.on_train_end()

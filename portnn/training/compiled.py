@@ -1,0 +1,227 @@
+"""The training step compiled as one program (``compile(jit_compile=...)``).
+
+portnn's step is ordinary eager code: layers keep their caches on
+themselves, parameters and optimizer state are attributes that the step
+rebinds. A compiler that traces Python (``jax.jit``) sees that code run once
+on placeholder arrays and records every array operation it issues; what it
+needs is a *pure* function of arrays. :class:`CompiledStep` makes one
+without a second implementation of anything: the step's state (every
+parameter, every buffer such as BatchNorm's running statistics, the
+optimizer's moments, counters and learning rate, the step guard's flags,
+the loss scaler, the random generators' counters) is listed once as
+*places*; the pure function writes its array arguments into those places,
+runs :meth:`portnn.Model.train_step` as it is, and returns what the places
+hold afterwards. The compiled program then runs every later step with no
+Python in between, and the outputs are written back, so between steps the
+objects look exactly as after an eager step.
+
+What the step must not do is read a device value on the host (``bool``,
+``float``): the sync-free loop already keeps such reads out of it, and on
+an asynchronous backend (JAX) the optimizer selects its update on the
+device (:meth:`portnn.optim.Optimizer.step`). Python numbers in
+the state (the learning rate, step counts, the guard's batch index, the
+generators' counters) become 0-d arrays for the duration of the fit, so a
+schedule's new rate or the next batch's index is an input, not a constant
+baked into the program; they are Python numbers again when the fit ends.
+
+A backend that can compile registers a native ``jit`` (a function taking
+the pure step and returning the compiled one): JAX's is ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..layers.base import walk_layers
+from ..random import Generator, global_generator
+
+#: jit_compile values compile() accepts
+MODES = (False, True, "auto")
+
+
+def can_compile(backend) -> bool:
+    """Whether `backend` registered a compiler for the step."""
+    return backend.native.get("jit") is not None
+
+
+def check_mode(mode, backend) -> bool:
+    """Whether ``jit_compile=mode`` compiles on `backend`; a clear error
+    for a mode the backend cannot honour."""
+    if mode not in MODES:
+        msg = f"jit_compile must be False, True or 'auto', got {mode!r}"
+        raise ValueError(msg)
+    if mode is True and not can_compile(backend):
+        from .. import backends
+
+        able = [name for name in backends.names() if _native_jit(name)]
+        msg = (
+            f"jit_compile=True: the {backend.name} backend cannot compile the "
+            f"training step; backends that can: {', '.join(able) or 'none here'} "
+            "(jit_compile='auto' runs eagerly where compiling is not possible)"
+        )
+        raise ValueError(msg)
+    return bool(mode) and can_compile(backend)
+
+
+def _native_jit(name: str) -> bool:
+    from .. import backends
+
+    try:
+        return backends.get(name).native.get("jit") is not None
+    except (backends.BackendUnavailableError, ValueError):
+        return False
+
+
+class _Place:
+    """One slot of training state: ``owner.name`` or ``owner[name]``."""
+
+    __slots__ = ("owner", "name", "item", "number")
+
+    def __init__(self, owner, name, item: bool = False) -> None:
+        self.owner, self.name, self.item = owner, name, item
+        value = self.get()
+        # a Python number: int or float, restored as such at the end
+        self.number = (type(value) if isinstance(value, (int, float))
+                       and not isinstance(value, bool) else None)
+
+    def get(self):
+        return self.owner[self.name] if self.item else getattr(self.owner, self.name)
+
+    def set(self, value) -> None:
+        if self.item:
+            self.owner[self.name] = value
+        else:
+            setattr(self.owner, self.name, value)
+
+
+class EagerStep:
+    """``model.train_step``, one array operation at a time (the reference,
+    and the text to read): ``step(x, y, w) -> (loss, predictions, output
+    mask)``."""
+
+    compiles = 0
+
+    def __init__(self, model, loss, optimizer, guard, policy) -> None:
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.guard, self.policy = guard, policy
+
+    def __call__(self, x, y, w=None):
+        value, pred = self.model.train_step(x, y, self.loss, self.optimizer,
+                                            self.guard, self.policy,
+                                            sample_weight=w)
+        return value, pred, self.model.compute_mask(x, None)
+
+    def close(self) -> None:
+        """Nothing to undo."""
+
+
+class CompiledStep(EagerStep):
+    """``model.train_step`` as one compiled program of the step's state.
+
+    Parameters
+    ----------
+    model, loss, optimizer, guard, policy
+        What ``fit`` passes to :meth:`portnn.Model.train_step`.
+
+    Notes
+    -----
+    One program per input shape and dtype: a fit whose last batch is short
+    compiles twice. An optimizer whose state does not exist yet (Adam before
+    its first step) takes that first step eagerly, so that the state the
+    program carries has its final structure.
+    """
+
+    def __init__(self, model, loss, optimizer, guard, policy) -> None:
+        super().__init__(model, loss, optimizer, guard, policy)
+        self.backend = model.backend
+        self._jit = self.backend.native["jit"]
+        self._compiled = None
+        self._places: list[_Place] | None = None
+        self.compiles = 0  # programs traced so far (one per input shape)
+
+    def _collect(self) -> list[_Place]:
+        """Every place the step reads and writes, in a fixed order."""
+        model, opt = self.model, self.optimizer
+        places = [_Place(p, "value") for p in model.parameters()]
+        generators = {id(global_generator()): global_generator()}
+        for layer in walk_layers(model):
+            buffers = getattr(layer, "_buffers", None) or {}
+            places += [_Place(buffers, k, item=True) for k in sorted(buffers)]
+            rng = getattr(layer, "rng", None)
+            if isinstance(rng, Generator):
+                generators[id(rng)] = rng
+        for p in opt.params:
+            if not any(p is q.owner for q in places):
+                places.append(_Place(p, "value"))  # an optimizer over others
+        xp, dev = self.backend.xp, self.backend.device
+        for p, state in zip(opt.params, opt.state, strict=True):
+            for key, value in state.items():
+                if not hasattr(value, "shape"):
+                    # a step count: a device scalar of the parameter's
+                    # dtype, as the eager device-side step makes it
+                    state[key] = xp.asarray(float(value), dtype=p.value.dtype,
+                                            device=dev)
+            places += [_Place(state, k, item=True) for k in sorted(state)]
+        places += [_Place(opt, "steps"), _Place(opt, "lr")]
+        guard = self.guard
+        if guard is not None:
+            places += [_Place(guard, k) for k in
+                       ("healthy", "first_bad", "bad_loss", "stalled", "batch")]
+        scaler = self.policy.scaler
+        if scaler is not None:
+            places += [_Place(scaler, k) for k in
+                       ("scale", "growth_tracker", "skipped", "first_bad")]
+        places += [_Place(g, "counter") for g in generators.values()]
+        return places
+
+    def _read(self) -> list[Any]:
+        xp, dev = self.backend.xp, self.backend.device
+        out = []
+        for place in self._places:
+            value = place.get()
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                kind = xp.int64 if place.number is int else xp.float32
+                if place.number is float and place.owner is self.optimizer:
+                    # the rate in the parameters' own precision
+                    kind = self.optimizer.params[0].value.dtype
+                value = xp.asarray(value, dtype=kind, device=dev)
+            out.append(value)
+        return out
+
+    def _write(self, values) -> None:
+        for place, value in zip(self._places, values, strict=True):
+            place.set(value)
+
+    def _pure(self, state, x, y, w):
+        self.compiles += 1  # runs once per trace, not per step
+        self._write(state)
+        value, pred, mask = EagerStep.__call__(self, x, y, w)
+        return value, pred, mask, self._read()
+
+    def __call__(self, x, y, w=None):
+        """One training step: ``(loss, predictions, output mask)``."""
+        opt = self.optimizer
+        if opt.keeps_state and any(not s for p, s in zip(opt.params, opt.state,
+                                                         strict=True)
+                                   if p.trainable):
+            # state made on the first step (Adam's moments): eager, once
+            return EagerStep.__call__(self, x, y, w)
+        if self._places is None:
+            self._places = self._collect()
+            self._compiled = self._jit(self._pure)
+        before = self._read()
+        try:
+            value, pred, mask, state = self._compiled(before, x, y, w)
+        except BaseException:
+            self._write(before)  # not the placeholders of a failed trace
+            raise
+        self._write(state)
+        return value, pred, mask
+
+    def close(self) -> None:
+        """The Python numbers of the state are Python numbers again (the
+        rate a schedule reads, the step count a checkpoint stores)."""
+        for place in self._places or ():
+            value = place.get()
+            if place.number is not None and not isinstance(value, (int, float)):
+                place.set(place.number(value))

@@ -1,0 +1,228 @@
+"""``compile(jit_compile=True)``: the training step as one jax.jit program,
+checked against the eager step it is traced from."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import portnn
+from portnn.training.compiled import CompiledStep
+
+from .conftest import to_np
+
+jax = pytest.importorskip("jax")
+
+
+# no bias before a BatchNorm (as usual): its gradient is rounding noise,
+# which Adam's normalization turns into steps of full size, so two correct
+# runs of different summation orders move it differently
+
+def _mlp():
+    return portnn.Sequential(
+        portnn.Dense(12, 32, bias=False), portnn.BatchNorm1D(32), portnn.ReLU(),
+        portnn.Dropout(0.3), portnn.Dense(32, 3))
+
+
+def _cnn():
+    return portnn.Sequential(
+        portnn.Conv2D(1, 4, 3, padding=1, bias=False), portnn.BatchNorm2D(4),
+        portnn.ReLU(),
+        portnn.MaxPool2D(2), portnn.Flatten(), portnn.Dropout(0.2),
+        portnn.Dense(4 * 3 * 3, 3))
+
+
+def _lstm():
+    return portnn.Sequential(portnn.LSTM(4, 8),
+                             portnn.GRU(8, 6, return_sequences=False),
+                             portnn.Dense(6, 3))
+
+
+def _transformer():
+    return portnn.Sequential(
+        portnn.Embedding(7, 8), portnn.PositionalEncoding(5, 8),
+        portnn.TransformerEncoderLayer(8, 2, 16, dropout=0.1, causal=True),
+        portnn.LayerNorm(8), portnn.GlobalAvgPool1D(data_format="channels_last"),
+        portnn.Dense(8, 3))
+
+
+MODELS = {"mlp": (_mlp, (12,)), "cnn": (_cnn, (1, 6, 6)), "lstm": (_lstm, (5, 4)),
+          "transformer": (_transformer, None)}
+
+
+def _data(shape, n=44):  # 44 = 5 batches of 8 and a short one of 4
+    rs = np.random.default_rng(0)
+    x = (rs.integers(0, 7, (n, 5)) if shape is None
+         else rs.normal(size=(n, *shape)).astype(np.float32))
+    return x, np.arange(n) % 3
+
+
+def _fit(kind, jit, optimizer="adam", epochs=3, **kwargs):
+    factory, shape = MODELS[kind]
+    with portnn.use_backend("jax"):
+        portnn.seed(0)
+        model = factory()
+        model.compile(loss="cross_entropy", optimizer=optimizer, jit_compile=jit)
+        history = model.fit(*_data(shape), epochs=epochs, batch_size=8, verbose=0,
+                            **kwargs)
+        return model, history
+
+
+def _same_training(kind, optimizer="adam", **kwargs):
+    eager, h_eager = _fit(kind, False, optimizer, **kwargs)
+    compiled, h_compiled = _fit(kind, True, optimizer, **kwargs)
+    np.testing.assert_allclose(h_compiled["loss"], h_eager["loss"], rtol=1e-5)
+    for (key, want), got in zip(eager.state_dict().items(),
+                                compiled.state_dict().values(), strict=True):
+        want, got = to_np(want), to_np(got)
+        if key in NOISE_ONLY:  # see NOISE_ONLY
+            want, got = np.delete(want, NOISE_ONLY[key]), np.delete(got,
+                                                                    NOISE_ONLY[key])
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=key)
+    return compiled, h_compiled
+
+
+#: parameters whose exact gradient is zero, so that what they get is rounding
+#: noise, which Adam's normalization turns into full-size steps: two correct
+#: runs with different summation orders move them differently. Attention's
+#: key bias adds q . b_k to every score of a query, and the softmax ignores
+#: a constant.
+NOISE_ONLY = {"2.1.b_in": np.arange(8, 16)}
+
+
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_compiled_training_reaches_the_eager_weights(kind):
+    _same_training(kind)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda m: portnn.SGD(m.parameters(), lr=0.05, momentum=0.9, clipnorm=1.0),
+    lambda m: portnn.AdamW(m.parameters(), lr=3e-3, global_clipnorm=0.5)])
+def test_momentum_adamw_and_clipping(optimizer):
+    def fit(jit):
+        with portnn.use_backend("jax"):
+            portnn.seed(0)
+            model = _mlp()
+            model.compile(loss="cross_entropy", optimizer=optimizer(model),
+                          jit_compile=jit)
+            return model, model.fit(*_data((12,)), epochs=3, batch_size=8,
+                                    verbose=0)
+
+    (eager, he), (compiled, hc) = fit(False), fit(True)
+    np.testing.assert_allclose(hc["loss"], he["loss"], rtol=1e-5)
+    for want, got in zip(eager.parameters(), compiled.parameters(), strict=True):
+        np.testing.assert_allclose(to_np(got.value), to_np(want.value), rtol=1e-4,
+                                   atol=1e-5)
+    assert eager.optimizer.steps == compiled.optimizer.steps == 18
+    assert isinstance(compiled.optimizer.steps, int)  # a Python int again
+    assert isinstance(compiled.optimizer.lr, float)
+
+
+def _bfloat16_losses():
+    schedule = {"lr_schedule": lambda epoch: 0.01 / (1 + epoch)}
+    runs = [_fit("mlp", jit, precision="mixed_bfloat16", **schedule)[1]
+            for jit in (False, True)]
+    assert runs[1]["lr"] == pytest.approx([0.01, 0.005, 0.01 / 3])
+    return [h["loss"] for h in runs]
+
+
+def test_mixed_bfloat16_and_a_schedule():
+    eager, compiled = _bfloat16_losses()
+    # XLA keeps a fused chain of bfloat16 operations in float32 (its
+    # "excess precision"), where eager rounds after each one: the compiled
+    # step is the more precise, within bfloat16's epsilon (2**-8)
+    np.testing.assert_allclose(compiled, eager, rtol=2.0**-8)
+
+
+def test_mixed_bfloat16_is_exact_without_excess_precision():
+    # the same fit with XLA told to round every bfloat16 result: equal
+    code = ("import sys; sys.path.insert(0, '.'); "
+            "from tests.test_compiled_step import _bfloat16_losses; "
+            "eager, compiled = _bfloat16_losses(); "
+            "assert eager == compiled, (eager, compiled)")
+    env = {**os.environ, "XLA_FLAGS": "--xla_allow_excess_precision=false"}
+    root = pathlib.Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_dropout_draws_new_masks_every_compiled_step():
+    with portnn.use_backend("jax"):
+        portnn.seed(0)
+        model = _mlp()
+        model.compile(loss="cross_entropy",
+                      optimizer=portnn.SGD(model.parameters(), lr=0.0),
+                      jit_compile=True)
+        x, y = _data((12,), n=8)
+        losses = []
+
+        class Record(portnn.training.callbacks.Callback):
+            def on_batch_end(self, batch, logs=None):
+                losses.append(float(logs["loss"]))
+
+        model.fit(x, y, epochs=4, batch_size=8, shuffle=False, verbose=0,
+                  callbacks=[Record()])
+    # one batch, weights that never move: only the masks change the loss
+    assert len(set(losses)) == 4
+
+
+def test_a_non_finite_batch_stops_training_as_in_eager():
+    messages = []
+    for jit in (False, True):
+        with portnn.use_backend("jax"):
+            portnn.seed(0)
+            model = _mlp()
+            model.compile(loss="cross_entropy", optimizer="adam", jit_compile=jit)
+            x, y = _data((12,))
+            x[20, 3] = np.nan  # the third batch
+            with pytest.raises(portnn.TrainingDivergedError) as info:
+                model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+            messages.append(str(info.value))
+            weights = to_np(model.parameters()[0].value)
+            assert np.all(np.isfinite(weights))
+    assert messages[0] == messages[1]
+    assert "epoch 1, batch 3 of 6" in messages[1]
+
+
+def test_an_epoch_reads_nothing_from_the_device_between_batches():
+    class Guard(portnn.training.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            jax.config.update("jax_transfer_guard_device_to_host", "disallow")
+
+        def on_batch_end(self, batch, logs=None):
+            if batch == 5:  # the last: the epoch's one read comes next
+                jax.config.update("jax_transfer_guard_device_to_host", "allow")
+
+    try:
+        _fit("mlp", True, callbacks=[Guard()])
+    finally:
+        jax.config.update("jax_transfer_guard_device_to_host", "allow")
+
+
+def test_a_short_last_batch_makes_two_programs(monkeypatch):
+    traces = []
+    pure = CompiledStep._pure
+
+    def counted(self, *args):
+        traces.append(1)
+        return pure(self, *args)
+
+    monkeypatch.setattr(CompiledStep, "_pure", counted)
+    _fit("mlp", True, epochs=3)  # batches of 8 and one of 4, every epoch
+    assert len(traces) == 2
+
+
+def test_backends_that_cannot_compile_say_so():
+    model = portnn.Sequential(portnn.Dense(3, 2))  # numpy
+    with pytest.raises(ValueError, match=r"numpy backend cannot compile.*jax"):
+        model.compile(loss="mse", jit_compile=True)
+    with pytest.raises(ValueError, match="jit_compile must be"):
+        model.compile(loss="mse", jit_compile="yes")
+    model.compile(loss="mse", jit_compile="auto")  # eager here
+    model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0)
