@@ -14,6 +14,7 @@ checks need float64, so creating this backend turns on JAX's
 from __future__ import annotations
 
 from .base import Backend, BackendUnavailableError
+from .jax_conv import JaxConv2d
 
 INSTALL_HINT = "pip install jax  (from a checkout: pip install -e '.[jax]')"
 
@@ -94,6 +95,7 @@ def make_jax_backend(device=None) -> Backend:
 
     jax.config.update("jax_enable_x64", True)
     dev = _device(jax, device)
+    _conv2d = JaxConv2d()
     return Backend(
         "jax",
         jnp,
@@ -104,6 +106,7 @@ def make_jax_backend(device=None) -> Backend:
         inplace=False,
         native={"scatter_add": _scatter_add, "add_into_views": _add_into_views,
                 "pad2d": _pad2d, "erf": jax.scipy.special.erf,
+                "conv2d": _conv2d, "conv_transpose2d": _conv2d.transpose,
                 # the whole training step as one XLA program
                 # (portnn.training.compiled)
                 "jit": _jit},

@@ -44,6 +44,11 @@ def _cycle(pool):
 
 
 def _portnn(build, state, pool, loss, optimizer, lr, backend_name):
+    """portnn's step on `backend_name`; "jax-jit": on jax, compiled as one
+    program (portnn.training.compiled, as ``compile(jit_compile=True)``)."""
+    jit = backend_name.endswith("-jit")
+    backend_name = backend_name.removesuffix("-jit")
+
     def factory():
         with portnn.use_backend(backend_name) as b:
             model = build()
@@ -51,15 +56,42 @@ def _portnn(build, state, pool, loss, optimizer, lr, backend_name):
             opt = getattr(portnn, optimizer)(model.parameters(), lr=lr)
             data = [(b.asarray(x), b.asarray(y)) for x, y in pool]
         nxt = _cycle(data)
+        if jit:
+            from portnn.training.compiled import CompiledStep
+            from portnn.training.precision import Precision
+
+            from portnn._validation import validated_data
+
+            compiled = CompiledStep(model, loss, opt, None, Precision("float32", b))
+
+            def step():
+                x, y = nxt()
+                with validated_data():  # labels are in range (fit checks first)
+                    return compiled(x, y)[0]
+
+            return step, _synchronizer(model, b)
 
         def step():
             x, y = nxt()
             value, _ = model.train_step(x, y, loss, opt)
             return value
 
-        return step, b.synchronize
+        return step, _synchronizer(model, b)
 
     return factory
+
+
+def _synchronizer(model, backend):
+    """Wait for the device; JAX dispatches asynchronously and its
+    ``effects_barrier`` waits for side effects only: wait for the weights."""
+    if backend.name != "jax":
+        return backend.synchronize
+
+    def sync():
+        for p in model.parameters():
+            p.value.block_until_ready()
+
+    return sync
 
 
 def _handwritten(cls, weights, pool, **kw):

@@ -66,11 +66,11 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _backends(wanted=("numpy", "torch", "cupy", "torch:cuda")):
+def _backends(wanted=("numpy", "torch", "jax-jit", "cupy", "torch:cuda")):
     names = []
     for spec in wanted:
         try:
-            portnn.backends.get(spec)
+            portnn.backends.get(spec.removesuffix("-jit"))
             names.append(spec)
         except (portnn.backends.BackendUnavailableError, ValueError):
             pass
@@ -172,6 +172,20 @@ def print_table(rows, header):
               f"{'ok' if r['loss_agrees'] else 'MISMATCH'} {r['losses'][0]:.4f}")
 
 
+def _hold_to_thread_count() -> None:
+    """Pin the process to OMP_NUM_THREADS cores. The BLAS libraries and
+    PyTorch read the variable; XLA's CPU runtime sizes its own thread pools
+    by the cores it may use (measured: 1.7 cores busy on the MLP under
+    OMP_NUM_THREADS=1 and XLA's single-thread flags), so the cores are what
+    holds every implementation to the same count."""
+    wanted = os.environ.get("OMP_NUM_THREADS", "")
+    if not wanted.isdigit() or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if 0 < int(wanted) < len(cores):
+        os.sched_setaffinity(0, cores[:int(wanted)])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,9 +193,11 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--json", default=None, help="also write the figures here")
     p.add_argument("--backends", nargs="*", default=None,
-                   help="portnn backends to time (default: numpy, torch, and cupy "
-                        "and torch:cuda where usable)")
+                   help="portnn backends to time (default: numpy, torch, jax-jit "
+                        "(the step compiled by jax.jit), and cupy and torch:cuda "
+                        "where usable)")
     args = p.parse_args(argv)
+    _hold_to_thread_count()
     backends = _backends(args.backends) if args.backends else _backends()
     devices = _torch_devices()
     peak = gemm_peak()

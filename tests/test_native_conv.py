@@ -23,11 +23,12 @@ def _natives():
     from portnn.backends.numpy_threads import ThreadedConv2d
 
     out.append(pytest.param("numpy", ThreadedConv2d(threads=3), id="numpy-threads"))
-    try:
-        torch_backend = portnn.backends.get("torch")
-        out.append(pytest.param("torch", torch_backend.native["conv2d"], id="torch"))
-    except (portnn.backends.BackendUnavailableError, KeyError):
-        pass
+    for spec in ("torch", "jax"):
+        try:
+            b = portnn.backends.get(spec)
+            out.append(pytest.param(spec, b.native["conv2d"], id=spec))
+        except (portnn.backends.BackendUnavailableError, KeyError):
+            pass
     return out
 
 
@@ -55,11 +56,13 @@ def test_native_conv2d_equals_the_portable_path(spec, native, geometry, monkeypa
                                rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("spec", ["torch", "jax"])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_torch_conv_transpose2d_equals_the_portable_path(torch, geometry):
+def test_native_conv_transpose2d_equals_the_portable_path(spec, geometry):
+    pytest.importorskip(spec)
     (n, c, h, w), (o, kh, kw), stride, dilation, g = geometry
     rs = np.random.default_rng(1)
-    b = portnn.backends.get("torch")
+    b = portnn.backends.get(spec)
     ws = b.asarray(rs.normal(size=(o, c // g, kh, kw)))
     y, _ = PORTABLE.forward(b.asarray(rs.normal(size=(n, c, h, w))), ws, stride,
                             dilation, g)
