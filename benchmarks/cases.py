@@ -57,10 +57,9 @@ def _portnn(build, state, pool, loss, optimizer, lr, backend_name):
             data = [(b.asarray(x), b.asarray(y)) for x, y in pool]
         nxt = _cycle(data)
         if jit:
+            from portnn._validation import validated_data
             from portnn.training.compiled import CompiledStep
             from portnn.training.precision import Precision
-
-            from portnn._validation import validated_data
 
             compiled = CompiledStep(model, loss, opt, None, Precision("float32", b))
 
