@@ -127,10 +127,10 @@ class CompiledStep(EagerStep):
     -----
     The program cannot check data on the host: call it inside
     :func:`portnn._validation.validated_data` after checking the whole
-    arrays, as ``fit`` does. One program per input shape and dtype: a fit whose last batch is short
-    compiles twice. An optimizer whose state does not exist yet (Adam before
-    its first step) takes that first step eagerly, so that the state the
-    program carries has its final structure.
+    arrays, as ``fit`` does. One program per input shape and dtype: a fit
+    whose last batch is short compiles twice. An optimizer whose state does
+    not exist yet (Adam before its first step) takes that first step
+    eagerly, so that the state the program carries has its final structure.
     """
 
     def __init__(self, model, loss, optimizer, guard, policy) -> None:
