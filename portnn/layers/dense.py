@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import init as initializers
 from .._namespace import namespace
-from ..ops.matmul import matmul
+from ..ops.matmul import matmul, matmul_path
 from ..ops.reduce import total
 from .activations import Activation
 from .activations import get as get_activation
@@ -197,8 +197,9 @@ class Dense(Layer):
         return y
 
     def backward(self, dy):
-        dy = self._param_grads(dy)
-        return matmul(dy, self.W.value.T)
+        mm = matmul_path(dy)  # two products of one kind: one lookup
+        dy = self._param_grads(dy, mm)
+        return mm(dy, self.W.value.T)
 
     def backward_params(self, dy):
         self._param_grads(dy)
@@ -206,8 +207,9 @@ class Dense(Layer):
     def _owned_layers(self):
         return () if self.activation is None else (self.activation,)
 
-    def _param_grads(self, dy):
-        """Accumulate dW and db; return dy past the activation."""
+    def _param_grads(self, dy, mm=matmul):
+        """Accumulate dW and db; return dy past the activation. `mm` is the
+        matrix product to use (:func:`~portnn.ops.matmul.matmul`'s path)."""
         if self.activation is not None:
             dy = self.activation.backward(dy)
         x = self._x
@@ -218,7 +220,7 @@ class Dense(Layer):
         else:
             dy2 = dy
         if self.W.trainable:  # frozen: no GEMM for a gradient nobody keeps
-            self.W.accumulate(matmul(x.T, dy2))
+            self.W.accumulate(mm(x.T, dy2))
         if self.b is not None and self.b.trainable:
             self.b.accumulate(total(dy2, axis=0))
         return dy

@@ -93,11 +93,7 @@ class Sequential(Model):
 
     def forward(self, x, training=False, mask=None):
         self.begin_calls()
-        for layer in self.layers:
-            if mask is None and not layer.makes_mask:
-                x = self.forward_child(layer, x, training)
-            else:  # a padded sequence: the mask travels with x
-                x, mask = self._forward_masked(layer, x, training, mask)
+        x, mask = self.forward_chain(self.layers, x, training, mask)
         self._keep_mask(mask)
         return x
 
@@ -106,9 +102,7 @@ class Sequential(Model):
         return self.__dict__.get("_out_mask")
 
     def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = self.backward_child(layer, dy)
-        return dy
+        return self.backward_chain(self.layers, dy)
 
     def backward_params(self, dy):
         # Layers below the first one with trainable parameters need no
@@ -116,8 +110,7 @@ class Sequential(Model):
         layers = self.layers
         first = next((i for i, layer in enumerate(layers) if layer.has_trainable()),
                      len(layers))
-        for layer in reversed(layers[first + 1:]):
-            dy = self.backward_child(layer, dy)
+        dy = self.backward_chain(layers[first + 1:], dy)
         if first < len(layers):
             self.backward_child(layers[first], dy, params_only=True)
         for layer in layers[:first]:

@@ -18,8 +18,8 @@ class _Elementwise(Loss):
         self._d = d = pred - target
         k = self._scale(_size(d))
         per = self._term(xp, d)
-        w = self._element_weights(sample_weight, d)
-        if w is not None:
+        if sample_weight is not None:
+            w = self._element_weights(sample_weight, d)
             per = per * w
             k = w * k  # sample weights scale the gradient too
         self._k = k
