@@ -6,6 +6,7 @@ from .base import Backend, BackendUnavailableError, InvalidDeviceError, add_into
 from .host_memory import keep_freed_memory
 from .torch_adam import torch_adam_step
 from .torch_axpy import torch_sub_scaled
+from .torch_compile import compile_step
 from .torch_conv import TorchConv2d
 from .torch_gelu import TorchGelu
 from .torch_lstm import TorchLstmGates, TorchLstmLayer
@@ -78,7 +79,7 @@ def make_torch_backend(device=None) -> Backend:
                 "relu": TorchReLU(), "lstm_gates": TorchLstmGates(),
                 "gelu": TorchGelu(), "sub_scaled": torch_sub_scaled,
                 "adam_step": torch_adam_step, "lstm_layer": TorchLstmLayer(),
-                "erf": torch.special.erf},
+                "erf": torch.special.erf, "jit": compile_step},
         synchronize=sync,
         synchronous=dev.type == "cpu",
         device_info=lambda: device_info(dev),

@@ -6,6 +6,8 @@ the portable path computes, and are tested against it."""
 
 from __future__ import annotations
 
+from portnn._namespace import tracing
+
 
 class TorchLstmGates:
     """:class:`portnn.ops.lstm.LstmGatesPortable` in PyTorch."""
@@ -37,7 +39,9 @@ class TorchLstmLayer:
 
         if self._available is None:
             self._available = bool(torch.backends.mkldnn.is_available())
-        return (self._available and x.dtype == torch.float32
+        # not in a traced step: Inductor refuses the opaque kernel, and
+        # fuses the layer's own loop instead
+        return (self._available and not tracing.get() and x.dtype == torch.float32
                 and x.device.type == "cpu" and x.ndim == 3
                 and all(p.value.dtype == torch.float32 for p in layer.parameters()))
 

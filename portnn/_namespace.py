@@ -6,16 +6,24 @@ call this helper in every forward, so the answer is cached per array type.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 _by_type: dict[type, Any] = {}
 
 
+#: True while a compiled step is traced (:mod:`portnn.training.compiled`):
+#: its arrays are placeholders, and a value read on the host would be
+#: baked into the program (or fail), so device-side choices are taken
+tracing: ContextVar[bool] = ContextVar("portnn_tracing", default=False)
+
+
 def is_traced(x: Any) -> bool:
-    """Whether `x` is a placeholder of a compiled step (a traced JAX array:
-    it has no device of its own). A layer must not memoize such an array
-    beyond the step: it would leak into the next program."""
-    return getattr(x, "device", None) is None
+    """Whether `x` is a placeholder of a compiled step (anything made while
+    one is traced; a traced JAX array also has no device of its own). A
+    layer must not memoize such an array beyond the step: it would leak
+    into the next program."""
+    return tracing.get() or getattr(x, "device", None) is None
 
 
 def namespace(x: Any):

@@ -125,7 +125,9 @@ class Generator:
         xp = backend.xp
         with _draw_lock:  # a prefetch thread may share this generator
             start = self.counter
-            self.counter += n
+            # rebound, not += : while a compiled step runs, the counter is a
+            # 0-d array, and torch's += would change `start` with it
+            self.counter = start + n
         idx = xp.arange(n, dtype=xp.int64, device=backend.device) + start
         lo = idx & _MASK32
         hi = idx >> 32

@@ -1,5 +1,6 @@
-"""``compile(jit_compile=True)``: the training step as one jax.jit program,
-checked against the eager step it is traced from."""
+"""``compile(jit_compile=True)``: the training step as one program (jax.jit;
+torch: traced on fake tensors, then torch.compile), checked against the
+eager step it is traced from."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import pathlib
 import subprocess
 import sys
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -16,7 +19,17 @@ from portnn.training.compiled import CompiledStep
 
 from .conftest import to_np
 
-jax = pytest.importorskip("jax")
+
+def _compiler(name):
+    return pytest.param(name, marks=pytest.mark.skipif(
+        importlib.util.find_spec(name) is None, reason=f"{name} is not installed"))
+
+
+#: the backends that compile the step
+COMPILERS = [_compiler("jax"), _compiler("torch")]
+
+# a compiler that gives up warns and runs the traced step: not here
+pytestmark = pytest.mark.filterwarnings("error:jit_compile:RuntimeWarning")
 
 
 # no bias before a BatchNorm (as usual): its gradient is rounding noise,
@@ -62,9 +75,9 @@ def _data(shape, n=44):  # 44 = 5 batches of 8 and a short one of 4
     return x, np.arange(n) % 3
 
 
-def _fit(kind, jit, optimizer="adam", epochs=3, **kwargs):
+def _fit(kind, jit, optimizer="adam", epochs=3, backend="jax", **kwargs):
     factory, shape = MODELS[kind]
-    with portnn.use_backend("jax"):
+    with portnn.use_backend(backend):
         portnn.seed(0)
         model = factory()
         model.compile(loss="cross_entropy", optimizer=optimizer, jit_compile=jit)
@@ -73,9 +86,9 @@ def _fit(kind, jit, optimizer="adam", epochs=3, **kwargs):
         return model, history
 
 
-def _same_training(kind, optimizer="adam", **kwargs):
-    eager, h_eager = _fit(kind, False, optimizer, **kwargs)
-    compiled, h_compiled = _fit(kind, True, optimizer, **kwargs)
+def _same_training(kind, backend, optimizer="adam", **kwargs):
+    eager, h_eager = _fit(kind, False, optimizer, backend=backend, **kwargs)
+    compiled, h_compiled = _fit(kind, True, optimizer, backend=backend, **kwargs)
     np.testing.assert_allclose(h_compiled["loss"], h_eager["loss"], rtol=1e-5)
     for (key, want), got in zip(eager.state_dict().items(),
                                 compiled.state_dict().values(), strict=True):
@@ -95,17 +108,19 @@ def _same_training(kind, optimizer="adam", **kwargs):
 NOISE_ONLY = {"2.1.b_in": np.arange(8, 16)}
 
 
+@pytest.mark.parametrize("backend", COMPILERS)
 @pytest.mark.parametrize("kind", sorted(MODELS))
-def test_compiled_training_reaches_the_eager_weights(kind):
-    _same_training(kind)
+def test_compiled_training_reaches_the_eager_weights(kind, backend):
+    _same_training(kind, backend)
 
 
 @pytest.mark.parametrize("optimizer", [
     lambda m: portnn.SGD(m.parameters(), lr=0.05, momentum=0.9, clipnorm=1.0),
     lambda m: portnn.AdamW(m.parameters(), lr=3e-3, global_clipnorm=0.5)])
-def test_momentum_adamw_and_clipping(optimizer):
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_momentum_adamw_and_clipping(optimizer, backend):
     def fit(jit):
-        with portnn.use_backend("jax"):
+        with portnn.use_backend(backend):
             portnn.seed(0)
             model = _mlp()
             model.compile(loss="cross_entropy", optimizer=optimizer(model),
@@ -123,23 +138,26 @@ def test_momentum_adamw_and_clipping(optimizer):
     assert isinstance(compiled.optimizer.lr, float)
 
 
-def _bfloat16_losses():
+def _bfloat16_losses(backend="jax"):
     schedule = {"lr_schedule": lambda epoch: 0.01 / (1 + epoch)}
-    runs = [_fit("mlp", jit, precision="mixed_bfloat16", **schedule)[1]
+    runs = [_fit("mlp", jit, precision="mixed_bfloat16", backend=backend,
+                 **schedule)[1]
             for jit in (False, True)]
     assert runs[1]["lr"] == pytest.approx([0.01, 0.005, 0.01 / 3])
     return [h["loss"] for h in runs]
 
 
-def test_mixed_bfloat16_and_a_schedule():
-    eager, compiled = _bfloat16_losses()
-    # XLA keeps a fused chain of bfloat16 operations in float32 (its
-    # "excess precision"), where eager rounds after each one: the compiled
-    # step is the more precise, within bfloat16's epsilon (2**-8)
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_mixed_bfloat16_and_a_schedule(backend):
+    eager, compiled = _bfloat16_losses(backend)
+    # XLA and Inductor keep a fused chain of bfloat16 operations in float32
+    # (XLA's "excess precision"), where eager rounds after each one: the
+    # compiled step is the more precise, within bfloat16's epsilon (2**-8)
     np.testing.assert_allclose(compiled, eager, rtol=2.0**-8)
 
 
 def test_mixed_bfloat16_is_exact_without_excess_precision():
+    pytest.importorskip("jax")
     # the same fit with XLA told to round every bfloat16 result: equal
     code = ("import sys; sys.path.insert(0, '.'); "
             "from tests.test_compiled_step import _bfloat16_losses; "
@@ -152,8 +170,9 @@ def test_mixed_bfloat16_is_exact_without_excess_precision():
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_dropout_draws_new_masks_every_compiled_step():
-    with portnn.use_backend("jax"):
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_dropout_draws_new_masks_every_compiled_step(backend):
+    with portnn.use_backend(backend):
         portnn.seed(0)
         model = _mlp()
         model.compile(loss="cross_entropy",
@@ -172,10 +191,11 @@ def test_dropout_draws_new_masks_every_compiled_step():
     assert len(set(losses)) == 4
 
 
-def test_a_non_finite_batch_stops_training_as_in_eager():
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_a_non_finite_batch_stops_training_as_in_eager(backend):
     messages = []
     for jit in (False, True):
-        with portnn.use_backend("jax"):
+        with portnn.use_backend(backend):
             portnn.seed(0)
             model = _mlp()
             model.compile(loss="cross_entropy", optimizer="adam", jit_compile=jit)
@@ -191,6 +211,8 @@ def test_a_non_finite_batch_stops_training_as_in_eager():
 
 
 def test_an_epoch_reads_nothing_from_the_device_between_batches():
+    jax = pytest.importorskip("jax")
+
     class Guard(portnn.training.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             jax.config.update("jax_transfer_guard_device_to_host", "disallow")
@@ -205,7 +227,8 @@ def test_an_epoch_reads_nothing_from_the_device_between_batches():
         jax.config.update("jax_transfer_guard_device_to_host", "allow")
 
 
-def test_a_short_last_batch_makes_two_programs(monkeypatch):
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_a_short_last_batch_makes_two_programs(monkeypatch, backend):
     traces = []
     pure = CompiledStep._pure
 
@@ -214,15 +237,35 @@ def test_a_short_last_batch_makes_two_programs(monkeypatch):
         return pure(self, *args)
 
     monkeypatch.setattr(CompiledStep, "_pure", counted)
-    _fit("mlp", True, epochs=3)  # batches of 8 and one of 4, every epoch
+    _fit("mlp", True, epochs=3, backend=backend)  # batches of 8 and one of 4
     assert len(traces) == 2
 
 
 def test_backends_that_cannot_compile_say_so():
     model = portnn.Sequential(portnn.Dense(3, 2))  # numpy
-    with pytest.raises(ValueError, match=r"numpy backend cannot compile.*jax"):
+    with pytest.raises(ValueError, match=r"numpy backend cannot compile"):
         model.compile(loss="mse", jit_compile=True)
     with pytest.raises(ValueError, match="jit_compile must be"):
         model.compile(loss="mse", jit_compile="yes")
     model.compile(loss="mse", jit_compile="auto")  # eager here
     model.fit(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32), verbose=0)
+
+
+def test_torch_without_its_compiler_warns_once_and_runs_the_traced_step(
+        monkeypatch):
+    torch = pytest.importorskip("torch")
+    from portnn.backends import torch_compile
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    def compile_fails(graph, **kwargs):
+        return broken
+
+    monkeypatch.setattr(torch, "compile", compile_fails)
+    monkeypatch.setattr(torch_compile, "_unusable", {})
+    with pytest.warns(RuntimeWarning, match="cannot compile here.*no C.. compiler"
+                      ) as caught:
+        _same_training("mlp", "torch", optimizer="sgd")  # two programs
+    assert len([w for w in caught if "jit_compile" in str(w.message)]) == 1
+    assert torch_compile._unusable == {"inductor": True}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .._namespace import tracing
 from ..backends import backend_of, get_backend
 from ..parameter import Parameter
 from .clip import clip_grad_norm, clip_grad_value
@@ -106,11 +107,12 @@ class Optimizer:
         if where is None:
             return self._step()
         backend = backend_of(where) or get_backend()
-        if backend.synchronous or (self.keeps_state and any(
+        if (backend.synchronous and not tracing.get()) or (self.keeps_state and any(
                 not s for p, s in zip(self.params, self.state, strict=True)
                 if p.grad is not None and p.trainable)):
-            # Free on the CPU; elsewhere only at an optimizer's first step,
-            # before its state exists (there is nothing to keep to select).
+            # Free on the CPU (unless the step is traced for a compiler);
+            # elsewhere only at an optimizer's first step, before its state
+            # exists (there is nothing to keep to select).
             if bool(where):
                 self._step()
             return None

@@ -25,13 +25,16 @@ schedule's new rate or the next batch's index is an input, not a constant
 baked into the program; they are Python numbers again when the fit ends.
 
 A backend that can compile registers a native ``jit`` (a function taking
-the pure step and returning the compiled one): JAX's is ``jax.jit``.
+the pure step and returning the compiled one): JAX's is ``jax.jit``;
+torch's traces the step on fake tensors and hands the graph to
+``torch.compile`` (``portnn.backends.torch_compile``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .._namespace import tracing
 from ..layers.base import walk_layers
 from ..random import Generator, global_generator
 
@@ -99,8 +102,6 @@ class EagerStep:
     and the text to read): ``step(x, y, w) -> (loss, predictions, output
     mask)``."""
 
-    compiles = 0
-
     def __init__(self, model, loss, optimizer, guard, policy) -> None:
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.guard, self.policy = guard, policy
@@ -139,7 +140,6 @@ class CompiledStep(EagerStep):
         self._jit = self.backend.native["jit"]
         self._compiled = None
         self._places: list[_Place] | None = None
-        self.compiles = 0  # programs traced so far (one per input shape)
 
     def _collect(self) -> list[_Place]:
         """Every place the step reads and writes, in a fixed order."""
@@ -195,10 +195,13 @@ class CompiledStep(EagerStep):
             place.set(value)
 
     def _pure(self, state, x, y, w):
-        self.compiles += 1  # runs once per trace, not per step
-        self._write(state)
-        value, pred, mask = EagerStep.__call__(self, x, y, w)
-        return value, pred, mask, self._read()
+        token = tracing.set(True)  # device-side choices; no memoized arrays
+        try:
+            self._write(state)
+            value, pred, mask = EagerStep.__call__(self, x, y, w)
+            return value, pred, mask, self._read()
+        finally:
+            tracing.reset(token)
 
     def __call__(self, x, y, w=None):
         """One training step: ``(loss, predictions, output mask)``."""
