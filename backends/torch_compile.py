@@ -70,9 +70,8 @@ class CompiledTorchStep:
     def _trace(self, args):
         """The step as a graph of aten operations, recorded on fake tensors."""
         import torch
-        from torch.fx.experimental.proxy_tensor import make_fx
-
         import torch.utils._pytree as pytree
+        from torch.fx.experimental.proxy_tensor import make_fx
 
         fn = self.fn
 

@@ -4,12 +4,11 @@ eager step it is traced from."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
-
-import importlib.util
 
 import numpy as np
 import pytest
