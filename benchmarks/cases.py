@@ -9,6 +9,8 @@ device.
 
 from __future__ import annotations
 
+import contextvars
+
 from dataclasses import dataclass, field
 
 import handwritten
@@ -44,10 +46,10 @@ def _cycle(pool):
 
 
 def _portnn(build, state, pool, loss, optimizer, lr, backend_name):
-    """portnn's step on `backend_name`; "jax-jit": on jax, compiled as one
-    program (portnn.training.compiled, as ``compile(jit_compile=True)``)."""
-    jit = backend_name.endswith("-jit")
-    backend_name = backend_name.removesuffix("-jit")
+    """portnn's step on `backend_name`; "jax-jit", "torch-compile": compiled
+    as one program (portnn.training.compiled, as ``compile(jit_compile=True)``)."""
+    jit = backend_name.endswith(("-jit", "-compile"))
+    backend_name = backend_name.removesuffix("-jit").removesuffix("-compile")
 
     def factory():
         with portnn.use_backend(backend_name) as b:
@@ -62,13 +64,18 @@ def _portnn(build, state, pool, loss, optimizer, lr, backend_name):
             from portnn.training.precision import Precision
 
             compiled = CompiledStep(model, loss, opt, None, Precision("float32", b))
+            # its own generator: between steps a compiled step keeps the
+            # counter as one of its device arrays, which another backend's
+            # step, interleaved with this one, could not read
+            context = contextvars.copy_context()
+            context.run(portnn.seed, 0)
 
-            def step():
+            def run():
                 x, y = nxt()
                 with validated_data():  # labels are in range (fit checks first)
                     return compiled(x, y)[0]
 
-            return step, _synchronizer(model, b)
+            return (lambda: context.run(run)), _synchronizer(model, b)
 
         def step():
             x, y = nxt()
@@ -108,12 +115,24 @@ def _handwritten(cls, weights, pool, **kw):
 
 
 def _torch(build, pool, loss_cls, optimizer, lr, device="cpu", long_target=True):
+    """PyTorch's step; a device "cpu-compile" (or "cuda-compile"): with the
+    model, loss and optimizer step under torch.compile (Inductor), as
+    PyTorch's tutorials compile a training step."""
+    compiled = device.endswith("-compile")
+    device = device.removesuffix("-compile")
+
     def factory():
         import torch
 
         model = build(torch).to(device)
         opt = getattr(torch.optim, optimizer)(model.parameters(), lr=lr)
         lossf = getattr(torch.nn, loss_cls)()
+        if compiled:
+            forward = torch.compile(lambda x, y: lossf(model(x), y))
+            opt.step = torch.compile(opt.step)
+        else:
+            def forward(x, y):
+                return lossf(model(x), y)
         data = [(torch.from_numpy(x).to(device),
                  torch.from_numpy(y.astype(np.int64) if long_target else y).to(device))
                 for x, y in pool]
@@ -122,7 +141,7 @@ def _torch(build, pool, loss_cls, optimizer, lr, device="cpu", long_target=True)
         def step():
             x, y = nxt()
             opt.zero_grad(set_to_none=True)
-            value = lossf(model(x), y)
+            value = forward(x, y)
             value.backward()
             opt.step()
             return value.detach()

@@ -13,9 +13,10 @@ before each clock read; warm-up steps come first and their losses must
 agree across implementations. Printed per implementation: median and
 minimum time per step, samples/s, GFLOP/s and the fraction of the
 measured single-GEMM peak, peak memory of one step (NumPy allocations,
-through tracemalloc) and the ratio to the hand-written and PyTorch CPU
-times (the median of the ratios within each repetition). ``--json`` writes
-the same figures.
+through tracemalloc), the ratio to the hand-written and PyTorch CPU
+times (the median of the ratios within each repetition), and the time the
+warm-up took beyond its steps (a compiler's time: the jit and compile
+columns trace and compile there). ``--json`` writes the same figures.
 
 Set the thread count in the environment before Python starts: the BLAS
 reads it once, at import. array_api_strict is a portability reference, not
@@ -66,11 +67,12 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _backends(wanted=("numpy", "torch", "jax-jit", "cupy", "torch:cuda")):
+def _backends(wanted=("numpy", "torch", "jax-jit", "torch-compile", "cupy",
+                      "torch:cuda")):
     names = []
     for spec in wanted:
         try:
-            portnn.backends.get(spec.removesuffix("-jit"))
+            portnn.backends.get(spec.removesuffix("-jit").removesuffix("-compile"))
             names.append(spec)
         except (portnn.backends.BackendUnavailableError, ValueError):
             pass
@@ -82,7 +84,7 @@ def _torch_devices():
         import torch
     except ImportError:
         return []
-    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return ["cpu", "cpu-compile"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def _peak_memory(step) -> float | None:
@@ -100,9 +102,11 @@ def run_case(case, reps, peak_gflops):
     runs = {}
     for name, factory in case.impls.items():
         step, sync = factory()
+        t0 = time.perf_counter()
         losses = [float(step()) for _ in range(WARMUP)]
         sync()
-        runs[name] = {"step": step, "sync": sync, "losses": losses, "times": []}
+        runs[name] = {"step": step, "sync": sync, "losses": losses, "times": [],
+                      "warmup_s": time.perf_counter() - t0}
     ref = runs[next(iter(runs))]["losses"]
     for r in runs.values():
         r["loss_ok"] = bool(np.allclose(r["losses"], ref, rtol=2e-4, atol=1e-5))
@@ -129,6 +133,8 @@ def run_case(case, reps, peak_gflops):
             "peak_fraction": gflops / peak_gflops if gflops else None,
             "peak_mib": mem / 2 ** 20 if mem else None,
             "losses": r["losses"], "loss_agrees": r["loss_ok"],
+            # what the warm-up took beyond its steps: a compiler's time
+            "compile_s": max(r["warmup_s"] - WARMUP * med, 0.0),
         })
     for row in rows:
         for ref_name, key in (("numpy hand-written", "vs_handwritten"),
@@ -156,7 +162,7 @@ def print_table(rows, header):
     print(header)
     print(f"{'case':28s} {'implementation':20s} {'median':>10s} {'min':>10s} "
           f"{'samples/s':>10s} {'GFLOP/s':>8s} {'%peak':>6s} {'MiB':>7s} "
-          f"{'/hand':>6s} {'/torch':>6s}  loss")
+          f"{'/hand':>6s} {'/torch':>6s} {'compile':>8s}  loss")
     last = None
     for r in rows:
         case = r["case"] if r["case"] != last else ""
@@ -168,7 +174,7 @@ def print_table(rows, header):
               f"{r['samples_per_s']:10.0f} {_fmt(r['gflops'], '8.1f')} "
               f"{_fmt(r['peak_fraction'] and 100 * r['peak_fraction'], '6.0f')} "
               f"{_fmt(r['peak_mib'], '7.1f')} {_fmt(r['vs_handwritten'], '6.2f')} "
-              f"{_fmt(r['vs_torch_cpu'], '6.2f')}  "
+              f"{_fmt(r['vs_torch_cpu'], '6.2f')} {r['compile_s']:7.1f}s  "
               f"{'ok' if r['loss_agrees'] else 'MISMATCH'} {r['losses'][0]:.4f}")
 
 
@@ -194,7 +200,8 @@ def main(argv=None):
     p.add_argument("--json", default=None, help="also write the figures here")
     p.add_argument("--backends", nargs="*", default=None,
                    help="portnn backends to time (default: numpy, torch, jax-jit "
-                        "(the step compiled by jax.jit), and cupy and torch:cuda "
+                        "and torch-compile (the step compiled by jax.jit and by "
+                        "torch.compile), and cupy and torch:cuda "
                         "where usable)")
     args = p.parse_args(argv)
     _hold_to_thread_count()
