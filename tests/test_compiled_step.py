@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 import portnn
-from portnn.training.compiled import CompiledStep
+from portnn.training.compiled import CompiledForward, CompiledStep
 
 from .conftest import to_np
 
@@ -268,3 +269,46 @@ def test_torch_without_its_compiler_warns_once_and_runs_the_traced_step(
         _same_training("mlp", "torch", optimizer="sgd")  # two programs
     assert len([w for w in caught if "jit_compile" in str(w.message)]) == 1
     assert torch_compile._unusable == {"inductor": True}
+
+
+@pytest.mark.parametrize("backend", COMPILERS)
+@pytest.mark.parametrize("kind", ["mlp", "transformer"])
+def test_evaluate_and_predict_run_one_program_with_the_eager_results(
+        kind, backend, monkeypatch):
+    traces = []
+    pure = CompiledForward._pure
+
+    def counted(self, *args):
+        traces.append(1)
+        return pure(self, *args)
+
+    monkeypatch.setattr(CompiledForward, "_pure", counted)
+    model, _ = _fit(kind, False, epochs=1, backend=backend)
+    x, y = _data(MODELS[kind][1])
+    with portnn.use_backend(backend):
+        want = (to_np(model.predict(x, batch_size=16)), model.evaluate(x, y))
+        model.jit_compile = True
+        got = (to_np(model.predict(x, batch_size=16)), model.evaluate(x, y))
+        assert traces == [1, 1, 1]  # 16 and 12 rows; one batch of 44 (evaluate)
+        model.predict(x, batch_size=16)  # the programs are kept
+        assert len(traces) == 3
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-6)
+        assert got[1] == pytest.approx(want[1], rel=1e-5)
+        # the weights are the model's again, not the trace's placeholders
+        assert all(type(p.value) is type(model.parameters()[0].value)
+                   for p in model.parameters())
+
+
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_a_changed_model_gets_a_new_forward_program(backend):
+    with portnn.use_backend(backend):
+        portnn.seed(0)
+        model = portnn.Sequential(portnn.Dense(3, 2))
+        model.compile(loss="mse", jit_compile=True)
+        x = np.ones((4, 3), np.float32)
+        before = to_np(model.predict(x))
+        model.add(portnn.ReLU())  # no parameters: a stale program would not see it
+        after = to_np(model.predict(x))
+        np.testing.assert_allclose(after, np.maximum(before, 0))
+        assert np.any(before < 0)
+        pickle.loads(pickle.dumps(model))  # the program is not part of it

@@ -35,7 +35,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._namespace import tracing
-from ..layers.base import walk_layers
+from .._validation import validated_data
+from ..layers.base import no_grad, walk_layers
 from ..random import Generator, global_generator
 
 #: jit_compile values compile() accepts
@@ -97,6 +98,15 @@ class _Place:
             setattr(self.owner, self.name, value)
 
 
+def weight_places(model) -> list[_Place]:
+    """The places a forward pass reads: every parameter and buffer."""
+    places = [_Place(p, "value") for p in model.parameters()]
+    for layer in walk_layers(model):
+        buffers = getattr(layer, "_buffers", None) or {}
+        places += [_Place(buffers, k, item=True) for k in sorted(buffers)]
+    return places
+
+
 class EagerStep:
     """``model.train_step``, one array operation at a time (the reference,
     and the text to read): ``step(x, y, w) -> (loss, predictions, output
@@ -144,11 +154,9 @@ class CompiledStep(EagerStep):
     def _collect(self) -> list[_Place]:
         """Every place the step reads and writes, in a fixed order."""
         model, opt = self.model, self.optimizer
-        places = [_Place(p, "value") for p in model.parameters()]
+        places = weight_places(model)
         generators = {id(global_generator()): global_generator()}
         for layer in walk_layers(model):
-            buffers = getattr(layer, "_buffers", None) or {}
-            places += [_Place(buffers, k, item=True) for k in sorted(buffers)]
             rng = getattr(layer, "rng", None)
             if isinstance(rng, Generator):
                 generators[id(rng)] = rng
@@ -230,3 +238,47 @@ class CompiledStep(EagerStep):
             value = place.get()
             if place.number is not None and not isinstance(value, (int, float)):
                 place.set(place.number(value))
+
+
+class EagerForward:
+    """What ``evaluate`` and ``predict`` run per batch, ``forward(x) ->
+    (outputs, output mask)``, in evaluation mode with no caches kept."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def __call__(self, x):
+        with no_grad():
+            y = self.model.forward(x, training=False)
+        return y, self.model.compute_mask(x, None)
+
+
+class CompiledForward(EagerForward):
+    """:class:`EagerForward` as one compiled program of the weights and
+    buffers (``compile(jit_compile=...)``); one program per input shape.
+    Range checks that read the host (token ids) run on each batch before
+    the program, which has none."""
+
+    def __init__(self, model) -> None:
+        super().__init__(model)
+        self.places = weight_places(model)
+        self._compiled = model.backend.native["jit"](self._pure)
+
+    def _pure(self, state, x):
+        token = tracing.set(True)
+        try:
+            for place, value in zip(self.places, state, strict=True):
+                place.set(value)
+            return EagerForward.__call__(self, x)
+        finally:
+            tracing.reset(token)
+
+    def __call__(self, x):
+        self.model.check_input(x)
+        before = [place.get() for place in self.places]
+        try:
+            with validated_data():
+                return self._compiled(before, x)
+        finally:  # the weights, not a trace's placeholders
+            for place, value in zip(self.places, before, strict=True):
+                place.set(value)

@@ -16,7 +16,7 @@ from ..distributed.data_parallel import (
     broadcast_state,
 )
 from ..distributed.shuffle import shuffle_generator
-from ..layers.base import Layer, check_registered, free_caches, no_grad
+from ..layers.base import Layer, check_registered, free_caches, no_grad, walk_layers
 from ..losses.masking import masked_loss
 from .arguments import (
     check_verbose,
@@ -26,7 +26,13 @@ from .arguments import (
     steps_argument,
 )
 from .callbacks import ProgressBar
-from .compiled import CompiledStep, EagerStep, check_mode
+from .compiled import (
+    CompiledForward,
+    CompiledStep,
+    EagerForward,
+    EagerStep,
+    check_mode,
+)
 from .guard import StepGuard, TrainingDivergedError, parameter_names
 from .history import History
 from .inputs import Inputs, class_weighting, refuse_text, validation_pair
@@ -70,8 +76,14 @@ class Model(Layer):
     loss_scaler = None
     #: metrics set by :meth:`compile` (``None``: chosen per loss)
     metrics = None
-    #: whether fit compiles its step (:meth:`compile`'s ``jit_compile``)
+    #: whether fit, evaluate and predict compile their steps
+    #: (:meth:`compile`'s ``jit_compile``)
     jit_compile = False
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_compiled_forward", None)  # a program of this process
+        return state
 
     # -- once, Keras style ----------------------------------------------------
     def compile(self, loss=None, optimizer="adam", metrics="auto",
@@ -459,10 +471,10 @@ class Model(Layer):
 
     def _evaluate(self, source, loss, metric_list):
         meters = Meters(self.backend, [m.fresh() for m in metric_list])
+        forward = self._forward_function()
         with no_grad():
             for xb, yb, wb in source.batches():
-                pred = self.forward(xb, training=False)
-                mask = self.compute_mask(xb, None)
+                pred, mask = forward(xb)
                 value = masked_loss(loss, pred, yb, wb, mask)
                 meters.update(value, pred, yb, mask)
         free_caches(loss)
@@ -480,6 +492,19 @@ class Model(Layer):
         steps = steps_argument("steps", steps)
         with self._tentative_build():  # a failed call leaves lazy layers unbuilt
             return self._predict(x, batch_size, steps, prefetch)
+
+    def _forward_function(self):
+        """What `evaluate` and `predict` call per batch, ``forward(x) ->
+        (outputs, output mask)``: eager, or compiled as one program
+        (``compile(jit_compile=...)``), kept while the model is made of the
+        same layers and parameters."""
+        if not check_mode(self.jit_compile, self.backend):
+            return EagerForward(self)
+        key = (tuple(map(id, walk_layers(self))), tuple(map(id, self.parameters())))
+        kept = self.__dict__.get("_compiled_forward")
+        if kept is None or kept[0] != key:
+            kept = self._compiled_forward = (key, CompiledForward(self))
+        return kept[1]
 
     def _predict(self, x, batch_size, steps, prefetch):
         from .prediction import predict_data

@@ -7,7 +7,6 @@ from .. import distributed
 from ..data.sources import ArraySource, batch_rows, concat_rows, shard_rows, take_rows
 from ..data.structure import map_structure
 from ..distributed.checks import check_same_job
-from ..layers.base import no_grad
 from .inputs import Inputs, is_stream
 
 
@@ -32,11 +31,9 @@ def predict_data(model, x, batch_size, steps, prefetch):
     if batch_size is None and not is_stream(x):
         x = model._as_input(x)
         model._build_lazy(take_rows(x, slice(0, 1)))
-        with no_grad():  # nothing of x stays on the layers
-            return model.forward(x, training=False)
+        return model._forward_function()(x)[0]  # nothing of x stays on the layers
     source = Inputs(model, prefetch=prefetch).source(
         x, batch_size=batch_size or 256, steps=steps, targets=False)
-    with no_grad():
-        parts = [model.forward(batch.x, training=False)
-                 for batch in source.batches()]
+    forward = model._forward_function()
+    parts = [forward(batch.x)[0] for batch in source.batches()]
     return concat_rows(parts, xp)
