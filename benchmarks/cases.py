@@ -14,6 +14,7 @@ import contextvars
 from dataclasses import dataclass, field
 
 import handwritten
+import keras_peer
 import numpy as np
 
 import portnn
@@ -201,6 +202,17 @@ def mlp(batch, optimizer, backends, torch_devices):
     for dev in torch_devices:
         case.impls[f"pytorch-{dev}"] = _torch(tbuild, pool, "CrossEntropyLoss",
                                               optimizer, lr, dev)
+
+    def kbuild(keras):
+        d = keras_peer.dense
+        return keras.Sequential([
+            keras.Input((784,)), d(keras, state["0.W"], state["0.b"], "relu"),
+            d(keras, state["2.W"], state["2.b"], "relu"),
+            d(keras, state["4.W"], state["4.b"])])
+
+    if keras_peer.available():
+        case.impls["keras-jax-jit"] = keras_peer.peer(kbuild, pool, "sparse_ce",
+                                                      optimizer, lr)
     return case
 
 
@@ -231,6 +243,15 @@ def xor(backends, torch_devices):
     for dev in torch_devices:
         case.impls[f"pytorch-{dev}"] = _torch(tbuild, pool, "BCEWithLogitsLoss", "SGD",
                                               0.5, dev, long_target=False)
+
+    def kbuild(keras):
+        d = keras_peer.dense
+        return keras.Sequential([
+            keras.Input((2,)), d(keras, state["0.W"], state["0.b"], "tanh"),
+            d(keras, state["2.W"], state["2.b"])])
+
+    if keras_peer.available():
+        case.impls["keras-jax-jit"] = keras_peer.peer(kbuild, pool, "bce", "SGD", 0.5)
     return case
 
 
@@ -268,6 +289,19 @@ def cnn(backends, torch_devices, batch=128):
     for dev in torch_devices:
         case.impls[f"pytorch-{dev}"] = _torch(tbuild, pool, "CrossEntropyLoss", "SGD",
                                               0.01, dev)
+
+    def kbuild(keras):
+        c, layers = keras_peer.conv2d, keras.layers
+        return keras.Sequential([
+            keras.Input((1, 28, 28)), c(keras, state["0.W"], state["0.b"]),
+            layers.ReLU(), c(keras, state["2.W"], state["2.b"]), layers.ReLU(),
+            layers.MaxPooling2D(2, data_format="channels_first"),
+            layers.Flatten(),  # (C, H, W) order, as portnn's and PyTorch's
+            keras_peer.dense(keras, state["6.W"], state["6.b"])])
+
+    if keras_peer.available():
+        case.impls["keras-jax-jit"] = keras_peer.peer(kbuild, pool, "sparse_ce",
+                                                      "SGD", 0.01)
     return case
 
 
@@ -310,6 +344,17 @@ def lstm(backends, torch_devices, batch=64, steps=50, features=32, hidden=128):
     for dev in torch_devices:
         case.impls[f"pytorch-{dev}"] = _torch(tbuild, pool, "CrossEntropyLoss", "SGD",
                                               0.01, dev)
+
+    def kbuild(keras):
+        return keras.Sequential([
+            keras.Input((steps, features)),
+            keras_peer.lstm(keras, *(state[f"0.{k}"] for k in
+                                     ("W_ih", "W_hh", "b_ih", "b_hh"))),
+            keras_peer.dense(keras, state["1.W"], state["1.b"])])
+
+    if keras_peer.available():
+        case.impls["keras-jax-jit"] = keras_peer.peer(kbuild, pool, "sparse_ce",
+                                                      "SGD", 0.01)
     return case
 
 
@@ -353,6 +398,10 @@ def transformer(backends, torch_devices, batch=32, steps=64, width=128, heads=4)
     for dev in torch_devices:
         case.impls[f"pytorch-{dev}"] = _torch(tbuild, pool, "MSELoss", "SGD", 0.01, dev,
                                               long_target=False)
+    if keras_peer.available():
+        case.impls["keras-jax-jit"] = keras_peer.peer(
+            lambda keras: keras_peer.encoder_layer(keras, state, steps, width, heads),
+            pool, "mse", "SGD", 0.01)
     return case
 
 

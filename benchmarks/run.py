@@ -4,9 +4,10 @@
     OMP_NUM_THREADS=2 python benchmarks/run.py --cases mlp cnn --reps 7
 
 For each case, portnn on every usable backend runs next to a hand-written
-NumPy version of the same network (where the suite has one) and PyTorch
-(CPU, and CUDA where a GPU exists), all from the same initial weights on
-the same batches. Repetitions are interleaved, so drift on a shared
+NumPy version of the same network (where the suite has one), PyTorch
+(CPU eager and under torch.compile, and CUDA where a GPU exists) and, where
+``keras`` is installed, Keras 3's jitted JAX step (``keras_peer.py``), all
+from the same initial weights on the same batches. Repetitions are interleaved, so drift on a shared
 machine hits every implementation alike, with a pause before each block so
 that the thread pools of the one before are idle; the device is synchronized
 before each clock read; warm-up steps come first and their losses must
