@@ -10,7 +10,6 @@ device.
 from __future__ import annotations
 
 import contextvars
-
 from dataclasses import dataclass, field
 
 import handwritten
