@@ -9,8 +9,8 @@ NumPy version of the same network (where the suite has one), PyTorch
 ``keras`` is installed, Keras 3's jitted JAX step (``keras_peer.py``), all
 from the same initial weights on the same batches. Repetitions are
 interleaved, so drift on a shared machine hits every implementation alike,
-with a pause before each block so that the thread pools of the one before are idle; the device is synchronized
-before each clock read; warm-up steps come first and their losses must
+with a pause before each block so that the thread pools of the one before
+are idle; the device is synchronized before each clock read; warm-up steps come first and their losses must
 agree across implementations. Printed per implementation: median and
 minimum time per step, samples/s, GFLOP/s and the fraction of the
 measured single-GEMM peak, peak memory of one step (NumPy allocations,
