@@ -4,19 +4,19 @@
     OMP_NUM_THREADS=2 python benchmarks/run.py --cases mlp cnn --reps 7
 
 For each case, portnn on every usable backend runs next to a hand-written
-NumPy version of the same network (where the suite has one), PyTorch
-(CPU eager and under torch.compile, and CUDA where a GPU exists) and, where
+NumPy version of the same network (where the suite has one), PyTorch (CPU
+eager and under torch.compile, and CUDA where a GPU exists) and, where
 ``keras`` is installed, Keras 3's jitted JAX step (``keras_peer.py``), all
 from the same initial weights on the same batches. Repetitions are
 interleaved, so drift on a shared machine hits every implementation alike,
 with a pause before each block so that the thread pools of the one before
-are idle; the device is synchronized before each clock read; warm-up steps come first and their losses must
-agree across implementations. Printed per implementation: median and
-minimum time per step, samples/s, GFLOP/s and the fraction of the
-measured single-GEMM peak, peak memory of one step (NumPy allocations,
-through tracemalloc), the ratio to the hand-written and PyTorch CPU
-times (the median of the ratios within each repetition), and the time the
-warm-up took beyond its steps (a compiler's time: the jit and compile
+are idle; the device is synchronized before each clock read; warm-up steps
+come first and their losses must agree across implementations. Printed per
+implementation: median and minimum time per step, samples/s, GFLOP/s and the
+fraction of the measured single-GEMM peak, peak memory of one step (NumPy
+allocations, through tracemalloc), the ratio to the hand-written and PyTorch
+CPU times (the median of the ratios within each repetition), and the time
+the warm-up took beyond its steps (a compiler's time: the jit and compile
 columns trace and compile there). ``--json`` writes the same figures.
 
 Set the thread count in the environment before Python starts: the BLAS
