@@ -105,9 +105,11 @@ class Model(Layer):
         loss_weights : list or dict of float, optional
             With several outputs: each output's loss weight (default 1).
         jit_compile : bool or "auto", default False
-            Keras's name: `fit` runs each training step as one compiled
-            program (:mod:`portnn.training.compiled`; ``jax.jit`` on the jax
-            backend) instead of issuing its array operations one at a time.
+            Keras's name: `fit` runs each training step, and `evaluate` and
+            `predict` each forward pass, as one compiled program
+            (:mod:`portnn.training.compiled`; ``jax.jit`` on the jax
+            backend, ``torch.compile`` of the traced step on torch) instead
+            of issuing its array operations one at a time.
             The program runs the same layer code; ``True`` on a backend that
             cannot compile is an error naming those that can, ``"auto"``
             compiles where possible and runs eagerly elsewhere.
