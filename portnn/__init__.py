@@ -114,6 +114,7 @@ from .training import (
     Model,
     ModelCheckpoint,
     ReduceLROnPlateau,
+    TensorBoard,
     TrainingDivergedError,
 )
 
@@ -246,5 +247,6 @@ __all__ = [
     "CSVLogger",
     "EarlyStopping",
     "ReduceLROnPlateau",
+    "TensorBoard",
     "TrainingDivergedError",
 ]

@@ -14,8 +14,9 @@ from .callbacks import (
 from .history import History
 from .metrics import accuracy
 from .model import Model, TrainingDivergedError
+from .tensorboard import TensorBoard
 
 __all__ = ["Model", "History", "Callback", "EarlyStopping", "LRSchedulerCallback",
            "ModelCheckpoint", "CSVLogger", "ReduceLROnPlateau",
-           "ProgressBar",
+           "ProgressBar", "TensorBoard",
            "TrainingDivergedError", "accuracy"]

@@ -39,7 +39,8 @@ class History:
 
     def plot(self, path=None, title: str | None = None):
         """Draw loss and metric curves (training and validation) with
-        matplotlib, one panel per figure; save to `path` if given.
+        matplotlib, one panel per figure, and the learning rate where it
+        changed; save to `path` if given.
 
         Returns
         -------
@@ -51,11 +52,17 @@ class History:
             matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        names = [k for k in self.history if not k.startswith("val_")]
+        rates = self.history.get("lr", [])
+        names = [k for k in self.history if not k.startswith("val_") and (
+            k != "lr" or len(set(rates)) > 1)]  # a constant rate is no curve
         fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.5),
                                  squeeze=False)
         for ax, name in zip(axes[0], names, strict=True):
-            ax.plot(self.epoch, self.history[name], label=f"train {name}")
+            if name == "lr":
+                ax.plot(self.epoch, rates, label="learning rate")
+                name = "learning rate"
+            else:
+                ax.plot(self.epoch, self.history[name], label=f"train {name}")
             if f"val_{name}" in self.history:
                 ax.plot(self.epoch, self.history[f"val_{name}"], label=f"val {name}")
             ax.set_xlabel("epoch")
