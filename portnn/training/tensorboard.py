@@ -51,7 +51,8 @@ class TensorBoard(Callback):
                  update_freq="epoch") -> None:
         if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) \
                 or histogram_freq < 0:
-            msg = f"TensorBoard: histogram_freq must be an int >= 0, got {histogram_freq!r}"
+            msg = ("TensorBoard: histogram_freq must be an int >= 0 (every that "
+                   f"many epochs; 0 for none), got {histogram_freq!r}")
             raise ValueError(msg)
         if update_freq == "epoch":
             every = 0
