@@ -592,6 +592,40 @@ class Model(Layer):
         """
         Model._write_checkpoint(self, path, optimizer=optimizer, metadata=metadata)
 
+    def export(self, path, format: str = "onnx", opset: int | None = None):
+        """Write the model for another runtime (Keras 3's spelling); today
+        ONNX, which onnxruntime runs with a dynamic batch size. Needs the
+        input shape (a trained or built model) and ``pip install onnx``;
+        a layer that cannot be exported is an error naming it and those
+        that can (:data:`portnn.export.EXPORTABLE`).
+
+        Parameters
+        ----------
+        path : str or path
+            The ``.onnx`` file to write.
+        format : {"onnx"}
+            The format.
+        opset : int, optional
+            The ONNX opset (default and minimum 17).
+
+        Returns
+        -------
+        onnx.ModelProto
+            What was written, checked by ``onnx.checker``.
+
+        Examples
+        --------
+        >>> import portnn
+        >>> model = portnn.Sequential(portnn.Dense(4, 2)).build((4,))
+        >>> model.export("model.onnx")  # doctest: +SKIP
+        """
+        if format != "onnx":
+            msg = f"export: format must be 'onnx', got {format!r}"
+            raise ValueError(msg)
+        from ..export import export_onnx
+
+        return export_onnx(self, path, opset)
+
     # -- helpers ----------------------------------------------------------------
     def _resolve_loss(self, loss, loss_weights=None):
         from .choices import resolve_loss

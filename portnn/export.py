@@ -1,0 +1,393 @@
+"""ONNX export: a trained model as a graph that onnxruntime (or any ONNX
+runtime) runs without Python or portnn (``model.export(path)``).
+
+The model is walked layer by layer, as its forward pass runs: each layer
+kind has a converter that appends its ONNX nodes and stores its weights as
+initializers, once per parameter (a shared layer's weights too). A sample
+runs through the layers alongside, so every converter knows the shapes
+its input has. The batch axis stays dynamic. The graph is written with
+the ``onnx`` package's builders and checked with ``onnx.checker``.
+
+Layers without a converter are an error naming them and the layers that
+can be exported (:data:`EXPORTABLE`); a converter is a function of
+``(graph, layer, input name, input sample)`` returning its output's name.
+"""
+
+from __future__ import annotations
+
+import math
+
+from . import config
+from .layers import activations as act
+from .layers import (
+    conv,
+    dense,
+    dropout,
+    embedding,
+    normalization,
+    pooling,
+    reshape,
+    residual,
+    sequential,
+)
+from .layers.base import no_grad
+
+#: the opset written by default, and the lowest one accepted
+#: (LayerNormalization is an operator from opset 17 on)
+DEFAULT_OPSET = 17
+INSTALL_HINT = 'pip install onnx onnxruntime  (or pip install -e ".[onnx]")'
+
+
+class ExportError(TypeError):
+    """A model, layer or argument that cannot be exported."""
+
+
+class _Graph:
+    """The nodes and initializers being written, with fresh names."""
+
+    def __init__(self, opset: int, backend) -> None:
+        self.opset, self.backend = opset, backend
+        self.nodes, self.initializers = [], []
+        self._weights: dict[int, str] = {}
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def node(self, op: str, inputs, hint=None, **attrs) -> str:
+        from onnx import helper
+
+        out = self.name(hint or op.lower())
+        self.nodes.append(helper.make_node(op, list(inputs), [out], **attrs))
+        return out
+
+    def constant(self, array, hint="const") -> str:
+        """An initializer holding `array` (a NumPy array)."""
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(array, name))
+        return name
+
+    def weight(self, param, hint="w", transform=None) -> str:
+        """A parameter's value as an initializer, stored once however many
+        layers use it (a `transform` of it is stored under its own key)."""
+        key = (id(param), transform)
+        found = self._weights.get(key)
+        if found is None:
+            value = self.backend.to_numpy(getattr(param, "value", param))
+            if transform is not None:
+                value = transform(value)
+            found = self._weights[key] = self.constant(value, hint)
+        return found
+
+    def ints(self, values, hint="shape") -> str:
+        import numpy as np
+
+        return self.constant(np.asarray(values, dtype=np.int64), hint)
+
+    def scalar(self, value, like, hint="c") -> str:
+        import numpy as np
+
+        return self.constant(np.asarray(value, dtype=like.dtype), hint)
+
+    def reduce(self, op: str, x: str, axes, keepdims: int = 1) -> str:
+        """A Reduce* node; its axes are an attribute up to opset 17 and an
+        input after (ReduceMean: 18)."""
+        if self.opset >= 18:
+            return self.node(op, [x, self.ints(list(axes), "axes")], keepdims=keepdims)
+        return self.node(op, [x], axes=list(axes), keepdims=keepdims)
+
+
+# -- converters ---------------------------------------------------------------
+
+def _activation(g, layer, x, sample):
+    kind = type(layer)
+    simple = {act.ReLU: "Relu", act.Tanh: "Tanh", act.Sigmoid: "Sigmoid",
+              act.Identity: "Identity", act.SELU: "Selu"}
+    if kind in simple:
+        return g.node(simple[kind], [x])
+    if kind is act.LeakyReLU:
+        return g.node("LeakyRelu", [x], alpha=float(layer.negative_slope))
+    if kind is act.ELU:
+        return g.node("Elu", [x], alpha=float(layer.alpha))
+    if kind in (act.SiLU, act.Swish):
+        return g.node("Mul", [x, g.node("Sigmoid", [x])])
+    if kind is act.Mish:
+        return g.node("Mul", [x, g.node("Tanh", [g.node("Softplus", [x])])])
+    if kind is act.Softplus:
+        beta = float(layer.beta)
+        if beta == 1.0:
+            return g.node("Softplus", [x])
+        scaled = g.node("Mul", [x, g.scalar(beta, sample)])
+        return g.node("Div", [g.node("Softplus", [scaled]), g.scalar(beta, sample)])
+    if kind in (act.Softmax, act.LogSoftmax):
+        op = "Softmax" if kind is act.Softmax else "LogSoftmax"
+        return g.node(op, [x], axis=int(layer.axis))
+    if kind is act.GELU:
+        return _gelu(g, layer, x, sample)
+    if kind is act.PReLU:
+        def per_channel(w):  # PRelu broadcasts from the right: (C, 1, ..., 1)
+            return w.reshape((-1,) + (1,) * (sample.ndim - 2)) if w.size > 1 else w
+
+        return g.node("PRelu", [x, g.weight(layer.W, "slope", per_channel)])
+    return None
+
+
+def _gelu(g, layer, x, sample):
+    half = g.node("Mul", [x, g.scalar(0.5, sample)])
+    if layer.approximate == "tanh":
+        cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+        inner = g.node("Add", [x, g.node("Mul", [cube, g.scalar(0.044715, sample)])])
+        t = g.node("Tanh", [g.node("Mul", [inner, g.scalar(math.sqrt(2 / math.pi),
+                                                            sample)])])
+    else:
+        t = g.node("Erf", [g.node("Div", [x, g.scalar(math.sqrt(2.0), sample)])])
+    return g.node("Mul", [half, g.node("Add", [t, g.scalar(1.0, sample)])])
+
+
+def _owned_activation(g, layer, y, sample):
+    if layer.activation is None:
+        return y
+    return _convert(g, layer.activation, y,
+                    _output_of(layer, sample, before_activation=True))
+
+
+def _dense(g, layer, x, sample):
+    y = g.node("MatMul", [x, g.weight(layer.W, "W")])
+    if layer.b is not None:
+        y = g.node("Add", [y, g.weight(layer.b, "b")])
+    return _owned_activation(g, layer, y, sample)
+
+
+def _conv(g, layer, x, sample):
+    spatial = sample.ndim - 2
+    kernel = tuple(layer.kernel_size)
+    pads = _pads(layer.padding, kernel, tuple(layer.dilation), spatial)
+    inputs = [x, g.weight(layer.W, "W")]
+    if layer.b is not None:
+        inputs.append(g.weight(layer.b, "b"))
+    y = g.node("Conv", inputs, kernel_shape=list(kernel), strides=list(layer.stride),
+               dilations=list(layer.dilation), group=int(layer.groups), pads=pads)
+    return _owned_activation(g, layer, y, sample)
+
+
+def _pads(padding, kernel, dilation, spatial) -> list[int]:
+    """ONNX's pads (all the starts, then all the ends) for portnn's padding."""
+    if padding == "valid":
+        return [0] * (2 * spatial)
+    if padding == "same":  # stride 1: the extra cell at the end, as PyTorch
+        total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+        return [t // 2 for t in total] + [t - t // 2 for t in total]
+    pad = (padding,) * spatial if isinstance(padding, int) else tuple(padding)
+    return list(pad) + list(pad)
+
+
+def _pool(g, layer, x, sample):
+    spatial = sample.ndim - 2
+    op = "MaxPool" if isinstance(layer, (pooling.MaxPool1D, pooling.MaxPool2D)) \
+        else "AveragePool"
+    kernel = _tuple(layer.kernel_size, spatial)
+    attrs = {"kernel_shape": list(kernel),
+             "strides": list(_tuple(layer.stride, spatial)),
+             "pads": list(_tuple(layer.padding, spatial)) * 2}
+    if op == "AveragePool":
+        attrs["count_include_pad"] = 1  # as PyTorch's default
+    return g.node(op, [x], **attrs)
+
+
+def _tuple(value, n):
+    return (value,) * n if isinstance(value, int) else tuple(value)
+
+
+def _global_pool(g, layer, x, sample):
+    mean = isinstance(layer, (pooling.GlobalAvgPool1D, pooling.GlobalAvgPool2D))
+    op = "ReduceMean" if mean else "ReduceMax"
+    first = getattr(layer, "data_format", "channels_first") == "channels_first"
+    axes = list(range(2, sample.ndim)) if first else [1]
+    return g.reduce(op, x, axes, keepdims=0)
+
+
+def _batch_norm(g, layer, x, sample):
+    import numpy as np
+
+    c = layer.num_features
+    scale = (g.weight(layer.gamma, "gamma") if layer.gamma is not None
+             else g.constant(np.ones(c, sample.dtype), "gamma"))
+    shift = (g.weight(layer.beta, "beta") if layer.beta is not None
+             else g.constant(np.zeros(c, sample.dtype), "beta"))
+    mean = g.weight(layer._buffers["running_mean"], "mean")
+    var = g.weight(layer._buffers["running_var"], "var")
+    return g.node("BatchNormalization", [x, scale, shift, mean, var],
+                  epsilon=float(layer.eps))
+
+
+def _layer_norm(g, layer, x, sample):
+    import numpy as np
+
+    shape = tuple(layer.normalized_shape)
+    scale = (g.weight(layer.gamma, "gamma") if layer.gamma is not None
+             else g.constant(np.ones(shape, sample.dtype), "gamma"))
+    inputs = [x, scale]
+    if layer.beta is not None:
+        inputs.append(g.weight(layer.beta, "beta"))
+    return g.node("LayerNormalization", inputs, axis=-len(shape),
+                  epsilon=float(layer.eps))
+
+
+def _rms_norm(g, layer, x, sample):
+    import numpy as np
+
+    axes = list(range(sample.ndim - len(layer.normalized_shape), sample.ndim))
+    eps = layer.eps if layer.eps is not None else float(np.finfo(sample.dtype).eps)
+    square = g.reduce("ReduceMean", g.node("Mul", [x, x]), axes)
+    root = g.node("Sqrt", [g.node("Add", [square, g.scalar(eps, sample)])])
+    y = g.node("Div", [x, root])
+    if layer.gamma is not None:
+        y = g.node("Mul", [y, g.weight(layer.gamma, "gamma")])
+    return y
+
+
+def _group_norm(g, layer, x, sample):
+    # (N, G, rest) normalized over its last axis, then the input's shape again
+    grouped = g.node("Reshape", [x, g.ints([0, layer.num_groups, -1])])
+    mean = g.reduce("ReduceMean", grouped, [2])
+    centred = g.node("Sub", [grouped, mean])
+    var = g.reduce("ReduceMean", g.node("Mul", [centred, centred]), [2])
+    root = g.node("Sqrt", [g.node("Add", [var, g.scalar(layer.eps, sample)])])
+    y = g.node("Reshape", [g.node("Div", [centred, root]), g.node("Shape", [x])])
+    if layer.gamma is not None:
+        def per_channel(w):
+            return w.reshape((-1,) + (1,) * (sample.ndim - 2))
+
+        y = g.node("Mul", [y, g.weight(layer.gamma, "gamma", per_channel)])
+        y = g.node("Add", [y, g.weight(layer.beta, "beta", per_channel)])
+    return y
+
+
+def _embedding(g, layer, x, sample):
+    return g.node("Gather", [g.weight(layer.W, "table"), x], axis=0)
+
+
+def _flatten(g, layer, x, sample):
+    return g.node("Flatten", [x], axis=1)
+
+
+def _reshape(g, layer, x, sample):
+    return g.node("Reshape", [x, g.ints([0, *layer.shape])])
+
+
+def _identity(g, layer, x, sample):
+    return g.node("Identity", [x])
+
+
+def _sequential(g, layer, x, sample):
+    for child in layer.layers:
+        x, sample = _convert(g, child, x, sample), _forward(child, sample)
+    return x
+
+
+def _residual(g, layer, x, sample):
+    return g.node("Add", [x, _convert(g, layer.layer, x, sample)])
+
+
+_CONVERTERS = {
+    dense.Dense: _dense,
+    conv.Conv1D: _conv, conv.Conv2D: _conv,
+    pooling.MaxPool1D: _pool, pooling.MaxPool2D: _pool,
+    pooling.AvgPool1D: _pool, pooling.AvgPool2D: _pool,
+    pooling.GlobalAvgPool1D: _global_pool, pooling.GlobalAvgPool2D: _global_pool,
+    pooling.GlobalMaxPool1D: _global_pool, pooling.GlobalMaxPool2D: _global_pool,
+    normalization.BatchNorm1D: _batch_norm, normalization.BatchNorm2D: _batch_norm,
+    normalization.LayerNorm: _layer_norm, normalization.RMSNorm: _rms_norm,
+    normalization.GroupNorm: _group_norm,
+    embedding.Embedding: _embedding,
+    reshape.Flatten: _flatten, reshape.Reshape: _reshape,
+    dropout.Dropout: _identity, dropout.SpatialDropout1D: _identity,
+    dropout.SpatialDropout2D: _identity,
+    sequential.Sequential: _sequential, residual.Residual: _residual,
+}
+_ACTIVATIONS = (act.ReLU, act.Tanh, act.Sigmoid, act.Identity, act.SELU,
+                act.LeakyReLU, act.ELU, act.SiLU, act.Swish, act.Mish, act.Softplus,
+                act.Softmax, act.LogSoftmax, act.GELU, act.PReLU)
+_CONVERTERS.update(dict.fromkeys(_ACTIVATIONS, _activation))
+
+#: the names of the layers :func:`export_onnx` converts
+EXPORTABLE = sorted({cls.__name__ for cls in _CONVERTERS})
+
+
+def _convert(g, layer, x, sample) -> str:
+    converter = _CONVERTERS.get(type(layer))
+    if converter is None:
+        msg = (f"{type(layer).__name__} cannot be exported to ONNX yet; the layers "
+               f"that can: {', '.join(EXPORTABLE)}")
+        raise ExportError(msg)
+    return converter(g, layer, x, sample)
+
+
+def _forward(layer, sample):
+    with no_grad():
+        return layer.forward(sample, training=False)
+
+
+def _output_of(layer, sample, before_activation=False):
+    """`layer`'s output for `sample`; with `before_activation`, what its
+    owned activation gets."""
+    if not before_activation:
+        return _forward(layer, sample)
+    activation = layer.activation
+    layer.activation = None
+    try:
+        return _forward(layer, sample)
+    finally:
+        layer.activation = activation
+
+
+def export_onnx(model, path, opset: int | None = None):
+    """Write `model` as an ONNX file at `path` (see :meth:`Model.export`).
+
+    Returns
+    -------
+    onnx.ModelProto
+        The model written (checked by ``onnx.checker``).
+    """
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+    except ImportError as exc:
+        msg = f"ONNX export needs the onnx package ({exc}): {INSTALL_HINT}"
+        raise ImportError(msg) from exc
+    opset = DEFAULT_OPSET if opset is None else opset
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < DEFAULT_OPSET:
+        msg = (f"opset must be an int >= {DEFAULT_OPSET} (LayerNormalization's), "
+               f"got {opset!r}")
+        raise ExportError(msg)
+    shape = getattr(model, "_input_shape", None)
+    if shape is None:
+        msg = ("export needs the model's input shape: train it, or call "
+               "model.build(input_shape) first (the shape of one sample)")
+        raise ExportError(msg)
+    backend = model.backend
+    xp = backend.xp
+    integer = model.integer_input
+    dtype = xp.int64 if integer else (model._model_dtype()
+                                      or config.float_dtype(backend))
+    sample = xp.zeros((2, *shape), dtype=dtype, device=backend.device)
+    g = _Graph(opset, backend)
+    out = _convert(g, model, "input", sample)
+    result = backend.to_numpy(_forward(model, sample))
+    elem = TensorProto.INT64 if integer else helper.np_dtype_to_tensor_dtype(
+        backend.to_numpy(sample).dtype)
+    graph = helper.make_graph(
+        g.nodes, type(model).__name__,
+        [helper.make_tensor_value_info("input", elem, ["batch", *shape])],
+        [helper.make_tensor_value_info(
+            out, helper.np_dtype_to_tensor_dtype(result.dtype),
+            ["batch", *result.shape[1:]])],
+        g.initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="portnn")
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+    return proto

@@ -1,0 +1,159 @@
+"""``model.export(path)``: onnxruntime's outputs equal ``predict``'s for
+every exportable layer, on every backend the model is built on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import portnn
+from portnn.export import EXPORTABLE, ExportError
+
+from .conftest import to_np
+
+pytest.importorskip("onnx", reason="onnx is not installed")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+
+
+def _seq(*layers):
+    return lambda: portnn.Sequential(*layers)
+
+
+#: name -> (model factory, the shape of one sample; None: token ids)
+CASES = {
+    "dense": (lambda: portnn.Sequential(portnn.Dense(6, 5, activation="tanh"),
+                                        portnn.Dense(5, 3)), (6,)),
+    "dense-3d": (lambda: portnn.Sequential(portnn.Dense(6, 4)), (3, 6)),
+    "conv2d": (lambda: portnn.Sequential(
+        portnn.Conv2D(2, 4, 3, padding=1, activation="relu"),
+        portnn.Conv2D(4, 3, 3, stride=2, dilation=1),
+        portnn.Conv2D(3, 4, 2, padding="same", groups=1)), (2, 9, 9)),
+    "conv2d-groups": (lambda: portnn.Sequential(
+        portnn.Conv2D(4, 4, 3, groups=2, dilation=2)), (4, 9, 9)),
+    "conv1d": (lambda: portnn.Sequential(portnn.Conv1D(3, 5, 3, padding=1),
+                                         portnn.MaxPool1D(2), portnn.AvgPool1D(2)),
+               (3, 12)),
+    "pool2d": (lambda: portnn.Sequential(
+        portnn.MaxPool2D(2), portnn.AvgPool2D(3, stride=1, padding=1)), (2, 8, 8)),
+    "global-pools": (lambda: portnn.Sequential(
+        portnn.Conv2D(2, 3, 3), portnn.GlobalAvgPool2D()), (2, 6, 6)),
+    "global-max": (lambda: portnn.Sequential(portnn.GlobalMaxPool2D()), (3, 4, 4)),
+    "global-1d": (lambda: portnn.Sequential(
+        portnn.Conv1D(3, 4, 3), portnn.GlobalMaxPool1D()), (3, 9)),
+    "global-1d-last": (lambda: portnn.Sequential(
+        portnn.GlobalAvgPool1D(data_format="channels_last")), (5, 4)),
+    "batchnorm": (lambda: portnn.Sequential(
+        portnn.Conv2D(2, 3, 3), portnn.BatchNorm2D(3), portnn.Flatten(),
+        portnn.Dense(12, 4), portnn.BatchNorm1D(4)), (2, 4, 4)),
+    "norms": (lambda: portnn.Sequential(
+        portnn.Dense(6, 8), portnn.LayerNorm(8), portnn.RMSNorm(8),
+        portnn.Reshape((2, 4)), portnn.RMSNorm(4, eps=1e-3)), (6,)),
+    "groupnorm": (lambda: portnn.Sequential(
+        portnn.Conv2D(2, 4, 3), portnn.GroupNorm(2, 4)), (2, 5, 5)),
+    "embedding": (lambda: portnn.Sequential(
+        portnn.Embedding(11, 6), portnn.LayerNorm(6),
+        portnn.GlobalAvgPool1D(data_format="channels_last"), portnn.Dense(6, 2)),
+        None),
+    "dropout-flatten-residual": (lambda: portnn.Sequential(
+        portnn.Dropout(0.5), portnn.Residual(portnn.Dense(5, 5)),
+        portnn.SpatialDropout1D(0.3), portnn.Flatten()), (2, 5)),
+    "spatial-dropout-2d": (lambda: portnn.Sequential(
+        portnn.SpatialDropout2D(0.5), portnn.Conv2D(2, 2, 1)), (2, 3, 3)),
+    "nested": (lambda: portnn.Sequential(
+        portnn.Sequential(portnn.Dense(4, 4), portnn.ReLU()), portnn.Dense(4, 2)),
+        (4,)),
+}
+ACTIVATIONS = ["ReLU", "Tanh", "Sigmoid", "Identity", "SELU", "LeakyReLU", "ELU",
+               "SiLU", "Swish", "Mish", "Softplus", "Softmax", "LogSoftmax", "GELU",
+               "PReLU"]
+for _name in ACTIVATIONS:
+    CASES[_name] = (lambda name=_name: portnn.Sequential(
+        portnn.Conv2D(2, 3, 3), getattr(portnn, name)()), (2, 5, 5))
+CASES["gelu-erf"] = (lambda: portnn.Sequential(portnn.Dense(4, 4),
+                                               portnn.GELU(approximate="none")), (4,))
+CASES["softplus-beta"] = (lambda: portnn.Sequential(portnn.Softplus(beta=2.0)), (4,))
+CASES["prelu-channels"] = (lambda: portnn.Sequential(
+    portnn.Conv2D(2, 3, 3), portnn.PReLU(num_parameters=3)), (2, 5, 5))
+
+
+def _backends():
+    out = []
+    for name in ("numpy", "torch", "jax"):
+        try:
+            portnn.backends.get(name)
+            out.append(name)
+        except (portnn.backends.BackendUnavailableError, ValueError):
+            pass
+    return out
+
+
+def _inputs(shape, n=5):
+    rs = np.random.default_rng(1)
+    if shape is None:
+        return rs.integers(0, 11, size=(n, 7))
+    return rs.normal(size=(n, *shape)).astype(np.float32)
+
+
+def _trained(factory, shape, backend):
+    """A model with non-trivial weights and statistics (one fit)."""
+    with portnn.use_backend(backend):
+        portnn.seed(0)
+        model = factory()
+        x = _inputs(shape, 16)
+        y = model.build((7,) if shape is None else shape).predict(x)
+        if model.parameters():
+            model.compile(loss="mse", optimizer=portnn.SGD(model.parameters(),
+                                                           lr=0.01))
+            model.fit(x, to_np(y) + 0.1, epochs=1, batch_size=8, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_onnxruntime_gives_what_predict_gives(case, backend, tmp_path):
+    factory, shape = CASES[case]
+    model = _trained(factory, shape, backend)
+    path = tmp_path / "model.onnx"
+    model.export(path)
+    x = _inputs(shape, 3)  # another batch size than at export: dynamic
+    with portnn.use_backend(backend):
+        want = to_np(model.predict(x))
+    got = ort.InferenceSession(str(path)).run(None, {"input": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_every_exportable_layer_has_a_case():
+    covered = set()
+    for factory, _ in CASES.values():
+        with portnn.use_backend("numpy"):
+            covered |= {type(layer).__name__
+                        for layer in portnn.layers.base.walk_layers(factory())}
+            covered |= {type(layer.activation).__name__
+                        for layer in portnn.layers.base.walk_layers(factory())
+                        if getattr(layer, "activation", None) is not None}
+    assert set(EXPORTABLE) <= covered, set(EXPORTABLE) - covered
+
+
+def test_shared_weights_are_stored_once(tmp_path):
+    shared = portnn.Dense(4, 4)
+    model = portnn.Sequential(shared, portnn.ReLU(), shared).build((4,))
+    proto = model.export(tmp_path / "m.onnx")
+    assert len(proto.graph.initializer) == 2  # W and b, once
+    x = _inputs((4,))
+    np.testing.assert_allclose(
+        ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"input": x})[0],
+        to_np(model.predict(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_what_cannot_be_exported_says_so(tmp_path):
+    model = portnn.Sequential(portnn.LSTM(3, 4)).build((5, 3))
+    with pytest.raises(ExportError, match=r"LSTM cannot be exported.*Conv2D.*Dense"):
+        model.export(tmp_path / "m.onnx")
+    with pytest.raises(ExportError, match=r"input shape.*build"):
+        portnn.Sequential(portnn.Dense(4, 2)).export(tmp_path / "m.onnx")
+    built = portnn.Sequential(portnn.Dense(4, 2)).build((4,))
+    with pytest.raises(ExportError, match="opset must be"):
+        built.export(tmp_path / "m.onnx", opset=11)
+    with pytest.raises(ValueError, match="format must be 'onnx'"):
+        built.export(tmp_path / "m.tflite", format="tflite")
+    assert not (tmp_path / "m.onnx").exists()
