@@ -26,6 +26,7 @@ from .layers import (
     embedding,
     normalization,
     pooling,
+    recurrent,
     reshape,
     residual,
     sequential,
@@ -267,7 +268,47 @@ def _group_norm(g, layer, x, sample):
 
 
 def _embedding(g, layer, x, sample):
+    if layer.mask_zero:  # the graph would ignore the padding: refuse
+        msg = ("Embedding(mask_zero=True) cannot be exported to ONNX yet: the "
+               "layers after it would see the padded steps as real ones")
+        raise ExportError(msg)
     return g.node("Gather", [g.weight(layer.W, "table"), x], axis=0)
+
+
+#: ONNX's gate order from portnn's (PyTorch's), as blocks of the weights:
+#: LSTM i f g o -> i o f c; GRU r z n -> z r h
+_GATES = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2), "RNN": (0,)}
+
+
+def _recurrent(g, layer, x, sample):
+    import numpy as np
+
+    kind = type(layer).__name__
+    order, hidden = _GATES[kind], layer.hidden_size
+
+    def gates(w):  # (k H, ...) with blocks reordered, one direction first
+        blocks = np.split(w, len(order))
+        return np.concatenate([blocks[i] for i in order])[None]
+
+    # time-major: onnxruntime runs no batch-first (layout=1) recurrence
+    inputs = [g.node("Transpose", [x], perm=[1, 0, 2]),
+              g.weight(layer.W_ih, "W", gates), g.weight(layer.W_hh, "R", gates)]
+    if layer.b_ih is not None:
+        inputs.append(g.node("Concat", [g.weight(layer.b_ih, "Wb", gates),
+                                        g.weight(layer.b_hh, "Rb", gates)], axis=1))
+    attrs = {"hidden_size": hidden}
+    if kind == "GRU":
+        attrs["linear_before_reset"] = 1  # r * (h W_hn + b_hn), as PyTorch
+    if kind == "RNN":
+        attrs["activations"] = ["Tanh"]
+    from onnx import helper
+
+    outs = [g.name("y"), g.name("y_h")] + ([g.name("y_c")] if kind == "LSTM" else [])
+    g.nodes.append(helper.make_node(kind, inputs, outs, **attrs))
+    if layer.return_sequences:  # Y: (T, directions, N, H)
+        y = g.node("Squeeze", [outs[0], g.ints([1], "axes")])
+        return g.node("Transpose", [y], perm=[1, 0, 2])
+    return g.node("Squeeze", [outs[1], g.ints([0], "axes")])  # Y_h: (1, N, H)
 
 
 def _flatten(g, layer, x, sample):
@@ -303,6 +344,7 @@ _CONVERTERS = {
     normalization.LayerNorm: _layer_norm, normalization.RMSNorm: _rms_norm,
     normalization.GroupNorm: _group_norm,
     embedding.Embedding: _embedding,
+    recurrent.RNN: _recurrent, recurrent.LSTM: _recurrent, recurrent.GRU: _recurrent,
     reshape.Flatten: _flatten, reshape.Reshape: _reshape,
     dropout.Dropout: _identity, dropout.SpatialDropout1D: _identity,
     dropout.SpatialDropout2D: _identity,

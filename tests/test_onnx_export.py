@@ -59,6 +59,13 @@ CASES = {
         portnn.SpatialDropout1D(0.3), portnn.Flatten()), (2, 5)),
     "spatial-dropout-2d": (lambda: portnn.Sequential(
         portnn.SpatialDropout2D(0.5), portnn.Conv2D(2, 2, 1)), (2, 3, 3)),
+    "lstm": (lambda: portnn.Sequential(portnn.LSTM(3, 5), portnn.LSTM(
+        5, 4, return_sequences=False)), (6, 3)),
+    "gru-rnn": (lambda: portnn.Sequential(portnn.GRU(3, 5), portnn.RNN(
+        5, 4, return_sequences=False)), (6, 3)),
+    "recurrent-no-bias": (lambda: portnn.Sequential(portnn.GRU(3, 4, bias=False),
+                                                    portnn.LSTM(4, 2, bias=False)),
+                          (5, 3)),
     "nested": (lambda: portnn.Sequential(
         portnn.Sequential(portnn.Dense(4, 4), portnn.ReLU()), portnn.Dense(4, 2)),
         (4,)),
@@ -146,9 +153,14 @@ def test_shared_weights_are_stored_once(tmp_path):
 
 
 def test_what_cannot_be_exported_says_so(tmp_path):
-    model = portnn.Sequential(portnn.LSTM(3, 4)).build((5, 3))
-    with pytest.raises(ExportError, match=r"LSTM cannot be exported.*Conv2D.*Dense"):
+    model = portnn.Sequential(portnn.Conv2DTranspose(3, 2, 2)).build((3, 4, 4))
+    with pytest.raises(ExportError,
+                       match=r"Conv2DTranspose cannot be exported.*Conv2D.*Dense"):
         model.export(tmp_path / "m.onnx")
+    masked = portnn.Sequential(portnn.Embedding(5, 3, mask_zero=True),
+                               portnn.LSTM(3, 2)).build((4,))
+    with pytest.raises(ExportError, match=r"mask_zero=True\) cannot be exported"):
+        masked.export(tmp_path / "m.onnx")
     with pytest.raises(ExportError, match=r"input shape.*build"):
         portnn.Sequential(portnn.Dense(4, 2)).export(tmp_path / "m.onnx")
     built = portnn.Sequential(portnn.Dense(4, 2)).build((4,))
