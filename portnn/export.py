@@ -29,7 +29,6 @@ from .layers import (
     recurrent,
     reshape,
     residual,
-    sequential,
 )
 from .layers.base import no_grad
 
@@ -348,7 +347,7 @@ _CONVERTERS = {
     reshape.Flatten: _flatten, reshape.Reshape: _reshape,
     dropout.Dropout: _identity, dropout.SpatialDropout1D: _identity,
     dropout.SpatialDropout2D: _identity,
-    sequential.Sequential: _sequential, residual.Residual: _residual,
+    residual.Residual: _residual,
 }
 _ACTIVATIONS = (act.ReLU, act.Tanh, act.Sigmoid, act.Identity, act.SELU,
                 act.LeakyReLU, act.ELU, act.SiLU, act.Swish, act.Mish, act.Softplus,
@@ -356,11 +355,18 @@ _ACTIVATIONS = (act.ReLU, act.Tanh, act.Sigmoid, act.Identity, act.SELU,
 _CONVERTERS.update(dict.fromkeys(_ACTIVATIONS, _activation))
 
 #: the names of the layers :func:`export_onnx` converts
-EXPORTABLE = sorted({cls.__name__ for cls in _CONVERTERS})
+EXPORTABLE = sorted({cls.__name__ for cls in _CONVERTERS} | {"Sequential"})
+
+
+#: converters named by module and class: Sequential is a Model, and the
+#: training package imports this module (a name keeps the import one-way)
+_BY_NAME = {("portnn.layers.sequential", "Sequential"): _sequential}
 
 
 def _convert(g, layer, x, sample) -> str:
-    converter = _CONVERTERS.get(type(layer))
+    kind = type(layer)
+    converter = _CONVERTERS.get(kind) or _BY_NAME.get((kind.__module__,
+                                                       kind.__name__))
     if converter is None:
         msg = (f"{type(layer).__name__} cannot be exported to ONNX yet; the layers "
                f"that can: {', '.join(EXPORTABLE)}")

@@ -16,7 +16,7 @@ from ..distributed.data_parallel import (
     broadcast_state,
 )
 from ..distributed.shuffle import shuffle_generator
-from ..layers.base import Layer, check_registered, free_caches, no_grad, walk_layers
+from ..layers.base import Layer, check_registered, free_caches
 from ..losses.masking import masked_loss
 from .arguments import (
     check_verbose,
@@ -27,15 +27,14 @@ from .arguments import (
 )
 from .callbacks import ProgressBar
 from .compiled import (
-    CompiledForward,
     CompiledStep,
-    EagerForward,
     EagerStep,
     check_mode,
 )
 from .guard import StepGuard, TrainingDivergedError, parameter_names
 from .history import History
-from .inputs import Inputs, class_weighting, refuse_text, validation_pair
+from .inference import Inference, _shard
+from .inputs import Inputs, class_weighting, validation_pair
 from .meters import Meters
 from .metrics import Metric
 from .precision import Precision
@@ -47,7 +46,7 @@ _CLASSIFICATION = (losses_mod.CrossEntropy, losses_mod.BCE, losses_mod.BCEWithLo
 _FLOAT32 = Precision("float32", None)
 
 
-class Model(Layer):
+class Model(Inference, Layer):
     """A layer with a training loop: :meth:`compile`, :meth:`fit`,
     :meth:`evaluate`, :meth:`predict` and the single :meth:`train_step`
     they are built on.
@@ -441,78 +440,6 @@ class Model(Layer):
                 cb.on_train_end()
         return history
 
-    def evaluate(self, x, y=None, *, loss=None, batch_size: int = 256,
-                 metrics="auto", sample_weight=None, steps: int | None = None,
-                 prefetch: bool = True) -> dict[str, float]:
-        """Loss and metrics on `x`, `y` in evaluation mode.
-
-        `x` may be arrays, a Dataset or an iterable of ``(x, y)`` batches,
-        as for :meth:`fit`.
-
-        Returns
-        -------
-        dict
-            ``{"loss": ..., "accuracy": ...}`` over all samples, read from
-            the device once.
-        """
-        batch_size = positive_int("batch_size", batch_size)
-        steps = steps_argument("steps", steps)
-        loss = self._resolve_loss(loss)
-        metric_list = self._metrics(metrics, loss)
-        refuse_text(y)
-        world = distributed.current()
-        with self._tentative_build():
-            source = Inputs(self, loss, prefetch=prefetch,
-                            shard=_shard(world)).source(
-                x, y, sample_weight, batch_size=batch_size, steps=steps)
-        if world.size > 1:
-            check_same_job(world, "evaluate", self, source, None,
-                            {"batch_size": batch_size, "loss": type(loss).__name__})
-        with validated_data():
-            return self._evaluate(source, loss, metric_list)
-
-    def _evaluate(self, source, loss, metric_list):
-        meters = Meters(self.backend, [m.fresh() for m in metric_list])
-        forward = self._forward_function()
-        with no_grad():
-            for xb, yb, wb in source.batches():
-                pred, mask = forward(xb)
-                value = masked_loss(loss, pred, yb, wb, mask)
-                meters.update(value, pred, yb, mask)
-        free_caches(loss)
-        meters.reduce(distributed.current())
-        logs, _ = meters.read()
-        return logs
-
-    def predict(self, x, batch_size: int | None = None, steps: int | None = None,
-                prefetch: bool = True):
-        """Outputs for `x` in evaluation mode, as one array on the model's
-        device; `x` may be arrays (in batches if `batch_size`), a Dataset or
-        an iterable of batches (their ``x``)."""
-        if batch_size is not None:
-            batch_size = positive_int("batch_size", batch_size)
-        steps = steps_argument("steps", steps)
-        with self._tentative_build():  # a failed call leaves lazy layers unbuilt
-            return self._predict(x, batch_size, steps, prefetch)
-
-    def _forward_function(self):
-        """What `evaluate` and `predict` call per batch, ``forward(x) ->
-        (outputs, output mask)``: eager, or compiled as one program
-        (``compile(jit_compile=...)``), kept while the model is made of the
-        same layers and parameters."""
-        if not check_mode(self.jit_compile, self.backend):
-            return EagerForward(self)
-        key = (tuple(map(id, walk_layers(self))), tuple(map(id, self.parameters())))
-        kept = self.__dict__.get("_compiled_forward")
-        if kept is None or kept[0] != key:
-            kept = self._compiled_forward = (key, CompiledForward(self))
-        return kept[1]
-
-    def _predict(self, x, batch_size, steps, prefetch):
-        from .prediction import predict_data
-
-        return predict_data(self, x, batch_size, steps, prefetch)
-
     # -- shapes ---------------------------------------------------------------
     def build(self, input_shape) -> Model:
         """Build the lazy layers (``Dense(64)``, ``Conv2D(out_channels=32,
@@ -592,40 +519,6 @@ class Model(Layer):
         """
         Model._write_checkpoint(self, path, optimizer=optimizer, metadata=metadata)
 
-    def export(self, path, format: str = "onnx", opset: int | None = None):
-        """Write the model for another runtime (Keras 3's spelling); today
-        ONNX, which onnxruntime runs with a dynamic batch size. Needs the
-        input shape (a trained or built model) and ``pip install onnx``;
-        a layer that cannot be exported is an error naming it and those
-        that can (:data:`portnn.export.EXPORTABLE`).
-
-        Parameters
-        ----------
-        path : str or path
-            The ``.onnx`` file to write.
-        format : {"onnx"}
-            The format.
-        opset : int, optional
-            The ONNX opset (default and minimum 17).
-
-        Returns
-        -------
-        onnx.ModelProto
-            What was written, checked by ``onnx.checker``.
-
-        Examples
-        --------
-        >>> import portnn
-        >>> model = portnn.Sequential(portnn.Dense(4, 2)).build((4,))
-        >>> model.export("model.onnx")  # doctest: +SKIP
-        """
-        if format != "onnx":
-            msg = f"export: format must be 'onnx', got {format!r}"
-            raise ValueError(msg)
-        from ..export import export_onnx
-
-        return export_onnx(self, path, opset)
-
     # -- helpers ----------------------------------------------------------------
     def _resolve_loss(self, loss, loss_weights=None):
         from .choices import resolve_loss
@@ -672,8 +565,3 @@ class Model(Layer):
         from .heads import check_head
 
         check_head(self, loss)
-
-
-def _shard(world):
-    """This rank's place in the world, or None when training alone."""
-    return None if world.size == 1 else (world.rank, world.size)
