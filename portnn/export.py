@@ -87,10 +87,14 @@ class _Graph:
 
         return self.constant(np.asarray(values, dtype=np.int64), hint)
 
+    def dtype(self, like):
+        """The NumPy dtype of the backend array `like`."""
+        return self.backend.to_numpy(like[:1]).dtype
+
     def scalar(self, value, like, hint="c") -> str:
         import numpy as np
 
-        return self.constant(np.asarray(value, dtype=like.dtype), hint)
+        return self.constant(np.asarray(value, dtype=self.dtype(like)), hint)
 
     def reduce(self, op: str, x: str, axes, keepdims: int = 1) -> str:
         """A Reduce* node; its axes are an attribute up to opset 17 and an
@@ -214,9 +218,9 @@ def _batch_norm(g, layer, x, sample):
 
     c = layer.num_features
     scale = (g.weight(layer.gamma, "gamma") if layer.gamma is not None
-             else g.constant(np.ones(c, sample.dtype), "gamma"))
+             else g.constant(np.ones(c, g.dtype(sample)), "gamma"))
     shift = (g.weight(layer.beta, "beta") if layer.beta is not None
-             else g.constant(np.zeros(c, sample.dtype), "beta"))
+             else g.constant(np.zeros(c, g.dtype(sample)), "beta"))
     mean = g.weight(layer._buffers["running_mean"], "mean")
     var = g.weight(layer._buffers["running_var"], "var")
     return g.node("BatchNormalization", [x, scale, shift, mean, var],
@@ -228,7 +232,7 @@ def _layer_norm(g, layer, x, sample):
 
     shape = tuple(layer.normalized_shape)
     scale = (g.weight(layer.gamma, "gamma") if layer.gamma is not None
-             else g.constant(np.ones(shape, sample.dtype), "gamma"))
+             else g.constant(np.ones(shape, g.dtype(sample)), "gamma"))
     inputs = [x, scale]
     if layer.beta is not None:
         inputs.append(g.weight(layer.beta, "beta"))
@@ -240,7 +244,8 @@ def _rms_norm(g, layer, x, sample):
     import numpy as np
 
     axes = list(range(sample.ndim - len(layer.normalized_shape), sample.ndim))
-    eps = layer.eps if layer.eps is not None else float(np.finfo(sample.dtype).eps)
+    eps = (layer.eps if layer.eps is not None
+           else float(np.finfo(g.dtype(sample)).eps))
     square = g.reduce("ReduceMean", g.node("Mul", [x, x]), axes)
     root = g.node("Sqrt", [g.node("Add", [square, g.scalar(eps, sample)])])
     y = g.node("Div", [x, root])
