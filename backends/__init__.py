@@ -173,7 +173,14 @@ def _lazy_entry_point(ep) -> Callable[..., Backend]:
 
 
 def names() -> list[str]:
-    """Return every registered backend name, usable or not."""
+    """Return every registered backend name, usable or not.
+
+    Examples
+    --------
+    >>> from portnn import backends
+    >>> "numpy" in backends.names() and "cupy" in backends.names()
+    True
+    """
     _load_entry_points()
     return list(_factories)
 
@@ -193,6 +200,12 @@ def get(spec: str | Backend) -> Backend:
     BackendUnavailableError
         If it is registered but cannot run here (the message says why and
         what to install).
+
+    Examples
+    --------
+    >>> from portnn import backends
+    >>> backends.get("numpy").name
+    'numpy'
     """
     if isinstance(spec, Backend):
         return spec
@@ -249,7 +262,15 @@ def get(spec: str | Backend) -> Backend:
 
 @dataclass(frozen=True)
 class BackendStatus:
-    """Whether one registered backend can run here, and if not, why."""
+    """Whether one registered backend can run here, and if not, why.
+
+    Examples
+    --------
+    >>> from portnn import backends
+    >>> numpy = [s for s in backends.status() if s.name == "numpy"][0]
+    >>> numpy.usable, numpy.reason
+    (True, 'ok')
+    """
 
     name: str
     usable: bool
@@ -280,7 +301,14 @@ def status() -> list[BackendStatus]:
 
 
 def available() -> list[str]:
-    """Names of the backends usable on this machine."""
+    """Names of the backends usable on this machine.
+
+    Examples
+    --------
+    >>> from portnn import backends
+    >>> "numpy" in backends.available()
+    True
+    """
     return [s.name for s in status() if s.usable]
 
 
@@ -300,7 +328,17 @@ def _default() -> Backend:
 
 def get_backend() -> Backend:
     """The backend in effect: set by `use_backend`/`set_backend`, else
-    ``$PORTNN_BACKEND``, else NumPy."""
+    ``$PORTNN_BACKEND``, else NumPy.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> portnn.get_backend().name
+    'numpy'
+    >>> with portnn.use_backend("array_api_strict"):
+    ...     portnn.get_backend().name
+    'array_api_strict'
+    """
     backend = _current.get()
     return backend if backend is not None else _default()
 
@@ -357,7 +395,17 @@ _cache.memos.append(_by_type)
 
 def backend_of(x: Any) -> Backend | None:
     """The backend whose arrays `x` belongs to, or ``None`` for Python scalars
-    and unknown types."""
+    and unknown types.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> from portnn import backends
+    >>> backends.backend_of(portnn.asarray([1.0])).name
+    'numpy'
+    >>> backends.backend_of(1.0) is None
+    True
+    """
     kind = type(x)
     known = _by_type.get(kind)
     if known is not None:
@@ -400,6 +448,12 @@ def check_same_backend(*arrays: Any, where: str = "") -> None:
         Arrays (``None`` entries are ignored).
     where : str, optional
         The layer or call being checked, named in the message.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> from portnn import backends
+    >>> backends.check_same_backend(portnn.asarray([1.0]), None)  # fine
     """
     first = None
     for a in arrays:

@@ -7,16 +7,47 @@ from typing import Any
 
 
 class BackendUnavailableError(RuntimeError):
-    """A backend was asked for but cannot run on this machine."""
+    """A backend was asked for but cannot run on this machine.
+
+    Examples
+    --------
+    >>> from portnn import backends
+    >>> unusable = [s.name for s in backends.status() if not s.usable]
+    >>> for name in unusable[:1]:
+    ...     try:
+    ...         backends.get(name)
+    ...     except backends.BackendUnavailableError:
+    ...         pass
+    """
 
 
 class BackendMismatchError(TypeError):
-    """Arrays from two different backends met in one call."""
+    """Arrays from two different backends met in one call.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> from portnn import backends
+    >>> a = backends.get("numpy").xp.asarray([1.0])
+    >>> b = backends.get("array_api_strict").xp.asarray([1.0])
+    >>> try:
+    ...     backends.check_same_backend(a, b)
+    ... except backends.BackendMismatchError:
+    ...     print("refused")
+    refused
+    """
 
 
 class InvalidDeviceError(ValueError):
     """A backend was asked for a device that its library does not know
-    (``"torch:garbage"``); raised by adapters, reported by the registry."""
+    (``"torch:garbage"``); raised by adapters, reported by the registry.
+
+    Examples
+    --------
+    >>> from portnn import backends
+    >>> issubclass(backends.InvalidDeviceError, ValueError)
+    True
+    """
 
 
 class Backend:

@@ -60,6 +60,18 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
         Extra user metadata (default: ``model.metadata``, if any), stored
         under ``user.<key>``; :func:`load` gives it back as
         ``model.metadata``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(3, 2))
+    >>> _ = model.compile(optimizer="adam", loss="mse")
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> portnn.checkpoint.save(model, path, optimizer=model.optimizer,
+    ...                        metadata={"epoch": 3})
+    >>> type(portnn.load(path).optimizer).__name__
+    'Adam'
     """
     state = model.state_dict()
     if any(isinstance(v, init_mod.Unallocated) for v in state.values()):
@@ -120,7 +132,18 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
 
 def read_tensors(path, backend=None) -> dict[str, Any]:
     """Every tensor of a safetensors file (portnn's or anybody's) as arrays
-    of `backend` (default: the current one)."""
+    of `backend` (default: the current one).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import portnn
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> portnn.Sequential(portnn.Dense(3, 2)).save(path)
+    >>> {name: tuple(t.shape) for name, t in
+    ...  portnn.checkpoint.read_tensors(path).items()}
+    {'model.0.W': (3, 2), 'model.0.b': (2,)}
+    """
     backend = get(backend) if backend is not None else get_backend()
     tensors, _ = read(path)
     return {k: backend.asarray(v) for k, v in tensors.items()}
@@ -161,6 +184,18 @@ def load(path, backend=None, restore_rng: bool = False):
         file.
     OSError
         If the file cannot be read.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(3, 2), portnn.ReLU())
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
+    >>> model.save(path)
+    >>> again = portnn.load(path)
+    >>> x = [[1.0, 2.0, 3.0]]
+    >>> bool((again.predict(x) == model.predict(x)).all())
+    True
     """
     backend = get(backend) if backend is not None else get_backend()
     with SafetensorsFile(path) as f:

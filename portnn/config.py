@@ -31,13 +31,31 @@ def set_default_dtype(name: str) -> None:
 
 
 def get_default_dtype() -> str:
-    """Name of the current default floating dtype (``"float32"`` by default)."""
+    """Name of the current default floating dtype (``"float32"`` by default).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> portnn.get_default_dtype()
+    'float32'
+    """
     return _default_dtype.get()
 
 
 @contextlib.contextmanager
 def default_dtype(name: str) -> Iterator[str]:
-    """Use `name` as the default dtype inside a ``with`` block."""
+    """Use `name` as the default dtype inside a ``with`` block.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> with portnn.default_dtype("float64"):
+    ...     layer = portnn.Dense(2, 1)
+    >>> str(layer.W.value.dtype)
+    'float64'
+    >>> portnn.get_default_dtype()
+    'float32'
+    """
     token = _default_dtype.set(_check(name))
     try:
         yield name

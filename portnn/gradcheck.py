@@ -13,7 +13,25 @@ from .random import Generator, global_generator
 
 
 class GradcheckError(AssertionError):
-    """Analytic and numerical gradients disagree."""
+    """Analytic and numerical gradients disagree.
+
+    Examples
+    --------
+    A layer whose backward is wrong fails the check:
+
+    >>> import portnn
+    >>> class Wrong(portnn.Layer):
+    ...     def forward(self, x, training=False):
+    ...         return x * x
+    ...     def backward(self, dy):
+    ...         return dy  # should be 2 x dy
+    >>> x = portnn.asarray([[0.5, -1.5]], dtype="float64")
+    >>> try:
+    ...     portnn.gradcheck(Wrong(), x)
+    ... except portnn.GradcheckError:
+    ...     print("caught")
+    caught
+    """
 
 
 @dataclass

@@ -45,7 +45,21 @@ def _host():
 
 class CheckpointError(ValueError):
     """A file is not a readable safetensors checkpoint (truncated, corrupted
-    or of another kind); the message says which."""
+    or of another kind); the message says which.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import portnn
+    >>> path = os.path.join(tempfile.mkdtemp(), "not-a-checkpoint.safetensors")
+    >>> with open(path, "wb") as f:
+    ...     _ = f.write(b"hello")
+    >>> try:
+    ...     portnn.load(path)
+    ... except portnn.checkpoint.CheckpointError:
+    ...     print("refused")
+    refused
+    """
 
 
 def _encode(tensors, metadata: dict[str, str]) -> list:

@@ -131,6 +131,13 @@ class ArrayDataset(Dataset):
     its file), not through the mapping: a shuffled pass would otherwise map
     the pages around every row it touches, and the file would end up
     counted whole in the process's memory.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> ds = portnn.data.Dataset.from_arrays([[0.0], [1.0], [2.0]], [0, 1, 0])
+    >>> type(ds).__name__, len(ds)
+    ('ArrayDataset', 3)
     """
 
     #: bytes read through a mapping between releases of its pages
@@ -316,7 +323,15 @@ def _take(array, indices):
 
 
 class ListDataset(Dataset):
-    """A sequence of samples, stacked per batch; see :meth:`Dataset.from_list`."""
+    """A sequence of samples, stacked per batch; see :meth:`Dataset.from_list`.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> ds = portnn.data.Dataset.from_list([[0.0, 1.0], [2.0, 3.0]], [0, 1])
+    >>> type(ds).__name__, len(ds)
+    ('ListDataset', 2)
+    """
 
     def __init__(self, samples, targets=None) -> None:
         if targets is not None and len(targets) != len(samples):

@@ -83,7 +83,15 @@ class Standardizer:
 
 class MinMaxScaler(Standardizer):
     """Scale features into ``feature_range`` using the training minimum and
-    maximum."""
+    maximum.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> scaler = portnn.data.MinMaxScaler()
+    >>> scaler.fit_transform(portnn.asarray([[0.0], [5.0], [10.0]])).tolist()
+    [[0.0], [0.5], [1.0]]
+    """
 
     def __init__(self, feature_range=(0.0, 1.0)) -> None:
         self.feature_range = feature_range
@@ -134,6 +142,16 @@ def train_test_split(x, y, test_size: float = 0.2, stratify: bool = False,
         Keep each class's share of `y` (integer labels) in both splits.
     rng : portnn.random.Generator, optional
         Source of the shuffle (default: the global generator).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.asarray([[float(i)] for i in range(10)])
+    >>> y = portnn.asarray(list(range(10)))
+    >>> x_train, x_test, y_train, y_test = portnn.data.train_test_split(
+    ...     x, y, test_size=0.2)
+    >>> x_train.shape, x_test.shape
+    ((8, 1), (2, 1))
     """
     if not 0.0 < test_size < 1.0:
         msg = f"test_size must be in (0, 1), got {test_size!r}"

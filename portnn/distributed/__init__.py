@@ -129,7 +129,14 @@ def _start(engine, backend, env, timeout) -> Communicator:
 
 
 def current() -> Communicator:
-    """The world :func:`init` joined, or a world of one."""
+    """The world :func:`init` joined, or a world of one.
+
+    Examples
+    --------
+    >>> from portnn import distributed
+    >>> distributed.current().size
+    1
+    """
     if _world is None or _single.get():
         return LocalCommunicator(get_backend())
     return _world
@@ -138,7 +145,15 @@ def current() -> Communicator:
 @contextlib.contextmanager
 def single() -> Iterator[None]:
     """Inside the block this process trains alone, as if no world had been
-    joined (a reference run, a rank's own evaluation)."""
+    joined (a reference run, a rank's own evaluation).
+
+    Examples
+    --------
+    >>> from portnn import distributed
+    >>> with distributed.single():
+    ...     distributed.world_size()
+    1
+    """
     token = _single.set(True)
     try:
         yield
@@ -147,7 +162,15 @@ def single() -> Iterator[None]:
 
 
 def shutdown() -> None:
-    """Leave the world (fit runs on one process again)."""
+    """Leave the world (fit runs on one process again).
+
+    Examples
+    --------
+    >>> from portnn import distributed
+    >>> distributed.shutdown()  # nothing joined: nothing to leave
+    >>> distributed.world_size()
+    1
+    """
     global _world
     if _world is not None:
         _world.close()
@@ -155,25 +178,60 @@ def shutdown() -> None:
 
 
 def rank() -> int:
-    """This process's rank (0 without a world)."""
+    """This process's rank (0 without a world).
+
+    Examples
+    --------
+    >>> from portnn import distributed
+    >>> distributed.rank()
+    0
+    """
     return current().rank
 
 
 def world_size() -> int:
-    """The number of processes (1 without a world)."""
+    """The number of processes (1 without a world).
+
+    Examples
+    --------
+    >>> from portnn import distributed
+    >>> distributed.world_size()
+    1
+    """
     return current().size
 
 
 def local_rank() -> int:
-    """This process's rank on its machine (its GPU index)."""
+    """This process's rank on its machine (its GPU index).
+
+    Examples
+    --------
+    >>> from portnn import distributed
+    >>> distributed.local_rank()
+    0
+    """
     return current().local_rank
 
 
 def is_main() -> bool:
-    """Whether this is rank 0: the one that prints and writes files."""
+    """Whether this is rank 0: the one that prints and writes files.
+
+    Examples
+    --------
+    >>> from portnn import distributed
+    >>> if distributed.is_main():
+    ...     print("only rank 0 prints this")
+    only rank 0 prints this
+    """
     return current().rank == 0
 
 
 def barrier() -> None:
-    """Wait until every rank gets here."""
+    """Wait until every rank gets here.
+
+    Examples
+    --------
+    >>> from portnn import distributed
+    >>> distributed.barrier()  # returns at once in a world of one
+    """
     current().barrier()

@@ -41,7 +41,17 @@ def collective_timeout(timeout=None) -> float:
 class CollectiveTimeoutError(TimeoutError):
     """A collective waited longer than the timeout for the other ranks:
     one of them stopped (an error it caught, ``sys.exit``) or never called
-    the same function (``if is_main(): fit(...)``)."""
+    the same function (``if is_main(): fit(...)``).
+
+    Examples
+    --------
+    Raised by a collective whose partners never came; catch it to stop
+    cleanly rather than wait for ever:
+
+    >>> from portnn import distributed
+    >>> issubclass(distributed.CollectiveTimeoutError, TimeoutError)
+    True
+    """
 
 
 def timeout_error(rank: int, size: int, call: str, timeout: float):
@@ -86,6 +96,18 @@ class Communicator:
     Subclasses implement the collectives on arrays of the backend they
     were made for (`backend`); every rank calls each collective, in the
     same order.
+
+    Examples
+    --------
+    Without :func:`init`, the world is this process alone:
+
+    >>> import portnn
+    >>> from portnn import distributed
+    >>> comm = distributed.current()
+    >>> comm.rank, comm.size
+    (0, 1)
+    >>> comm.all_reduce(portnn.asarray([1.0, 2.0])).tolist()
+    [1.0, 2.0]
     """
 
     engine = "none"

@@ -101,7 +101,14 @@ class Sigmoid(Activation):
 
 
 class Tanh(Activation):
-    """``y = tanh(x)``; ``dy/dx = 1 - y**2``."""
+    """``y = tanh(x)``; ``dy/dx = 1 - y**2``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> portnn.Tanh()(portnn.asarray([0.0, 100.0])).tolist()
+    [0.0, 1.0]
+    """
 
     _cache_attrs = ("_y",)
 
@@ -140,7 +147,14 @@ class ReLU(Activation):
 
 
 class LeakyReLU(Activation):
-    """``y = x`` for ``x > 0`` else ``negative_slope * x``."""
+    """``y = x`` for ``x > 0`` else ``negative_slope * x``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> portnn.LeakyReLU(0.1)(portnn.asarray([-2.0, 3.0])).tolist()
+    [-0.2, 3.0]
+    """
 
     _cache_attrs = ("_mask",)
 
@@ -164,7 +178,15 @@ class LeakyReLU(Activation):
 
 class ELU(Activation):
     """``y = x`` for ``x > 0`` else ``alpha (exp(x) - 1)``; there
-    ``dy/dx = y + alpha``."""
+    ``dy/dx = y + alpha``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> y = portnn.ELU()(portnn.asarray([-100.0, 2.0]))
+    >>> y.tolist()
+    [-1.0, 2.0]
+    """
 
     _cache_attrs = ("_mask", "_y")
 
@@ -499,6 +521,12 @@ class Softmax(Activation):
 
     Backward: ``dx = y (dy - sum(dy * y))``. For classification prefer
     :class:`portnn.CrossEntropy` on logits, which fuses this gradient.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> portnn.Softmax()(portnn.asarray([[0.0, 0.0, 0.0, 0.0]])).tolist()
+    [[0.25, 0.25, 0.25, 0.25]]
     """
 
     _cache_attrs = ("_y",)

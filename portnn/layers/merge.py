@@ -129,7 +129,16 @@ class Concatenate(_Merge):
 
 
 class Add(_Merge):
-    """``y = x_0 + x_1 + ...``; each input's gradient is ``dy``."""
+    """``y = x_0 + x_1 + ...``; each input's gradient is ``dy``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> a, b = portnn.Input((3,)), portnn.Input((3,))
+    >>> model = portnn.Model(inputs=[a, b], outputs=portnn.Add()([a, b]))
+    >>> model.predict([[[1.0, 2.0, 3.0]], [[10.0, 20.0, 30.0]]]).tolist()
+    [[11.0, 22.0, 33.0]]
+    """
 
     def forward(self, xs, training=False):
         xs = self._check(xs)
@@ -142,7 +151,16 @@ class Add(_Merge):
 
 
 class Subtract(_Merge):
-    """``y = x_0 - x_1`` (two inputs); gradients ``dy`` and ``-dy``."""
+    """``y = x_0 - x_1`` (two inputs); gradients ``dy`` and ``-dy``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> a, b = portnn.Input((2,)), portnn.Input((2,))
+    >>> model = portnn.Model(inputs=[a, b], outputs=portnn.Subtract()([a, b]))
+    >>> model.predict([[[5.0, 5.0]], [[1.0, 2.0]]]).tolist()
+    [[4.0, 3.0]]
+    """
 
     def forward(self, xs, training=False):
         xs = self._check(xs)
@@ -158,7 +176,16 @@ class Subtract(_Merge):
 
 class Multiply(_Merge):
     """``y = x_0 * x_1 * ...``; input i's gradient is ``dy`` times the
-    product of the others."""
+    product of the others.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> a, b = portnn.Input((2,)), portnn.Input((2,))
+    >>> model = portnn.Model(inputs=[a, b], outputs=portnn.Multiply()([a, b]))
+    >>> model.predict([[[2.0, 3.0]], [[4.0, 5.0]]]).tolist()
+    [[8.0, 15.0]]
+    """
 
     _cache_attrs = ("_xs",)
 
@@ -183,7 +210,16 @@ class Multiply(_Merge):
 
 
 class Average(_Merge):
-    """``y = (x_0 + ... + x_{n-1}) / n``; each input's gradient is ``dy / n``."""
+    """The mean of the inputs, ``y = sum(x_i) / n``; each gets ``dy / n``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> a, b = portnn.Input((2,)), portnn.Input((2,))
+    >>> model = portnn.Model(inputs=[a, b], outputs=portnn.Average()([a, b]))
+    >>> model.predict([[[2.0, 3.0]], [[4.0, 5.0]]]).tolist()
+    [[3.0, 4.0]]
+    """
 
     def forward(self, xs, training=False):
         xs = self._check(xs)

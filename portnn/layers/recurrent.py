@@ -261,7 +261,9 @@ class RNN(_Recurrent):
 
 
 class LSTM(_Recurrent):
-    __doc__ = """Long short-term memory, gates ``(i, f, g, o)`` as in PyTorch::
+    __doc__ = """Long short-term memory, gates ``(i, f, g, o)`` as in PyTorch.
+
+    One step::
 
         i, f, o = sigmoid(...), g = tanh(...)
         c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t)
@@ -361,7 +363,9 @@ class LSTM(_Recurrent):
 
 
 class GRU(_Recurrent):
-    __doc__ = """Gated recurrent unit, gates ``(r, z, n)`` as in PyTorch::
+    __doc__ = """Gated recurrent unit, gates ``(r, z, n)`` as in PyTorch.
+
+    One step::
 
         r, z = sigmoid(...),  n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn))
         h_t = (1 - z) * n + z * h_{t-1}

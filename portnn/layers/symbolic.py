@@ -17,7 +17,16 @@ class SymbolicTensor:
     """A placeholder for an array in a graph: its shape (``None`` for the
     batch and any size only known at run time) and dtype, and where it
     comes from. Made by :func:`Input` and by calling layers on such
-    tensors."""
+    tensors.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> x = portnn.Input((8,))
+    >>> h = portnn.Dense(8, 4)(x)
+    >>> h.shape, h.dtype
+    ((None, 4), 'float32')
+    """
 
     def __init__(self, shape, dtype: str, source, name: str | None = None,
                  masked: bool = False) -> None:

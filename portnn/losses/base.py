@@ -19,6 +19,23 @@ class Loss:
     ----------
     reduction : {"mean", "sum"}
         Average or add the per-element losses.
+
+    Examples
+    --------
+    A loss of your own: the forward pass and its hand-written gradient.
+
+    >>> import portnn
+    >>> class HalfSquared(portnn.Loss):
+    ...     def forward(self, pred, target):
+    ...         self.diff = pred - target
+    ...         return 0.5 * (self.diff * self.diff).sum() / pred.shape[0]
+    ...     def backward(self):
+    ...         return self.diff / self.diff.shape[0]
+    >>> loss = HalfSquared()
+    >>> float(loss(portnn.asarray([[3.0]]), portnn.asarray([[1.0]])))
+    2.0
+    >>> loss.backward().tolist()
+    [[2.0]]
     """
 
     #: What `forward` keeps for `backward` (predictions, targets): not

@@ -99,6 +99,15 @@ class BCEWithLogits(_Binary):
     reduction : {"mean", "sum"}
     pos_weight : float or sequence of float, optional
         Weight of the positive term, one per output.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> loss = portnn.BCEWithLogits()
+    >>> round(float(loss(portnn.asarray([[0.0]]), portnn.asarray([[1.0]]))), 4)
+    0.6931
+    >>> loss.backward().tolist()
+    [[-0.5]]
     """
 
     _cache_attrs = ("_sig", "_t", "_k", "_pw")

@@ -57,7 +57,17 @@ class MSE(_Elementwise):
 
 class MAE(_Elementwise):
     """Mean absolute error (L1): ``mean(|pred - target|)``; the gradient is
-    ``sign(pred - target) / n`` (0 where they are equal, as in PyTorch)."""
+    ``sign(pred - target) / n`` (0 where they are equal, as in PyTorch).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> loss = portnn.MAE()
+    >>> float(loss(portnn.asarray([[1.0], [4.0]]), portnn.asarray([[2.0], [2.0]])))
+    1.5
+    >>> loss.backward().tolist()
+    [[-0.5], [0.5]]
+    """
 
     def _term(self, xp, d):
         return xp.abs(d)
@@ -71,6 +81,13 @@ class Huber(_Elementwise):
 
     ``l = d**2 / 2`` for ``|d| <= delta`` else ``delta (|d| - delta / 2)``;
     ``dl/dd = clip(d, -delta, delta)``. Matches ``torch.nn.HuberLoss``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> loss = portnn.Huber(delta=1.0)
+    >>> float(loss(portnn.asarray([[0.5], [3.0]]), portnn.asarray([[0.0], [0.0]])))
+    1.3125
     """
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:

@@ -18,6 +18,18 @@ def scatter_add_portable(target, indices, values):
     -------
     array
         A new array (the portable path never writes into `target`).
+
+    Examples
+    --------
+    Repeated indices add up (``target[idx] += v`` would keep only one):
+
+    >>> import portnn
+    >>> from portnn.ops import scatter_add_portable
+    >>> target = portnn.asarray([[0.0], [0.0], [0.0]])
+    >>> values = portnn.asarray([[1.0], [2.0], [5.0]])
+    >>> idx = portnn.asarray([0, 0, 2])
+    >>> scatter_add_portable(target, idx, values).tolist()
+    [[3.0], [0.0], [5.0]]
     """
     xp = namespace(target)
     n = target.shape[0]

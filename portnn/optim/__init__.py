@@ -29,7 +29,14 @@ _BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop,
 
 
 def resolve(name) -> type:
-    """The optimizer class called `name` (``"adam"`` -> :class:`Adam`)."""
+    """The optimizer class called `name` (``"adam"`` -> :class:`Adam`).
+
+    Examples
+    --------
+    >>> import portnn
+    >>> portnn.optim.resolve("adam") is portnn.Adam
+    True
+    """
     try:
         return _BY_NAME[str(name).lower()]
     except KeyError:
@@ -39,7 +46,16 @@ def resolve(name) -> type:
 
 def get(optimizer, params, lr: float | None = None) -> Optimizer:
     """An optimizer from a name (``"adam"``) or an instance (returned as is).
-    A name makes one over the trainable parameters among `params`."""
+    A name makes one over the trainable parameters among `params`.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(2, 1))
+    >>> opt = portnn.optim.get("sgd", model.parameters(), lr=0.1)
+    >>> type(opt).__name__, opt.lr
+    ('SGD', 0.1)
+    """
     if isinstance(optimizer, Optimizer):
         return optimizer
     cls = resolve(optimizer)

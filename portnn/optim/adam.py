@@ -10,7 +10,9 @@ from .base import Optimizer, zeros_like
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba), as ``torch.optim.Adam``::
+    """Adam (Kingma & Ba), as ``torch.optim.Adam``.
+
+    The update, per parameter ``p``::
 
         g = grad + weight_decay * p          (L2 penalty, coupled)
         m = b1 m + (1 - b1) g
@@ -73,7 +75,15 @@ def _one_minus_pow(b: float, t):
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter), as
     ``torch.optim.AdamW``: ``p *= 1 - lr * weight_decay`` before the Adam
-    step, with no L2 term in the gradient."""
+    step, with no L2 term in the gradient.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(2, 1))
+    >>> opt = portnn.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
+    >>> _ = model.compile(optimizer=opt, loss="mse")
+    """
 
     decoupled = True
 

@@ -33,6 +33,21 @@ class Optimizer:
     global_clipnorm : float, optional
         Scale all gradients together to this global L2 norm at most
         (``torch.nn.utils.clip_grad_norm_``). At most one of the three.
+
+    Examples
+    --------
+    Plain gradient descent, written as an optimizer:
+
+    >>> import portnn
+    >>> class Descent(portnn.optim.Optimizer):
+    ...     def update(self, p, g, state):
+    ...         p.value -= self.lr * g
+    >>> layer = portnn.Dense(1, 1, bias=False)
+    >>> layer.W.value[...] = 1.0
+    >>> layer.W.grad = portnn.asarray([[2.0]])
+    >>> Descent(layer.parameters(), lr=0.25).step()
+    >>> layer.W.value.tolist()
+    [[0.5]]
     """
 
     def __init__(self, params, lr: float, *, clipnorm=None, clipvalue=None,

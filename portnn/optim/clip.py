@@ -37,7 +37,17 @@ def clip_grad_norm(params, max_norm: float, eps: float = 1e-6):
 
 
 def clip_grad_value(params, clip_value: float) -> None:
-    """Clip every gradient element into ``[-clip_value, clip_value]``."""
+    """Clip every gradient element into ``[-clip_value, clip_value]``.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> layer = portnn.Dense(2, 1)
+    >>> layer.W.grad = portnn.asarray([[5.0, -0.5]])
+    >>> portnn.clip_grad_value(layer.parameters(), 1.0)
+    >>> layer.W.grad.tolist()
+    [[1.0, -0.5]]
+    """
     for p in params:
         if p.grad is not None:
             p.grad = namespace(p.grad).clip(p.grad, -clip_value, clip_value)

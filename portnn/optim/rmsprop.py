@@ -7,11 +7,20 @@ from .base import Optimizer, zeros_like
 
 
 class RMSprop(Optimizer):
-    """RMSprop, as ``torch.optim.RMSprop``::
+    """RMSprop, as ``torch.optim.RMSprop``.
+
+    The update, per parameter ``p`` with gradient ``g``::
 
         s = alpha s + (1 - alpha) g**2
         a = sqrt(s - mean_g**2) + eps   (centered)   or   sqrt(s) + eps
         p -= lr * g / a                 (or through a momentum buffer)
+
+    Examples
+    --------
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(2, 1))
+    >>> opt = portnn.RMSprop(model.parameters(), lr=1e-3, momentum=0.9)
+    >>> _ = model.compile(optimizer=opt, loss="mse")
     """
 
     def __init__(self, params, lr: float = 0.01, alpha: float = 0.99,
@@ -59,11 +68,20 @@ class RMSprop(Optimizer):
 
 
 class Adagrad(Optimizer):
-    """Adagrad, as ``torch.optim.Adagrad``::
+    """Adagrad, as ``torch.optim.Adagrad``.
+
+    The update, per parameter ``p`` with gradient ``g``::
 
         clr = lr / (1 + (t - 1) lr_decay)
         s += g**2
         p -= clr * g / (sqrt(s) + eps)
+
+    Examples
+    --------
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(2, 1))
+    >>> opt = portnn.Adagrad(model.parameters(), lr=0.1)
+    >>> _ = model.compile(optimizer=opt, loss="mse")
     """
 
     def __init__(self, params, lr: float = 0.01, lr_decay: float = 0.0,

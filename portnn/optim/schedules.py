@@ -20,6 +20,23 @@ class LRScheduler:
     ``scale`` multiplies every rate the schedule sets (1 unless
     :class:`portnn.ReduceLROnPlateau` reduced it): a plateau's reductions
     compose with the schedule instead of being overwritten at its next step.
+
+    Examples
+    --------
+    Halve the rate every 2 steps, written as a schedule:
+
+    >>> import portnn
+    >>> class Halving(portnn.optim.LRScheduler):
+    ...     def lr_at(self, t):
+    ...         return self.base_lr * 0.5 ** (t // 2)
+    >>> opt = portnn.SGD(portnn.Dense(1, 1).parameters(), lr=1.0)
+    >>> schedule = Halving(opt)
+    >>> rates = []
+    >>> for _ in range(4):
+    ...     _ = schedule.step()
+    ...     rates.append(opt.lr)
+    >>> rates
+    [1.0, 0.5, 0.5, 0.25]
     """
 
     #: the plateau reductions' product, applied to every rate set
@@ -107,7 +124,17 @@ class StepLR(LRScheduler):
 
 
 class ExponentialLR(LRScheduler):
-    """Multiply the rate by `gamma` every step."""
+    """Multiply the rate by `gamma` every step.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> opt = portnn.SGD(portnn.Dense(1, 1).parameters(), lr=1.0)
+    >>> schedule = portnn.optim.ExponentialLR(opt, gamma=0.5)
+    >>> _ = schedule.step(); _ = schedule.step()
+    >>> opt.lr
+    0.25
+    """
 
     def __init__(self, optimizer, gamma: float) -> None:
         self.gamma = float(gamma)
@@ -118,8 +145,25 @@ class ExponentialLR(LRScheduler):
 
 
 class CosineWithWarmup(LRScheduler):
-    """Linear warm-up from 0 over `warmup_steps`, then a cosine decay from the
-    base rate to `min_lr` at `total_steps` (held there afterwards)."""
+    """A linear warm-up over `warmup_steps`, then a cosine decay from the
+    base rate to `min_lr` at `total_steps` (held there afterwards).
+
+    The warm-up climbs in equal steps of ``base_lr / (warmup_steps + 1)``,
+    starting one step above 0 (at construction), so no step runs at rate 0.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> opt = portnn.SGD(portnn.Dense(1, 1).parameters(), lr=1.0)
+    >>> schedule = portnn.optim.CosineWithWarmup(opt, total_steps=4,
+    ...                                          warmup_steps=2)
+    >>> rates = [round(opt.lr, 3)]
+    >>> for _ in range(4):
+    ...     _ = schedule.step()
+    ...     rates.append(round(opt.lr, 3))
+    >>> rates
+    [0.333, 0.667, 1.0, 0.5, 0.0]
+    """
 
     def __init__(self, optimizer, total_steps: int, warmup_steps: int = 0,
                  min_lr: float = 0.0) -> None:
@@ -196,6 +240,14 @@ class OneCycle(LRScheduler):
     ValueError
         When stepped more than `total_steps` times, as PyTorch does (the
         cosine would start over): make it for the whole run.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> opt = portnn.SGD(portnn.Dense(1, 1).parameters(), lr=0.1)
+    >>> schedule = portnn.optim.OneCycle(opt, total_steps=100, max_lr=1.0)
+    >>> round(opt.lr, 3)
+    0.04
     """
 
     interval = "batch"

@@ -13,6 +13,22 @@ class Callback:
 
     ``logs`` holds the figures so far: ``loss`` (and metrics) for a batch or
     an epoch, ``val_*`` at epoch end.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> class Losses(portnn.Callback):
+    ...     def __init__(self):
+    ...         self.seen = []
+    ...     def on_epoch_end(self, epoch, logs):
+    ...         self.seen.append(epoch)
+    >>> model = portnn.Sequential(portnn.Dense(2, 1))
+    >>> _ = model.compile(optimizer="sgd", loss="mse")
+    >>> losses = Losses()
+    >>> _ = model.fit([[0.0, 1.0]], [[1.0]], epochs=3, verbose=0,
+    ...               callbacks=[losses])
+    >>> losses.seen
+    [0, 1, 2]
     """
 
     model = None
@@ -239,6 +255,21 @@ class ProgressBar(Callback):
     not made to wait on every batch. Elsewhere (a log file, CI), or with
     ``live=False``, it reads nothing per batch and prints one summary line
     per epoch, or nothing with ``quiet_off_terminal=True``.
+
+    Examples
+    --------
+    ``fit(verbose=1)`` makes one; to draw into a stream of your own:
+
+    >>> import io
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(2, 1))
+    >>> _ = model.compile(optimizer="sgd", loss="mse")
+    >>> stream = io.StringIO()
+    >>> bar = portnn.training.ProgressBar(epochs=1, batches=1, stream=stream)
+    >>> _ = model.fit([[0.0, 1.0]], [[1.0]], epochs=1, verbose=0,
+    ...               callbacks=[bar])
+    >>> "loss" in stream.getvalue()
+    True
     """
 
     def __init__(self, epochs: int, batches: int, stream=None,

@@ -20,6 +20,23 @@ class TrainingDivergedError(FloatingPointError):
 
     ``history`` holds the epochs completed before; the model keeps the
     weights from before the bad batch.
+
+    Examples
+    --------
+    A learning rate far too large makes the loss overflow:
+
+    >>> import portnn
+    >>> model = portnn.Sequential(portnn.Dense(1, 1))
+    >>> _ = model.compile(optimizer=portnn.SGD(model.parameters(), lr=1e30),
+    ...                   loss="mse")
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's overflow
+    ...     try:
+    ...         model.fit([[1e3]], [[1e3]], epochs=5, verbose=0)
+    ...     except portnn.TrainingDivergedError as err:
+    ...         print(len(err.history.history["loss"]) < 5)
+    True
     """
 
     def __init__(self, msg: str, history) -> None:

@@ -53,6 +53,31 @@ class Model(Inference, Layer):
 
     Subclass it (or use :class:`portnn.Sequential`) and implement
     ``forward``/``backward``.
+
+    Examples
+    --------
+    A model with its own forward and backward (here one weight, ``y = w x``),
+    trained by ``fit``:
+
+    >>> import portnn
+    >>> class Scale(portnn.Model):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.w = self.add_parameter("w", portnn.asarray([[0.0]]))
+    ...     def forward(self, x, training=False):
+    ...         self.x = x
+    ...         return x * self.w.value
+    ...     def backward(self, dy):
+    ...         self.w.grad = (dy * self.x).sum(axis=0, keepdims=True)
+    ...         return dy * self.w.value
+    >>> model = Scale()
+    >>> _ = model.compile(optimizer=portnn.SGD(model.parameters(), lr=0.1),
+    ...                   loss="mse")
+    >>> x = [[1.0], [2.0], [3.0]]
+    >>> y = [[2.0], [4.0], [6.0]]
+    >>> history = model.fit(x, y, epochs=50, verbose=0)
+    >>> round(float(model.w.value[0, 0]), 3)
+    2.0
     """
 
     #: The class ``Model(inputs=..., outputs=...)`` makes (a graph model,
