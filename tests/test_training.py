@@ -281,6 +281,32 @@ def test_dense_auto_init_follows_the_activation():
     assert to_np(tanh_net[0].W.value).max() == pytest.approx(np.sqrt(6 / 800), rel=0.01)
 
 
+@pytest.mark.parametrize("change", ["bias in place", "weight in place",
+                                    "weight replaced"])
+def test_stacking_keeps_weights_set_before(backend, change):
+    # Sequential re-draws an "auto" Dense for the activation that follows
+    # it only while the layer holds its construction draw: a bias set, or
+    # weights copied in (transfer learning), before stacking are kept.
+    if "in place" in change and not backend.inplace:
+        pytest.skip(f"{backend.name} arrays are immutable")
+    with portnn.use_backend(backend):
+        layer = portnn.Dense(3, 4)
+        if change == "bias in place":
+            layer.b.value[...] = -10.0
+        elif change == "weight in place":
+            layer.W.value[...] = 0.5
+        else:
+            layer.W.value = backend.asarray(np.full((3, 4), 0.5, np.float32))
+        before = [to_np(p.value).copy() for p in layer.parameters()]
+        portnn.Sequential(layer, portnn.ReLU())
+        for kept, p in zip(before, layer.parameters(), strict=True):
+            np.testing.assert_array_equal(to_np(p.value), kept)
+        fresh = portnn.Dense(3, 4)
+        drawn = to_np(fresh.W.value).copy()
+        portnn.Sequential(fresh, portnn.ReLU())
+        assert not np.array_equal(to_np(fresh.W.value), drawn)  # He, re-drawn
+
+
 def test_predict_in_batches_matches_one_pass(backend):
     x = backend.asarray(_blobs(23)[0])
     model = _model()

@@ -6,6 +6,7 @@ from .. import init as initializers
 from .._namespace import namespace
 from ..ops.matmul import matmul, matmul_path
 from ..ops.reduce import total
+from ..random import Generator, global_generator
 from .activations import Activation
 from .activations import get as get_activation
 from .base import Layer, dtype_name, float_dtype, in_shape_pass, walk_layers
@@ -138,9 +139,11 @@ class Dense(Layer):
         self.activation = None if activation is None else get_activation(activation)
         self._dtype = float_dtype(self.backend, dtype)
         self._rng, self._next_activation = rng, None
+        self._drawn_at = None
         if in_features is None:
             weights = initializers.Unallocated(self.weight_shape, self._dtype)
         else:
+            self._drawn_at = (rng or global_generator()).get_state()
             weights = draw_weights(self, self.activation, rng)
         self.W = self.add_parameter("W", weights)
         self.b = None
@@ -163,6 +166,29 @@ class Dense(Layer):
     def _build(self, in_features: int) -> None:
         self.in_features = int(in_features)
         build_lazy(self)
+
+    def as_drawn(self) -> bool:
+        """Whether ``W`` and ``b`` still hold what construction drew.
+
+        ``Sequential`` re-initializes an ``init="auto"`` layer for the
+        activation that follows it only then: weights the user set or
+        loaded before stacking the layer are kept. The check draws the
+        weights again from the generator's state at construction and
+        compares (one host read, while the model is built).
+        """
+        W = self.W.value
+        if isinstance(W, initializers.Unallocated):
+            return True
+        if self._drawn_at is None:
+            return False
+        again = Generator()
+        again.set_state(self._drawn_at)
+        xp = self.backend.xp
+        same = xp.all(W == draw_weights(self, self.activation, again))
+        if self.b is not None and not isinstance(self.b.value,
+                                                 initializers.Unallocated):
+            same = same & xp.all(self.b.value == 0)
+        return bool(same)
 
     def reset_parameters(self, next_activation=None, rng=None) -> None:
         """Draw ``W`` again (zero ``b``); `next_activation` guides ``"auto"``.

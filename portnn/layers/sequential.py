@@ -16,9 +16,10 @@ class Sequential(Model):
     *layers : Layer
         Applied in order. A :class:`Dense` with ``init="auto"`` followed by
         an activation is initialized for that activation (He for ReLU-like,
-        Glorot otherwise). A layer may appear more than once: its weights
-        are shared, its gradients summed over the uses, and its parameters
-        listed (and saved) once.
+        Glorot otherwise), unless its weights were set since it was made. A
+        layer may appear more than once: its weights are shared, its
+        gradients summed over the uses, and its parameters listed (and
+        saved) once.
 
     Examples
     --------
@@ -59,7 +60,7 @@ class Sequential(Model):
         for layer, nxt in zip(self.layers[:-1], self.layers[1:], strict=True):
             if (isinstance(layer, Dense) and layer.init == "auto"
                     and layer.activation is None and isinstance(nxt, Activation)
-                    and nxt.init != "glorot_uniform"):
+                    and nxt.init != "glorot_uniform" and layer.as_drawn()):
                 layer.reset_parameters(next_activation=nxt)
 
     @property
