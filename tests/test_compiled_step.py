@@ -312,3 +312,61 @@ def test_a_changed_model_gets_a_new_forward_program(backend):
         np.testing.assert_allclose(after, np.maximum(before, 0))
         assert np.any(before < 0)
         pickle.loads(pickle.dumps(model))  # the program is not part of it
+
+
+def _count_traces(monkeypatch):
+    traces = []
+    pure = CompiledStep._pure
+
+    def counted(self, *args):
+        traces.append(1)
+        return pure(self, *args)
+
+    monkeypatch.setattr(CompiledStep, "_pure", counted)
+    return traces
+
+
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_later_fits_reuse_the_program(monkeypatch, backend):
+    # a fit per epoch (a notebook's habit) must not trace every time
+    traces = _count_traces(monkeypatch)
+    model, _ = _fit("mlp", True, epochs=1, backend=backend)
+    first = len(traces)
+    with portnn.use_backend(backend):
+        for _ in range(3):
+            model.fit(*_data((12,)), epochs=1, batch_size=8, verbose=0)
+    assert first == 2 and len(traces) == 2
+
+
+def _fits_with_changes(jit, backend):
+    """Four fits of one model; between them, changes a stale program would
+    miss: the seed (dropout keys), the dropout rate, a frozen layer, the
+    optimizer's weight decay."""
+    x, y = _data((12,))
+    with portnn.use_backend(backend):
+        portnn.seed(0)
+        model = _mlp()
+        model.compile(loss="cross_entropy",
+                      optimizer=portnn.AdamW(model.parameters(), lr=0.01),
+                      jit_compile=jit)
+        losses = []
+        for change in ["none", "seed", "rate", "freeze", "decay"]:
+            if change == "seed":
+                portnn.seed(7)
+            elif change == "rate":
+                model[3].p = 0.6
+            elif change == "freeze":
+                model[0].trainable = False
+            elif change == "decay":
+                model.optimizer.weight_decay = 0.5
+            losses += model.fit(x, y, epochs=1, batch_size=8, verbose=0)["loss"]
+        return losses, [to_np(p.value) for p in model.parameters()]
+
+
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_a_reused_program_sees_every_change_between_fits(backend):
+    eager_losses, eager_weights = _fits_with_changes(False, backend)
+    losses, weights = _fits_with_changes(True, backend)
+    np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
+    for got, want in zip(weights, eager_weights, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

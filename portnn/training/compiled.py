@@ -107,6 +107,61 @@ def weight_places(model) -> list[_Place]:
     return places
 
 
+#: the attributes :class:`CompiledStep` carries as state, per owner kind:
+#: not settings, so not part of :func:`step_key`
+_STATE_ATTRS = {
+    "optimizer": ("lr", "steps"),
+    "guard": ("healthy", "first_bad", "bad_loss", "stalled", "batch"),
+    "scaler": ("scale", "growth_tracker", "skipped", "first_bad"),
+    "generator": ("counter",),
+    "layer": ("stop_training",),  # the loop's flag, not the step's
+}
+
+
+def _settings(obj, state=()) -> tuple:
+    """The plain settings of `obj` (numbers, strings, flags, tuples of
+    them): what a trace bakes into the program as constants."""
+    plain = (bool, int, float, str, type(None))
+
+    def is_plain(v):
+        return isinstance(v, plain) or (
+            isinstance(v, tuple) and all(isinstance(e, plain) for e in v))
+
+    return (type(obj).__qualname__,) + tuple(sorted(
+        (k, v) for k, v in vars(obj).items() if k not in state and is_plain(v)))
+
+
+def _generators(model) -> dict[int, Generator]:
+    """The random generators a step of `model` draws from."""
+    generators = {id(global_generator()): global_generator()}
+    for layer in walk_layers(model):
+        rng = getattr(layer, "rng", None)
+        if isinstance(rng, Generator):
+            generators[id(rng)] = rng
+    return generators
+
+
+def step_key(model, loss, optimizer, policy) -> tuple:
+    """What a compiled step depends on beyond its state arrays: the
+    layers, parameters, loss and optimizer (by identity) and every plain
+    setting of theirs, the precision and the generators' keys. A fit whose
+    key equals the last one's reuses its program; any change (a layer
+    unfrozen, a dropout rate, ``portnn.seed``, a new optimizer) traces
+    again, so no stale constant is ever used."""
+    scaler = policy.scaler
+    return (
+        tuple((id(la), _settings(la, _STATE_ATTRS["layer"]))
+              for la in walk_layers(model)),
+        tuple(map(id, model.parameters())),
+        id(loss), _settings(loss),
+        id(optimizer), _settings(optimizer, _STATE_ATTRS["optimizer"]),
+        _settings(policy),
+        None if scaler is None else _settings(scaler, _STATE_ATTRS["scaler"]),
+        tuple(_settings(g, _STATE_ATTRS["generator"])
+              for g in _generators(model).values()),
+    )
+
+
 class EagerStep:
     """``model.train_step``, one array operation at a time (the reference,
     and the text to read): ``step(x, y, w) -> (loss, predictions, output
@@ -155,11 +210,7 @@ class CompiledStep(EagerStep):
         """Every place the step reads and writes, in a fixed order."""
         model, opt = self.model, self.optimizer
         places = weight_places(model)
-        generators = {id(global_generator()): global_generator()}
-        for layer in walk_layers(model):
-            rng = getattr(layer, "rng", None)
-            if isinstance(rng, Generator):
-                generators[id(rng)] = rng
+        generators = _generators(model)
         for p in opt.params:
             if not any(p is q.owner for q in places):
                 places.append(_Place(p, "value"))  # an optimizer over others
@@ -175,14 +226,20 @@ class CompiledStep(EagerStep):
         places += [_Place(opt, "steps"), _Place(opt, "lr")]
         guard = self.guard
         if guard is not None:
-            places += [_Place(guard, k) for k in
-                       ("healthy", "first_bad", "bad_loss", "stalled", "batch")]
+            places += [_Place(guard, k) for k in _STATE_ATTRS["guard"]]
         scaler = self.policy.scaler
         if scaler is not None:
-            places += [_Place(scaler, k) for k in
-                       ("scale", "growth_tracker", "skipped", "first_bad")]
+            places += [_Place(scaler, k) for k in _STATE_ATTRS["scaler"]]
         places += [_Place(g, "counter") for g in generators.values()]
         return places
+
+    def rebind(self, guard, policy) -> None:
+        """Serve another `fit` of the same model, loss and optimizer (equal
+        :func:`step_key`): its guard and precision policy are new objects,
+        so the places are listed again; the compiled programs stay."""
+        self.guard, self.policy = guard, policy
+        if self._places is not None:
+            self._places = self._collect()
 
     def _read(self) -> list[Any]:
         xp, dev = self.backend.xp, self.backend.device

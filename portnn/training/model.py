@@ -30,6 +30,7 @@ from .compiled import (
     CompiledStep,
     EagerStep,
     check_mode,
+    step_key,
 )
 from .guard import StepGuard, TrainingDivergedError, parameter_names
 from .history import History
@@ -106,7 +107,8 @@ class Model(Inference, Layer):
 
     def __getstate__(self):
         state = super().__getstate__()
-        state.pop("_compiled_forward", None)  # a program of this process
+        state.pop("_compiled_forward", None)  # programs of this process
+        state.pop("_compiled_step", None)
         return state
 
     # -- once, Keras style ----------------------------------------------------
@@ -161,6 +163,7 @@ class Model(Inference, Layer):
         self.loss, self.optimizer = loss, optimizer
         self.metrics = metric_list if metrics != "auto" else None
         self.jit_compile = jit_compile
+        self.__dict__.pop("_compiled_step", None)
         return self
 
     # -- what goes in and comes out -------------------------------------------
@@ -234,7 +237,15 @@ class Model(Inference, Layer):
         program (``compile(jit_compile=...)``)."""
         if check_mode(self.jit_compile, self.backend):
             if world.size == 1:
-                return CompiledStep(self, loss, optimizer, guard, policy)
+                # the last fit's program, while nothing it depends on changed
+                key = step_key(self, loss, optimizer, policy)
+                kept = self.__dict__.get("_compiled_step")
+                if kept is not None and kept[0] == key:
+                    kept[1].rebind(guard, policy)
+                    return kept[1]
+                step = CompiledStep(self, loss, optimizer, guard, policy)
+                self._compiled_step = (key, step)
+                return step
             warnings.warn("jit_compile: data-parallel training runs its steps "
                           "eagerly (the gradients' all-reduce sits inside the "
                           "step)", stacklevel=3)
