@@ -370,3 +370,17 @@ def test_a_reused_program_sees_every_change_between_fits(backend):
     np.testing.assert_allclose(losses, eager_losses, rtol=1e-5)
     for got, want in zip(weights, eager_weights, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_a_changed_setting_gets_a_new_forward_program(backend):
+    with portnn.use_backend(backend):
+        portnn.seed(0)
+        model = portnn.Sequential(portnn.Dense(3, 4), portnn.LeakyReLU(0.1))
+        model.compile(loss="mse", jit_compile=True)
+        x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3)
+        before = to_np(model.predict(x))
+        model[1].negative_slope = 0.5  # a constant of the first program
+        after = to_np(model.predict(x))
+        np.testing.assert_allclose(after[before < 0], 5 * before[before < 0],
+                                   rtol=1e-5)

@@ -141,6 +141,15 @@ def _generators(model) -> dict[int, Generator]:
     return generators
 
 
+def forward_key(model) -> tuple:
+    """What a compiled forward pass depends on beyond the weights: the
+    layers and parameters (by identity) and the layers' plain settings (a
+    slope, an epsilon, a frozen flag)."""
+    return (tuple((id(la), _settings(la, _STATE_ATTRS["layer"]))
+                  for la in walk_layers(model)),
+            tuple(map(id, model.parameters())))
+
+
 def step_key(model, loss, optimizer, policy) -> tuple:
     """What a compiled step depends on beyond its state arrays: the
     layers, parameters, loss and optimizer (by identity) and every plain
@@ -150,9 +159,7 @@ def step_key(model, loss, optimizer, policy) -> tuple:
     again, so no stale constant is ever used."""
     scaler = policy.scaler
     return (
-        tuple((id(la), _settings(la, _STATE_ATTRS["layer"]))
-              for la in walk_layers(model)),
-        tuple(map(id, model.parameters())),
+        forward_key(model),
         id(loss), _settings(loss),
         id(optimizer), _settings(optimizer, _STATE_ATTRS["optimizer"]),
         _settings(policy),

@@ -6,10 +6,10 @@ from __future__ import annotations
 from .. import distributed
 from .._validation import validated_data
 from ..distributed.checks import check_same_job
-from ..layers.base import free_caches, no_grad, walk_layers
+from ..layers.base import free_caches, no_grad
 from ..losses.masking import masked_loss
 from .arguments import positive_int, steps_argument
-from .compiled import CompiledForward, EagerForward, check_mode
+from .compiled import CompiledForward, EagerForward, check_mode, forward_key
 from .inputs import Inputs, refuse_text
 from .meters import Meters
 
@@ -75,10 +75,10 @@ class Inference:
         """What `evaluate` and `predict` call per batch, ``forward(x) ->
         (outputs, output mask)``: eager, or compiled as one program
         (``compile(jit_compile=...)``), kept while the model is made of the
-        same layers and parameters."""
+        same layers and parameters, with the same settings."""
         if not check_mode(self.jit_compile, self.backend):
             return EagerForward(self)
-        key = (tuple(map(id, walk_layers(self))), tuple(map(id, self.parameters())))
+        key = forward_key(self)
         kept = self.__dict__.get("_compiled_forward")
         if kept is None or kept[0] != key:
             kept = self._compiled_forward = (key, CompiledForward(self))
