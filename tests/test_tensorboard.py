@@ -56,8 +56,37 @@ def test_batch_losses_every_n_batches_and_histograms(tmp_path):
     assert [e.step for e in train.Scalars("batch_loss")] == [2, 4, 6, 8]
     assert all(np.isfinite(e.value) for e in train.Scalars("batch_loss"))
     names = [name for name, _ in model.named_parameters()]
-    assert sorted(train.Tags()["histograms"]) == sorted(names)
+    assert sorted(train.Tags()["histograms"]) == sorted(
+        names + [f"{n}_grad" for n in names])
     assert [e.step for e in train.Histograms(names[0])] == [1]  # every 2nd epoch
+    assert [e.step for e in train.Histograms(f"{names[0]}_grad")] == [1]
+    # the weights' histogram holds the weights ...
+    weights = portnn.get_backend().to_numpy(model[0].W.value)
+    drawn = train.Histograms("0.W")[0].histogram_value
+    assert drawn.num == weights.size
+    np.testing.assert_allclose(drawn.sum, weights.sum(), rtol=1e-5)
+    # ... and the output bias's gradient is cross-entropy's: softmax - one-hot
+    # sums to zero over the classes, so its two entries are opposite
+    grad = train.Histograms("2.b_grad")[0].histogram_value
+    assert grad.num == 2 and grad.max > 0
+    np.testing.assert_allclose([grad.sum, grad.min], [0, -grad.max], atol=1e-6)
+
+
+def test_compiled_steps_draw_the_weights_and_say_why_not_the_gradients(
+        tmp_path):
+    pytest.importorskip("jax")
+    rs = np.random.default_rng(0)
+    x = rs.normal(size=(16, 4)).astype(np.float32)
+    with portnn.use_backend("jax"):
+        model = portnn.Sequential(portnn.Dense(4, 2))
+        model.compile(loss="cross_entropy", optimizer="sgd", jit_compile=True)
+        board = portnn.TensorBoard(tmp_path / "logs", histogram_freq=1)
+        with pytest.warns(RuntimeWarning, match="no gradient histograms") as seen:
+            model.fit(x, (x[:, 0] > 0).astype(np.int64), epochs=2, verbose=0,
+                      callbacks=[board])
+    assert len([w for w in seen if "gradient" in str(w.message)]) == 1
+    train = _read(tmp_path / "logs" / "train")
+    assert sorted(train.Tags()["histograms"]) == ["0.W", "0.b"]
 
 
 def test_steps_count_on_across_fits(tmp_path):

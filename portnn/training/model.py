@@ -6,6 +6,7 @@ import warnings
 
 from .. import distributed
 from .. import losses as losses_mod
+from .._namespace import tracing
 from .._validation import validated_data
 from ..data.sources import batch_rows
 from ..data.structure import Structure
@@ -109,6 +110,7 @@ class Model(Inference, Layer):
         state = super().__getstate__()
         state.pop("_compiled_forward", None)  # programs of this process
         state.pop("_compiled_step", None)
+        state.pop("_gradient_tap", None)  # a callback's, for one epoch
         return state
 
     # -- once, Keras style ----------------------------------------------------
@@ -220,6 +222,9 @@ class Model(Inference, Layer):
             all_reduce_gradients(world, optimizer.params, rows,
                                  self.backend)
         finite = policy.unscale(optimizer.params)  # unscaled; finite (float16)?
+        tap = self.__dict__.get("_gradient_tap")
+        if tap is not None and not tracing.get():  # TensorBoard's histograms
+            tap(optimizer.params)
         if guard is not None:
             scaler = policy.scaler
             guard.step(optimizer, value, finite, overflow_skips=scaler is not None,

@@ -4,6 +4,7 @@ summary written for TensorBoard (Keras's callback, through tensorboardX)."""
 from __future__ import annotations
 
 import itertools
+import warnings
 
 from .callbacks import Callback
 
@@ -18,7 +19,8 @@ class TensorBoard(Callback):
     Under `log_dir`, as Keras lays them out: ``train/`` holds ``epoch_loss``,
     every metric (``epoch_accuracy``, ...) and ``epoch_learning_rate`` per
     epoch, the batch losses (``batch_loss``) when `update_freq` asks for
-    them, the weight histograms and the model's summary (a text panel);
+    them, the weight and gradient histograms and the model's summary (a
+    text panel);
     ``validation/`` holds the validation figures under the same names, so
     TensorBoard draws each pair on one chart. Only rank 0 writes in a
     data-parallel job. Steps count on across `fit` calls.
@@ -28,7 +30,11 @@ class TensorBoard(Callback):
     log_dir : str or path, default "logs"
         Where the event files go (made if missing).
     histogram_freq : int, default 0
-        Every this many epochs, a histogram of each parameter (0: none).
+        Every this many epochs, a histogram of each parameter (under its
+        name) and of its gradient on the epoch's last batch (``<name>_grad``,
+        as the optimizer received it); 0: none. Gradients are read from
+        eager steps; a compiled step (``jit_compile``) keeps them inside its
+        program, so only the weights are drawn then (a warning says so).
     update_freq : "epoch", "batch" or int, default "epoch"
         Also log the loss of every batch ("batch") or of every N-th batch.
         The batch losses stay on the device until the epoch ends and are
@@ -78,6 +84,8 @@ class TensorBoard(Callback):
         self._epoch = 0  # epochs logged so far, over every fit
         self._batch = 0  # batches seen so far, over every fit
         self._pending = []  # (step, loss on the device) until the epoch ends
+        self._grads = {}  # parameter id -> its last gradient, in a histogram epoch
+        self._warned_compiled = False
 
     def on_train_begin(self, logs=None):
         import os
@@ -101,6 +109,19 @@ class TensorBoard(Callback):
             self._writers["train"].add_text("model summary", f"```\n{text}\n```",
                                             self._epoch)
 
+    def _histogram_epoch(self) -> bool:
+        return bool(self.histogram_freq) and (
+            (self._epoch + 1) % self.histogram_freq == 0)
+
+    def _tap(self, params) -> None:
+        # references, not copies: zero_grad unbinds the arrays, never
+        # zeroes them, so they hold this batch's values at the epoch's end
+        self._grads = {id(p): p.grad for p in params if p.grad is not None}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._writers is not None and self._histogram_epoch():
+            self.model._gradient_tap = self._tap
+
     def on_batch_end(self, batch, logs=None):
         self._batch += 1
         if self._writers is None or not self._every or self._batch % self._every:
@@ -123,15 +144,31 @@ class TensorBoard(Callback):
             for (at, _), value in zip(self._pending, values, strict=True):
                 train.add_scalar("batch_loss", value, at)
             self._pending = []
-        if self.histogram_freq and (step + 1) % self.histogram_freq == 0:
+        if self._histogram_epoch():
+            self.model.__dict__.pop("_gradient_tap", None)
             backend = self.model.backend
             for name, p in self.model.named_parameters():
                 train.add_histogram(name, backend.to_numpy(p.value), step)
+                grad = self._grads.get(id(p))
+                if grad is not None:
+                    train.add_histogram(f"{name}_grad", backend.to_numpy(grad),
+                                        step)
+            if (not self._grads and self.model.jit_compile
+                    and not self._warned_compiled):
+                self._warned_compiled = True
+                warnings.warn("TensorBoard: no gradient histograms: the steps "
+                              "ran compiled (jit_compile), which keeps the "
+                              "gradients inside the program; the weight "
+                              "histograms are written", RuntimeWarning,
+                              stacklevel=2)
+            self._grads = {}
         for writer in self._writers.values():
             writer.flush()
         self._epoch += 1
 
     def on_train_end(self, logs=None):
+        if self.model is not None:
+            self.model.__dict__.pop("_gradient_tap", None)
         for writer in (self._writers or {}).values():
             writer.close()
         self._writers = None
