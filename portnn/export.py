@@ -20,13 +20,17 @@ import math
 from . import config
 from .layers import activations as act
 from .layers import (
+    bidirectional,
     conv,
+    conv_transpose,
     dense,
     dropout,
     embedding,
+    merge,
     normalization,
     pooling,
     recurrent,
+    resampling,
     reshape,
     residual,
 )
@@ -177,6 +181,20 @@ def _conv(g, layer, x, sample):
     return _owned_activation(g, layer, y, sample)
 
 
+def _conv_transpose(g, layer, x, sample):
+    # ONNX's ConvTranspose has PyTorch's weight layout (in, out / groups, k...)
+    # and output size
+    inputs = [x, g.weight(layer.W, "W")]
+    if layer.b is not None:
+        inputs.append(g.weight(layer.b, "b"))
+    pads = [p[0] for p in layer._pads] + [p[1] for p in layer._pads]
+    y = g.node("ConvTranspose", inputs, kernel_shape=list(layer.kernel_size),
+               strides=list(layer.stride), dilations=list(layer.dilation),
+               group=int(layer.groups), pads=pads,
+               output_padding=list(layer.output_padding))
+    return _owned_activation(g, layer, y, sample)
+
+
 def _pads(padding, kernel, dilation, spatial) -> list[int]:
     """ONNX's pads (all the starts, then all the ends) for portnn's padding."""
     if padding == "valid":
@@ -284,35 +302,91 @@ def _embedding(g, layer, x, sample):
 _GATES = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2), "RNN": (0,)}
 
 
-def _recurrent(g, layer, x, sample):
+def _recurrence(g, layers, x, hint):
+    """One ONNX recurrent node over `layers` (one layer, or a forward and a
+    backward one); returns its ``Y`` (T, directions, N, H) and ``Y_h``
+    (directions, N, H)."""
     import numpy as np
 
-    kind = type(layer).__name__
-    order, hidden = _GATES[kind], layer.hidden_size
+    first = layers[0]
+    kind = type(first).__name__
+    order = _GATES[kind]
 
     def gates(w):  # (k H, ...) with blocks reordered, one direction first
         blocks = np.split(w, len(order))
         return np.concatenate([blocks[i] for i in order])[None]
 
+    def stacked(name, role):  # the directions stacked on axis 0
+        return g.node("Concat", [g.weight(getattr(la, name), role, gates)
+                                 for la in layers], axis=0)
+
+    one = len(layers) == 1
     # time-major: onnxruntime runs no batch-first (layout=1) recurrence
-    inputs = [g.node("Transpose", [x], perm=[1, 0, 2]),
-              g.weight(layer.W_ih, "W", gates), g.weight(layer.W_hh, "R", gates)]
-    if layer.b_ih is not None:
-        inputs.append(g.node("Concat", [g.weight(layer.b_ih, "Wb", gates),
-                                        g.weight(layer.b_hh, "Rb", gates)], axis=1))
-    attrs = {"hidden_size": hidden}
+    inputs = [g.node("Transpose", [x], perm=[1, 0, 2])]
+    inputs += ([g.weight(first.W_ih, "W", gates), g.weight(first.W_hh, "R", gates)]
+               if one else [stacked("W_ih", "W"), stacked("W_hh", "R")])
+    if first.b_ih is not None:
+        inputs.append(g.node("Concat", [
+            g.node("Concat", [g.weight(la.b_ih, "Wb", gates),
+                              g.weight(la.b_hh, "Rb", gates)], axis=1)
+            for la in layers], axis=0) if not one else g.node(
+            "Concat", [g.weight(first.b_ih, "Wb", gates),
+                       g.weight(first.b_hh, "Rb", gates)], axis=1))
+    attrs = {"hidden_size": first.hidden_size}
+    if not one:
+        attrs["direction"] = "bidirectional"
     if kind == "GRU":
         attrs["linear_before_reset"] = 1  # r * (h W_hn + b_hn), as PyTorch
     if kind == "RNN":
-        attrs["activations"] = ["Tanh"]
+        attrs["activations"] = ["Tanh"] * len(layers)
     from onnx import helper
 
     outs = [g.name("y"), g.name("y_h")] + ([g.name("y_c")] if kind == "LSTM" else [])
     g.nodes.append(helper.make_node(kind, inputs, outs, **attrs))
-    if layer.return_sequences:  # Y: (T, directions, N, H)
-        y = g.node("Squeeze", [outs[0], g.ints([1], "axes")])
+    return outs[0], outs[1]
+
+
+def _recurrent(g, layer, x, sample):
+    y, y_h = _recurrence(g, [layer], x, "rnn")
+    if layer.return_sequences:  # Y: (T, 1, N, H)
+        y = g.node("Squeeze", [y, g.ints([1], "axes")])
         return g.node("Transpose", [y], perm=[1, 0, 2])
-    return g.node("Squeeze", [outs[1], g.ints([0], "axes")])  # Y_h: (1, N, H)
+    return g.node("Squeeze", [y_h, g.ints([0], "axes")])  # Y_h: (1, N, H)
+
+
+def _bidirectional(g, layer, x, sample):
+    fwd, bwd = layer.forward_layer, layer.backward_layer
+    if type(fwd) is not type(bwd) or not isinstance(fwd, (recurrent.RNN,
+                                                           recurrent.LSTM,
+                                                           recurrent.GRU)):
+        msg = ("Bidirectional exports over RNN, LSTM or GRU of one kind, got "
+               f"{type(fwd).__name__} and {type(bwd).__name__}")
+        raise ExportError(msg)
+    y, y_h = _recurrence(g, [fwd, bwd], x, "birnn")
+    if layer.return_sequences:  # Y: (T, 2, N, H) -> (N, T, 2, H)
+        both, axis = g.node("Transpose", [y], perm=[2, 0, 1, 3]), 2
+    else:  # Y_h: (2, N, H) -> (N, 2, H); the backward one ends at step 0
+        both, axis = g.node("Transpose", [y_h], perm=[1, 0, 2]), 1
+    if layer.merge_mode == "concat":  # forward's features, then backward's
+        shape = [0, 0, -1] if layer.return_sequences else [0, -1]
+        return g.node("Reshape", [both, g.ints(shape)])
+    f, b = (g.node("Squeeze", [part, g.ints([axis], "axes")])
+            for part in _split(g, both, axis, 2))
+    if layer.merge_mode == "sum":
+        return g.node("Add", [f, b])
+    if layer.merge_mode == "mul":
+        return g.node("Mul", [f, b])
+    return g.node("Mul", [g.node("Add", [f, b]), g.scalar(0.5, sample)])
+
+
+def _split(g, x, axis, n):
+    from onnx import helper
+
+    outs = [g.name("part") for _ in range(n)]
+    g.nodes.append(helper.make_node("Split", [x], outs, axis=axis,
+                                    num_outputs=n) if g.opset >= 18 else
+                   helper.make_node("Split", [x], outs, axis=axis))
+    return outs
 
 
 def _flatten(g, layer, x, sample):
@@ -321,6 +395,36 @@ def _flatten(g, layer, x, sample):
 
 def _reshape(g, layer, x, sample):
     return g.node("Reshape", [x, g.ints([0, *layer.shape])])
+
+
+def _permute(g, layer, x, sample):
+    return g.node("Transpose", [x], perm=[0, *layer.dims])
+
+
+def _upsampling(g, layer, x, sample):
+    if layer.interpolation != "nearest":
+        msg = (f"{type(layer).__name__}(interpolation={layer.interpolation!r}) "
+               "cannot be exported yet; interpolation='nearest' can")
+        raise ExportError(msg)
+    import numpy as np
+
+    size = _tuple(layer.size, sample.ndim - 2)
+    scales = np.asarray([1.0, 1.0, *size], dtype=np.float32)
+    return g.node("Resize", [x, "", g.constant(scales, "scales")], mode="nearest",
+                  nearest_mode="floor", coordinate_transformation_mode="asymmetric")
+
+
+def _merge(op):
+    def convert(g, layer, xs, samples):
+        if op == "Mul":  # binary in ONNX
+            y = xs[0]
+            for other in xs[1:]:
+                y = g.node("Mul", [y, other])
+            return y
+        if op == "Concat":
+            return g.node("Concat", xs, axis=int(layer.axis))
+        return g.node(op, xs)
+    return convert
 
 
 def _identity(g, layer, x, sample):
@@ -337,6 +441,37 @@ def _residual(g, layer, x, sample):
     return g.node("Add", [x, _convert(g, layer.layer, x, sample)])
 
 
+def _graph_outputs(g, layer, xs, samples) -> list[str]:
+    """A graph model's nodes in order, each through its layer's converter,
+    with a sample per tensor; the names of its outputs."""
+    names = {("input", i): name for i, name in enumerate(xs)}
+    values = {("input", i): s for i, s in enumerate(samples)}
+    for j, node in enumerate(layer.graph["nodes"]):
+        child = layer.layers[node["layer"]]
+        if node["kwargs"]:
+            msg = (f"a graph node calling {type(child).__name__} with keyword "
+                   f"arguments ({', '.join(node['kwargs'])}) cannot be exported "
+                   "yet")
+            raise ExportError(msg)
+        refs = [tuple(ref) for ref in node["args"]]
+        if node["list"]:
+            arg, smp = [names[r] for r in refs], [values[r] for r in refs]
+        else:
+            arg, smp = names[refs[0]], values[refs[0]]
+        names[("node", j)] = _convert(g, child, arg, smp)
+        values[("node", j)] = _forward(child, smp)
+    return [names[tuple(ref)] for ref in layer.graph["outputs"]]
+
+
+def _functional(g, layer, x, sample):
+    """A graph inside another model: one input, one output."""
+    if len(layer.graph["inputs"]) != 1 or len(layer.graph["outputs"]) != 1:
+        msg = ("a graph model with several inputs or outputs exports as the "
+               "whole model, not inside another one")
+        raise ExportError(msg)
+    return _graph_outputs(g, layer, [x], [sample])[0]
+
+
 _CONVERTERS = {
     dense.Dense: _dense,
     conv.Conv1D: _conv, conv.Conv2D: _conv,
@@ -350,6 +485,14 @@ _CONVERTERS = {
     embedding.Embedding: _embedding,
     recurrent.RNN: _recurrent, recurrent.LSTM: _recurrent, recurrent.GRU: _recurrent,
     reshape.Flatten: _flatten, reshape.Reshape: _reshape,
+    reshape.Permute: _permute,
+    conv_transpose.Conv1DTranspose: _conv_transpose,
+    conv_transpose.Conv2DTranspose: _conv_transpose,
+    resampling.UpSampling1D: _upsampling, resampling.UpSampling2D: _upsampling,
+    bidirectional.Bidirectional: _bidirectional,
+    merge.Add: _merge("Sum"), merge.Subtract: _merge("Sub"),
+    merge.Multiply: _merge("Mul"), merge.Average: _merge("Mean"),
+    merge.Concatenate: _merge("Concat"),
     dropout.Dropout: _identity, dropout.SpatialDropout1D: _identity,
     dropout.SpatialDropout2D: _identity,
     residual.Residual: _residual,
@@ -360,12 +503,15 @@ _ACTIVATIONS = (act.ReLU, act.Tanh, act.Sigmoid, act.Identity, act.SELU,
 _CONVERTERS.update(dict.fromkeys(_ACTIVATIONS, _activation))
 
 #: the names of the layers :func:`export_onnx` converts
-EXPORTABLE = sorted({cls.__name__ for cls in _CONVERTERS} | {"Sequential"})
+EXPORTABLE = sorted({cls.__name__ for cls in _CONVERTERS}
+                    | {"Sequential", "Functional"})
 
 
-#: converters named by module and class: Sequential is a Model, and the
-#: training package imports this module (a name keeps the import one-way)
-_BY_NAME = {("portnn.layers.sequential", "Sequential"): _sequential}
+#: converters named by module and class: Sequential and graph models are
+#: Models, and the training package imports this module (a name keeps the
+#: import one-way)
+_BY_NAME = {("portnn.layers.sequential", "Sequential"): _sequential,
+            ("portnn.layers.graph", "Functional"): _functional}
 
 
 def _convert(g, layer, x, sample) -> str:
@@ -397,6 +543,56 @@ def _output_of(layer, sample, before_activation=False):
         layer.activation = activation
 
 
+def _is_graph(model) -> bool:
+    kind = type(model)
+    return _BY_NAME.get((kind.__module__, kind.__name__)) is _functional
+
+
+def _stack_input(model):
+    """A stack's one input: ``[(name, dims, dtype)]`` and a sample."""
+    shape = getattr(model, "_input_shape", None)
+    if shape is None:
+        msg = ("export needs the model's input shape: train it, or call "
+               "model.build(input_shape) first (the shape of one sample)")
+        raise ExportError(msg)
+    backend = model.backend
+    xp = backend.xp
+    dtype = xp.int64 if model.integer_input else (model._model_dtype()
+                                                  or config.float_dtype(backend))
+    sample = xp.zeros((2, *shape), dtype=dtype, device=backend.device)
+    return [("input", list(shape), dtype)], [sample]
+
+
+def _graph_inputs(model):
+    """A graph's inputs, named as ``predict`` takes them in a dict (its
+    keys, else the ``Input`` names), with a sample each (3 steps where a
+    size is left open, which stays open in the file)."""
+    backend = model.backend
+    specs = model.graph["inputs"]
+    keys = model._input_names
+    if not isinstance(keys, list):
+        keys = [spec["name"] or ("input" if len(specs) == 1 else f"input_{i}")
+                for i, spec in enumerate(specs)]
+    inputs, samples = [], []
+    for key, spec in zip(keys, specs, strict=True):
+        dims = [d if d is not None else f"{key}_{i}"
+                for i, d in enumerate(spec["shape"], 1)]
+        shape = [d if isinstance(d, int) else 3 for d in dims]
+        dtype = backend.dtype(spec["dtype"])
+        inputs.append((key, dims, dtype))
+        samples.append(backend.xp.zeros((2, *shape), dtype=dtype,
+                                        device=backend.device))
+    return inputs, samples
+
+
+def _named(g, out, name) -> str:
+    """`out` under the name the model's output has (its key)."""
+    from onnx import helper
+
+    g.nodes.append(helper.make_node("Identity", [out], [name]))
+    return name
+
+
 def export_onnx(model, path, opset: int | None = None):
     """Write `model` as an ONNX file at `path` (see :meth:`Model.export`).
 
@@ -407,7 +603,7 @@ def export_onnx(model, path, opset: int | None = None):
     """
     try:
         import onnx
-        from onnx import TensorProto, helper
+        from onnx import helper
     except ImportError as exc:
         msg = f"ONNX export needs the onnx package ({exc}): {INSTALL_HINT}"
         raise ImportError(msg) from exc
@@ -416,28 +612,37 @@ def export_onnx(model, path, opset: int | None = None):
         msg = (f"opset must be an int >= {DEFAULT_OPSET} (LayerNormalization's), "
                f"got {opset!r}")
         raise ExportError(msg)
-    shape = getattr(model, "_input_shape", None)
-    if shape is None:
-        msg = ("export needs the model's input shape: train it, or call "
-               "model.build(input_shape) first (the shape of one sample)")
-        raise ExportError(msg)
     backend = model.backend
-    xp = backend.xp
-    integer = model.integer_input
-    dtype = xp.int64 if integer else (model._model_dtype()
-                                      or config.float_dtype(backend))
-    sample = xp.zeros((2, *shape), dtype=dtype, device=backend.device)
     g = _Graph(opset, backend)
-    out = _convert(g, model, "input", sample)
-    result = backend.to_numpy(_forward(model, sample))
-    elem = TensorProto.INT64 if integer else helper.np_dtype_to_tensor_dtype(
-        backend.to_numpy(sample).dtype)
+    if _is_graph(model):
+        inputs, samples = _graph_inputs(model)
+        outs = _graph_outputs(g, model, [name for name, _, _ in inputs], samples)
+        results = _forward(model, samples)
+        keys = model._output_names
+        if isinstance(results, dict):
+            results = [results[k] for k in keys]
+        elif not isinstance(results, list):
+            results = [results]
+        names = (keys if isinstance(keys, list) else ["output"] if len(outs) == 1
+                 else [f"output_{i}" for i in range(len(outs))])
+        outs = [_named(g, out, name) for out, name in zip(outs, names, strict=True)]
+    else:
+        inputs, samples = _stack_input(model)
+        outs = [_convert(g, model, "input", samples[0])]
+        results = [_forward(model, samples[0])]
+    results = [backend.to_numpy(r) for r in results]
+    # a size left open in an input may change any output size but the batch
+    open_size = any(not isinstance(d, int) for _, dims, _ in inputs for d in dims)
     graph = helper.make_graph(
         g.nodes, type(model).__name__,
-        [helper.make_tensor_value_info("input", elem, ["batch", *shape])],
         [helper.make_tensor_value_info(
-            out, helper.np_dtype_to_tensor_dtype(result.dtype),
-            ["batch", *result.shape[1:]])],
+            name, helper.np_dtype_to_tensor_dtype(backend.to_numpy(smp).dtype),
+            ["batch", *dims])
+         for (name, dims, _), smp in zip(inputs, samples, strict=True)],
+        [helper.make_tensor_value_info(
+            out, helper.np_dtype_to_tensor_dtype(r.dtype),
+            ["batch", *([None] * (r.ndim - 1) if open_size else r.shape[1:])])
+         for out, r in zip(outs, results, strict=True)],
         g.initializers)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="portnn")

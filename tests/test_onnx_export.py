@@ -19,6 +19,18 @@ def _seq(*layers):
     return lambda: portnn.Sequential(*layers)
 
 
+def _skip_graph():
+    """A one-input graph with a skip, merges and a shared layer."""
+    x = portnn.Input((5,))
+    shared = portnn.Dense(5, 5, activation="tanh")
+    h = shared(shared(x))
+    merged = portnn.Concatenate(axis=1)([portnn.Add()([x, h]),
+                                         portnn.Multiply()([x, h])])
+    out = portnn.Average()([portnn.Dense(10, 5)(merged),
+                            portnn.Subtract()([x, h])])
+    return portnn.Model(inputs=x, outputs=out)
+
+
 #: name -> (model factory, the shape of one sample; None: token ids)
 CASES = {
     "dense": (lambda: portnn.Sequential(portnn.Dense(6, 5, activation="tanh"),
@@ -66,6 +78,26 @@ CASES = {
     "recurrent-no-bias": (lambda: portnn.Sequential(portnn.GRU(3, 4, bias=False),
                                                     portnn.LSTM(4, 2, bias=False)),
                           (5, 3)),
+    "conv-transpose": (lambda: portnn.Sequential(
+        portnn.Conv2DTranspose(2, 3, 3, stride=2, padding=1, output_padding=1),
+        portnn.Conv2DTranspose(3, 2, 2, activation="relu")), (2, 4, 4)),
+    "conv1d-transpose-upsampling": (lambda: portnn.Sequential(
+        portnn.Conv1DTranspose(3, 4, 3, stride=2, dilation=2),
+        portnn.UpSampling1D(2)), (3, 5)),
+    "upsampling-permute": (lambda: portnn.Sequential(
+        portnn.UpSampling2D((2, 3)), portnn.Permute((3, 1, 2))), (2, 3, 4)),
+    "bidirectional": (lambda: portnn.Sequential(
+        portnn.Bidirectional(portnn.LSTM(3, 4)),
+        portnn.Bidirectional(portnn.GRU(8, 3), merge_mode="sum"),
+        portnn.Bidirectional(portnn.RNN(3, 2, return_sequences=False),
+                             merge_mode="ave")), (6, 3)),
+    "bidirectional-mul-last": (lambda: portnn.Sequential(
+        portnn.Bidirectional(portnn.LSTM(3, 4, return_sequences=False),
+                             merge_mode="mul")), (5, 3)),
+    "bidirectional-concat-last": (lambda: portnn.Sequential(
+        portnn.Bidirectional(portnn.GRU(3, 4, return_sequences=False))), (5, 3)),
+    "graph-in-sequential": (lambda: portnn.Sequential(
+        _skip_graph(), portnn.Dense(5, 2)), (5,)),
     "nested": (lambda: portnn.Sequential(
         portnn.Sequential(portnn.Dense(4, 4), portnn.ReLU()), portnn.Dense(4, 2)),
         (4,)),
@@ -152,11 +184,47 @@ def test_shared_weights_are_stored_once(tmp_path):
         to_np(model.predict(x)), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", _backends())
+def test_a_graph_with_two_inputs_and_two_outputs(backend, tmp_path):
+    # inputs by their Input names (token ids of open length, and features),
+    # outputs by their keys; a layer shared by two branches stored once
+    with portnn.use_backend(backend):
+        portnn.seed(0)
+        ids = portnn.Input((None,), dtype="int64", name="ids")
+        feats = portnn.Input((4,), name="feats")
+        text = portnn.GlobalAvgPool1D(data_format="channels_last")(
+            portnn.Bidirectional(portnn.GRU(6, 3))(portnn.Embedding(11, 6)(ids)))
+        shared = portnn.Dense(4, 6)
+        both = portnn.Concatenate(axis=-1)([text, shared(feats)])
+        out = {"cls": portnn.Dense(12, 3)(both),
+               "diff": portnn.Subtract()([shared(feats), text]),
+               "mean": portnn.Average()([text, shared(feats)])}
+        model = portnn.Model(inputs=[ids, feats], outputs=out)
+        proto = model.export(tmp_path / "g.onnx")
+        rs = np.random.default_rng(2)
+        x = {"ids": rs.integers(0, 11, (3, 9)),  # another length than exported
+             "feats": rs.normal(size=(3, 4)).astype(np.float32)}
+        want = {k: to_np(v) for k, v in model.predict(x).items()}
+    assert [i.name for i in proto.graph.input] == ["ids", "feats"]
+    shared_weights = [t for t in proto.graph.initializer
+                      if tuple(t.dims) == (4, 6)]
+    assert len(shared_weights) == 1
+    session = ort.InferenceSession(str(tmp_path / "g.onnx"))
+    names = [o.name for o in session.get_outputs()]
+    assert names == ["cls", "diff", "mean"]
+    for name, got in zip(names, session.run(None, x), strict=True):
+        np.testing.assert_allclose(got, want[name], rtol=1e-5, atol=1e-5,
+                                   err_msg=name)
+
+
 def test_what_cannot_be_exported_says_so(tmp_path):
-    model = portnn.Sequential(portnn.Conv2DTranspose(3, 2, 2)).build((3, 4, 4))
+    model = portnn.Sequential(portnn.Dense(4, 4), portnn.Masking()).build((4,))
     with pytest.raises(ExportError,
-                       match=r"Conv2DTranspose cannot be exported.*Conv2D.*Dense"):
+                       match=r"Masking cannot be exported.*Conv2D.*Dense"):
         model.export(tmp_path / "m.onnx")
+    with pytest.raises(ExportError, match="interpolation='nearest' can"):
+        portnn.Sequential(portnn.UpSampling1D(2, interpolation="linear")).build(
+            (2, 4)).export(tmp_path / "m.onnx")
     masked = portnn.Sequential(portnn.Embedding(5, 3, mask_zero=True),
                                portnn.LSTM(3, 2)).build((4,))
     with pytest.raises(ExportError, match=r"mask_zero=True\) cannot be exported"):
