@@ -20,6 +20,7 @@ import math
 from . import config
 from .layers import activations as act
 from .layers import (
+    attention,
     bidirectional,
     conv,
     conv_transpose,
@@ -33,6 +34,7 @@ from .layers import (
     resampling,
     reshape,
     residual,
+    transformer,
 )
 from .layers.base import no_grad
 
@@ -441,6 +443,148 @@ def _residual(g, layer, x, sample):
     return g.node("Add", [x, _convert(g, layer.layer, x, sample)])
 
 
+def _transposed(w):
+    return w.T.copy()
+
+
+def _in_block(i):
+    """``W_in``'s (or ``b_in``'s) i-th third: the query, key or value
+    projection (PyTorch's ``in_proj_weight`` layout), transposed for MatMul."""
+    def block(w):
+        third = w.shape[0] // 3
+        part = w[i * third:(i + 1) * third]
+        return part.T.copy() if part.ndim == 2 else part.copy()
+    block.__qualname__ = f"in_block_{i}"
+    return block
+
+
+_IN_BLOCKS = [_in_block(i) for i in range(3)]
+
+
+def _time(g, x):
+    """The length of axis 1 of `x`, as a 1-element int64 tensor."""
+    return g.node("Gather", [g.node("Shape", [x]), g.ints([1], "t")], axis=0)
+
+
+def _attention(g, layer, x, sample):
+    """Scaled dot-product attention over heads, PyTorch's layouts;
+    ``[query, key, value]`` for cross-attention. Masks given at call time
+    (``attn_mask``, padding) are not part of a layer and are refused where
+    the graph passes them; ``causal=True`` is built from the length."""
+    e, h = layer.embed_dim, layer.num_heads
+    d = e // h
+    cross = isinstance(x, list)
+    query, key, value = x if cross else (x, x, x)
+
+    def project(i, a):
+        y = g.node("MatMul", [a, g.weight(layer.W_in, "W_in", _IN_BLOCKS[i])])
+        if layer.b_in is not None:
+            y = g.node("Add", [y, g.weight(layer.b_in, "b_in", _IN_BLOCKS[i])])
+        # (N, T, E) -> (N, H, T, d)
+        y = g.node("Reshape", [y, g.ints([0, 0, h, d])])
+        return g.node("Transpose", [y], perm=[0, 2, 1, 3])
+
+    q, k, v = project(0, query), project(1, key), project(2, value)
+    scores = g.node("Mul", [g.node("MatMul", [q, g.node("Transpose", [k],
+                                                        perm=[0, 1, 3, 2])]),
+                            g.scalar(1.0 / math.sqrt(d), sample[0] if cross
+                                     else sample)])
+    if layer.causal:
+        t = _time(g, query)
+        ones = g.node("ConstantOfShape", [g.node("Concat", [t, t], axis=0)],
+                      value=_onnx_tensor(1, "int64"))
+        keep = g.node("Cast", [g.node("Trilu", [ones], upper=0)], to=9)  # bool
+        low = float(_finfo_min(g, sample[0] if cross else sample))
+        scores = g.node("Where", [keep, scores, g.scalar(low, sample[0] if cross
+                                                          else sample)])
+    p = g.node("Softmax", [scores], axis=-1)
+    o = g.node("Transpose", [g.node("MatMul", [p, v])], perm=[0, 2, 1, 3])
+    o = g.node("Reshape", [o, g.ints([0, 0, e])])
+    y = g.node("MatMul", [o, g.weight(layer.W_out, "W_out", _transposed)])
+    if layer.b_out is not None:
+        y = g.node("Add", [y, g.weight(layer.b_out, "b_out")])
+    return y
+
+
+def _onnx_tensor(value, dtype):
+    import numpy as np
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(np.asarray([value], dtype=dtype))
+
+
+def _finfo_min(g, like):
+    import numpy as np
+
+    return np.finfo(g.dtype(like)).min
+
+
+def _positional(g, layer, x, sample):
+    import numpy as np
+
+    if layer.learned:
+        table = g.weight(layer.P, "positions")
+    else:
+        if layer.max_len > 100_000:
+            msg = (f"PositionalEncoding(max_len={layer.max_len}) would store "
+                   "its whole table in the file; build it with max_len <= "
+                   "100000 to export")
+            raise ExportError(msg)
+        rows = layer._sinusoids(sample, layer.max_len)
+        table = g.constant(np.asarray(g.backend.to_numpy(rows),
+                                      dtype=g.dtype(sample)), "positions")
+    rows = g.node("Slice", [table, g.ints([0], "start"), _time(g, x),
+                            g.ints([0], "axis")])
+    return g.node("Add", [x, rows])
+
+
+def _sublayer(g, layer, x, sample):
+    """`layer` converted, with its output sample."""
+    return _convert(g, layer, x, sample), _forward(layer, sample)
+
+
+def _residual_blocks(g, layer, norms, blocks, x, sample):
+    """A Transformer block: each sub-block added to its input, with its
+    norm before it (``norm_first``) or after the sum; dropout: identity."""
+    for norm, block in zip(norms, blocks, strict=True):
+        if layer.norm_first:
+            n, ns = _sublayer(g, norm, x, sample)
+            y, ys = block(n, ns)
+            x, sample = g.node("Add", [x, y]), sample + ys
+        else:
+            y, ys = block(x, sample)
+            x, sample = _sublayer(g, norm, g.node("Add", [x, y]), sample + ys)
+    return x
+
+
+def _feed_forward(g, layer):
+    def feed(h, s):
+        f, fs = _sublayer(g, layer.ff1, h, s)
+        return _sublayer(g, layer.ff2, f, fs)
+    return feed
+
+
+def _encoder_layer(g, layer, x, sample):
+    def attend(h, s):
+        return _sublayer(g, layer.attn, h, s)
+
+    return _residual_blocks(g, layer, (layer.norm1, layer.norm2),
+                            (attend, _feed_forward(g, layer)), x, sample)
+
+
+def _decoder_layer(g, layer, xs, samples):
+    (x, memory), (sample, mem) = xs, samples
+
+    def attend(h, s):
+        return _sublayer(g, layer.self_attn, h, s)
+
+    def consult(h, s):
+        return _sublayer(g, layer.cross_attn, [h, memory, memory], [s, mem, mem])
+
+    return _residual_blocks(g, layer, (layer.norm1, layer.norm2, layer.norm3),
+                            (attend, consult, _feed_forward(g, layer)), x, sample)
+
+
 def _graph_outputs(g, layer, xs, samples) -> list[str]:
     """A graph model's nodes in order, each through its layer's converter,
     with a sample per tensor; the names of its outputs."""
@@ -448,10 +592,10 @@ def _graph_outputs(g, layer, xs, samples) -> list[str]:
     values = {("input", i): s for i, s in enumerate(samples)}
     for j, node in enumerate(layer.graph["nodes"]):
         child = layer.layers[node["layer"]]
-        if node["kwargs"]:
+        given = [k for k, v in node["kwargs"].items() if v is not None]
+        if given:  # masks and states passed at the call
             msg = (f"a graph node calling {type(child).__name__} with keyword "
-                   f"arguments ({', '.join(node['kwargs'])}) cannot be exported "
-                   "yet")
+                   f"arguments ({', '.join(given)}) cannot be exported yet")
             raise ExportError(msg)
         refs = [tuple(ref) for ref in node["args"]]
         if node["list"]:
@@ -493,6 +637,10 @@ _CONVERTERS = {
     merge.Add: _merge("Sum"), merge.Subtract: _merge("Sub"),
     merge.Multiply: _merge("Mul"), merge.Average: _merge("Mean"),
     merge.Concatenate: _merge("Concat"),
+    attention.MultiHeadAttention: _attention,
+    transformer.PositionalEncoding: _positional,
+    transformer.TransformerEncoderLayer: _encoder_layer,
+    transformer.TransformerDecoderLayer: _decoder_layer,
     dropout.Dropout: _identity, dropout.SpatialDropout1D: _identity,
     dropout.SpatialDropout2D: _identity,
     residual.Residual: _residual,

@@ -96,6 +96,16 @@ CASES = {
                              merge_mode="mul")), (5, 3)),
     "bidirectional-concat-last": (lambda: portnn.Sequential(
         portnn.Bidirectional(portnn.GRU(3, 4, return_sequences=False))), (5, 3)),
+    "transformer-encoder": (lambda: portnn.Sequential(
+        portnn.Embedding(11, 8), portnn.PositionalEncoding(16, 8),
+        portnn.TransformerEncoderLayer(8, 2, 16, causal=True),
+        portnn.PositionalEncoding(16, 8, learned=True),
+        portnn.TransformerEncoderLayer(8, 2, 16, activation="relu",
+                                       norm_first=False),
+        portnn.LayerNorm(8), portnn.Dense(8, 11)), None),
+    "attention": (lambda: portnn.Sequential(
+        portnn.MultiHeadAttention(6, 3, causal=True),
+        portnn.MultiHeadAttention(6, 2, bias=False)), (5, 6)),
     "graph-in-sequential": (lambda: portnn.Sequential(
         _skip_graph(), portnn.Dense(5, 2)), (5,)),
     "nested": (lambda: portnn.Sequential(
@@ -170,6 +180,8 @@ def test_every_exportable_layer_has_a_case():
             covered |= {type(layer.activation).__name__
                         for layer in portnn.layers.base.walk_layers(factory())
                         if getattr(layer, "activation", None) is not None}
+    # two inputs: test_a_transformer_decoder_with_cross_attention
+    covered |= {"TransformerDecoderLayer"}
     assert set(EXPORTABLE) <= covered, set(EXPORTABLE) - covered
 
 
@@ -215,6 +227,28 @@ def test_a_graph_with_two_inputs_and_two_outputs(backend, tmp_path):
     for name, got in zip(names, session.run(None, x), strict=True):
         np.testing.assert_allclose(got, want[name], rtol=1e-5, atol=1e-5,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("backend", _backends())
+def test_a_transformer_decoder_with_cross_attention(backend, norm_first,
+                                                   tmp_path):
+    # target and memory of open, different lengths
+    with portnn.use_backend(backend):
+        portnn.seed(0)
+        tgt, mem = portnn.Input((None, 8), name="tgt"), portnn.Input((None, 8),
+                                                                     name="mem")
+        h = portnn.TransformerDecoderLayer(8, 2, 16, norm_first=norm_first)(
+            [tgt, mem])
+        h = portnn.MultiHeadAttention(8, 4)([h, mem, mem])
+        model = portnn.Model(inputs=[tgt, mem], outputs=portnn.Dense(8, 3)(h))
+        model.export(tmp_path / "d.onnx")
+        rs = np.random.default_rng(1)
+        x = {"tgt": rs.normal(size=(2, 5, 8)).astype(np.float32),
+             "mem": rs.normal(size=(2, 6, 8)).astype(np.float32)}
+        want = to_np(model.predict(x))
+    got = ort.InferenceSession(str(tmp_path / "d.onnx")).run(None, x)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_what_cannot_be_exported_says_so(tmp_path):
