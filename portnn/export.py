@@ -34,6 +34,7 @@ from .layers import (
     resampling,
     reshape,
     residual,
+    reversible_embedding,
     transformer,
 )
 from .layers.base import no_grad
@@ -297,6 +298,15 @@ def _embedding(g, layer, x, sample):
                "layers after it would see the padded steps as real ones")
         raise ExportError(msg)
     return g.node("Gather", [g.weight(layer.W, "table"), x], axis=0)
+
+
+def _reversible_embedding(g, layer, x, sample, reverse=False):
+    """Ids to vectors, or (``reverse=True``) vectors to logits ``h @ W.T``
+    through the same stored table."""
+    if not reverse:
+        return _embedding(g, layer, x, sample)
+    table = g.weight(layer.W, "table")
+    return g.node("MatMul", [x, g.node("Transpose", [table], perm=[1, 0])])
 
 
 #: ONNX's gate order from portnn's (PyTorch's), as blocks of the weights:
@@ -592,18 +602,14 @@ def _graph_outputs(g, layer, xs, samples) -> list[str]:
     values = {("input", i): s for i, s in enumerate(samples)}
     for j, node in enumerate(layer.graph["nodes"]):
         child = layer.layers[node["layer"]]
-        given = [k for k, v in node["kwargs"].items() if v is not None]
-        if given:  # masks and states passed at the call
-            msg = (f"a graph node calling {type(child).__name__} with keyword "
-                   f"arguments ({', '.join(given)}) cannot be exported yet")
-            raise ExportError(msg)
+        given = {k: v for k, v in node["kwargs"].items() if v is not None}
         refs = [tuple(ref) for ref in node["args"]]
         if node["list"]:
             arg, smp = [names[r] for r in refs], [values[r] for r in refs]
         else:
             arg, smp = names[refs[0]], values[refs[0]]
-        names[("node", j)] = _convert(g, child, arg, smp)
-        values[("node", j)] = _forward(child, smp)
+        names[("node", j)] = _convert(g, child, arg, smp, **given)
+        values[("node", j)] = _forward(child, smp, **given)
     return [names[tuple(ref)] for ref in layer.graph["outputs"]]
 
 
@@ -627,6 +633,7 @@ _CONVERTERS = {
     normalization.LayerNorm: _layer_norm, normalization.RMSNorm: _rms_norm,
     normalization.GroupNorm: _group_norm,
     embedding.Embedding: _embedding,
+    reversible_embedding.ReversibleEmbedding: _reversible_embedding,
     recurrent.RNN: _recurrent, recurrent.LSTM: _recurrent, recurrent.GRU: _recurrent,
     reshape.Flatten: _flatten, reshape.Reshape: _reshape,
     reshape.Permute: _permute,
@@ -649,6 +656,8 @@ _ACTIVATIONS = (act.ReLU, act.Tanh, act.Sigmoid, act.Identity, act.SELU,
                 act.LeakyReLU, act.ELU, act.SiLU, act.Swish, act.Mish, act.Softplus,
                 act.Softmax, act.LogSoftmax, act.GELU, act.PReLU)
 _CONVERTERS.update(dict.fromkeys(_ACTIVATIONS, _activation))
+#: the converters that take a graph node's keyword arguments
+_TAKE_KEYWORDS = (_reversible_embedding,)
 
 #: the names of the layers :func:`export_onnx` converts
 EXPORTABLE = sorted({cls.__name__ for cls in _CONVERTERS}
@@ -662,7 +671,7 @@ _BY_NAME = {("portnn.layers.sequential", "Sequential"): _sequential,
             ("portnn.layers.graph", "Functional"): _functional}
 
 
-def _convert(g, layer, x, sample) -> str:
+def _convert(g, layer, x, sample, **kwargs) -> str:
     kind = type(layer)
     converter = _CONVERTERS.get(kind) or _BY_NAME.get((kind.__module__,
                                                        kind.__name__))
@@ -670,12 +679,16 @@ def _convert(g, layer, x, sample) -> str:
         msg = (f"{type(layer).__name__} cannot be exported to ONNX yet; the layers "
                f"that can: {', '.join(EXPORTABLE)}")
         raise ExportError(msg)
-    return converter(g, layer, x, sample)
+    if kwargs and converter not in _TAKE_KEYWORDS:
+        msg = (f"a graph node calling {kind.__name__} with keyword arguments "
+               f"({', '.join(kwargs)}) cannot be exported yet")
+        raise ExportError(msg)
+    return converter(g, layer, x, sample, **kwargs)
 
 
-def _forward(layer, sample):
+def _forward(layer, sample, **kwargs):
     with no_grad():
-        return layer.forward(sample, training=False)
+        return layer.forward(sample, training=False, **kwargs)
 
 
 def _output_of(layer, sample, before_activation=False):

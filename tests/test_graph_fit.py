@@ -237,3 +237,30 @@ def test_per_output_weights_that_do_not_fit_say_so():
     with pytest.raises(ValueError, match="the model has one output"):
         portnn.Sequential(portnn.Dense(6, 2)).fit(
             x, y["cls"], loss="cross_entropy", sample_weight=[np.ones(8)], verbose=0)
+
+
+def test_one_input_given_by_its_input_name(backend):
+    # {Input name: array} works for one input as for several (it ended in
+    # an IndexError from the batch slicer)
+    with portnn.use_backend(backend):
+        portnn.seed(0)
+        ids = portnn.Input((None,), dtype="int64", name="characters")
+        model = portnn.Model(inputs=ids, outputs=portnn.Dense(4, 2)(
+            portnn.Embedding(20, 4)(ids)))
+        x = np.random.default_rng(0).integers(0, 20, (6, 5))
+        y = np.zeros((6, 5, 2), np.float32)
+        want = to_np(model.predict(x))
+        for batch_size in (None, 4):
+            np.testing.assert_array_equal(
+                to_np(model.predict({"characters": x}, batch_size=batch_size)),
+                want)
+        model.compile(loss="mse", optimizer="sgd")
+        by_name = model.evaluate({"characters": x}, y)
+        assert by_name == model.evaluate(x, y)
+        model.fit({"characters": x}, y, epochs=1, verbose=0)
+        with pytest.raises(ValueError, match="a dict with the key 'characters', "
+                                             r"got a dict with keys \['chars'\]"):
+            model.predict({"chars": x})
+    stack = portnn.Sequential(portnn.Dense(3, 2))
+    with pytest.raises(ValueError, match=r"expected one array, got a dict"):
+        stack.predict({"a": np.ones((2, 3), np.float32)})

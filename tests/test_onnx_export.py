@@ -180,8 +180,9 @@ def test_every_exportable_layer_has_a_case():
             covered |= {type(layer.activation).__name__
                         for layer in portnn.layers.base.walk_layers(factory())
                         if getattr(layer, "activation", None) is not None}
-    # two inputs: test_a_transformer_decoder_with_cross_attention
-    covered |= {"TransformerDecoderLayer"}
+    # two inputs: test_a_transformer_decoder_with_cross_attention; reversed
+    # (a graph node's keyword): test_every_example_model_exports[char_...]
+    covered |= {"TransformerDecoderLayer", "ReversibleEmbedding"}
     assert set(EXPORTABLE) <= covered, set(EXPORTABLE) - covered
 
 
@@ -271,3 +272,75 @@ def test_what_cannot_be_exported_says_so(tmp_path):
     with pytest.raises(ValueError, match="format must be 'onnx'"):
         built.export(tmp_path / "m.tflite", format="tflite")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def _example(name):
+    import importlib.util
+    import pathlib
+    import sys
+
+    folder = pathlib.Path(__file__).resolve().parents[1] / "examples"
+    sys.path.insert(0, str(folder))  # the examples import their _common
+    try:
+        spec = importlib.util.spec_from_file_location(
+            f"example_{name}", folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+#: example -> (its model, small; a sample's shape for a stack, else None)
+EXAMPLES = {
+    "digits": (lambda m: m.build_model(), (64,)),
+    "cnn_digits": (lambda m: m.build_model(8), (1, 8, 8)),
+    "conv_autoencoder": (lambda m: m.build(8), (1, 8, 8)),
+    "transformer_sort": (lambda m: m.build_model(6, 16, 1), "ids6"),
+    "multi_output": (lambda m: m.build_model(16), None),
+    "siamese_digits": (lambda m: m.build_model(16), None),
+    "unet_segmentation": (lambda m: m.build(4), None),
+    "char_transformer": (lambda m: m.build(20, 16, 1, 2), None),
+}
+
+
+def _example_inputs(model, shape, rs):
+    if shape == "ids6":
+        return {"input": rs.integers(0, 10, (3, 6))}
+    if shape is not None:
+        return {"input": rs.normal(size=(3, *shape)).astype(np.float32)}
+    feed = {}
+    for i, spec in enumerate(model.graph["inputs"]):
+        name = spec["name"] or ("input" if len(model.graph["inputs"]) == 1
+                                else f"input_{i}")
+        dims = [7 if d is None else d for d in spec["shape"]]
+        feed[name] = (rs.integers(0, 20, (3, *dims)) if spec["dtype"] == "int64"
+                      else rs.normal(size=(3, *dims)).astype(np.float32))
+    return feed
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_every_example_model_exports(name, tmp_path):
+    make, shape = EXAMPLES[name]
+    portnn.seed(0)
+    model = make(_example(name))
+    if shape is not None:
+        model.build((6,) if shape == "ids6" else shape)
+    model.export(tmp_path / "e.onnx")
+    feed = _example_inputs(model, shape, np.random.default_rng(0))
+    want = model.predict(feed["input"] if list(feed) == ["input"] else feed)
+    want = list(want.values()) if isinstance(want, dict) else [want]
+    got = ort.InferenceSession(str(tmp_path / "e.onnx")).run(None, feed)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, to_np(w), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["bidirectional_tagger", "seq2seq_dates"])
+def test_example_models_with_padding_masks_are_refused_by_name(name, tmp_path):
+    module = _example(name)
+    model = (module.build(True, 8) if name == "bidirectional_tagger"
+             else module.build(12, 8, 16, 1))
+    if name == "bidirectional_tagger":
+        model.build((5,))
+    with pytest.raises(ExportError, match=r"mask_zero=True\) cannot be exported"):
+        model.export(tmp_path / "e.onnx")

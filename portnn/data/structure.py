@@ -55,6 +55,14 @@ class Structure:
         """`data`, which must have this structure, as a list (a dict in
         any key order)."""
         if self.keys is None:
+            if isinstance(data, dict):  # {Input name: array} for one input
+                if self.aliases and list(data) == list(self.aliases):
+                    return [data[self.aliases[0]]]
+                named = (f" or a dict with the key {self.aliases[0]!r}"
+                         if self.aliases else "")
+                msg = (f"{what}: expected one array{named}, got a dict with keys "
+                       f"{list(data)}")
+                raise ValueError(msg)
             return [data]
         if self.keys == "list" and isinstance(data, dict) and self.aliases:
             return Structure(list(self.aliases), self.n).flatten(data, what)

@@ -13,8 +13,9 @@ from .inputs import refuse_text
 
 def as_input(model, x, what="x"):
     structure = model.input_structure
-    if structure.single:
-        return as_one_input(model, x, what, model.integer_input)
+    if structure.single:  # one array, or {its Input's name: array}
+        return as_one_input(model, structure.flatten(x, what)[0], what,
+                            model.integer_input)
     refuse_unsupported(x, what)
     parts = structure.flatten(x, what)
     integer = model.integer_inputs
