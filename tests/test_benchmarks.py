@@ -51,3 +51,17 @@ def test_the_xor_step_benchmark_compares_the_same_network():
     for _ in range(50):  # the same weights, the same steps: the same losses
         a, b = float(ours()), float(theirs())
         assert a == pytest.approx(b, rel=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["jax", "torch"])
+def test_the_compiled_check_runs_on_the_cpu(spec):
+    # what gpu_check.py runs on jax:gpu and torch:cuda, here on the CPU
+    pytest.importorskip(spec)
+    sys.path.insert(0, str(BENCH))
+    try:
+        import compiled_check
+    finally:
+        sys.path.remove(str(BENCH))
+    r = compiled_check.check(spec, epochs=1, rows=512)
+    assert r["ok"], r
+    assert r["eager_ms"] > 0 and r["compiled_ms"] > 0
