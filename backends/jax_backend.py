@@ -64,6 +64,14 @@ def _device(jax, spec):
     return devices[i]
 
 
+def _scan(step, carry, xs, reverse=False):
+    """``jax.lax.scan``: a recurrence traced once, run as an XLA loop
+    (``portnn.ops.scan``)."""
+    import jax
+
+    return jax.lax.scan(step, carry, xs, reverse=reverse)
+
+
 def _jit(fn):
     """``jax.jit(fn)``, tracing `fn` with JAX's traced arrays answering the
     array API's ``.device`` with None (they raise instead: jax-ml/jax#26000),
@@ -108,8 +116,8 @@ def make_jax_backend(device=None) -> Backend:
                 "pad2d": _pad2d, "erf": jax.scipy.special.erf,
                 "conv2d": _conv2d, "conv_transpose2d": _conv2d.transpose,
                 # the whole training step as one XLA program
-                # (portnn.training.compiled)
-                "jit": _jit},
+                # (portnn.training.compiled), its recurrences as XLA loops
+                "jit": _jit, "scan": _scan},
         synchronize=lambda: jax.effects_barrier(),
         install_hint=INSTALL_HINT,
     )

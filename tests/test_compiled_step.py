@@ -384,3 +384,14 @@ def test_a_changed_setting_gets_a_new_forward_program(backend):
         after = to_np(model.predict(x))
         np.testing.assert_allclose(after[before < 0], 5 * before[before < 0],
                                    rtol=1e-5)
+
+
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_a_second_fit_of_an_lstm_reuses_the_program(monkeypatch, backend):
+    # the LSTM's first forward sets a cache attribute (None): not a setting
+    traces = _count_traces(monkeypatch)
+    model, _ = _fit("lstm", True, epochs=1, backend=backend)
+    first = len(traces)
+    with portnn.use_backend(backend):
+        model.fit(*_data((5, 4)), epochs=1, batch_size=8, verbose=0)
+    assert len(traces) == first

@@ -18,6 +18,7 @@ import math
 from .. import init as initializers
 from .._namespace import namespace
 from ..ops.lstm import lstm_gates_impl, lstm_layer_impl
+from ..ops.scan import native_scan
 from .base import Layer, dtype_name, float_dtype
 
 
@@ -32,7 +33,7 @@ class _Recurrent(Layer):
 
     gates = 1
     state_names = ("h",)
-    _cache_attrs = ("_x", "_caches", "_prev", "_keep")
+    _cache_attrs = ("_x", "_caches", "_prev", "_keep", "_scanned")
     _call_outputs = ("final_state", "initial_state_grad")
     uses_mask = True
 
@@ -134,6 +135,9 @@ class _Recurrent(Layer):
             self._check_mask(xp, mask, x)
             keep = [xp.expand_dims(mask[:, t], 1) for t in range(steps)]
         w_hh_t = self.W_hh.value.T
+        scan = native_scan(x) if keep is None else None
+        if scan is not None:  # traced: the compiler's loop, not 50 copies
+            return self._forward_scanned(scan, xp, x, gx, state, w_hh_t)
         caches, hs, prev = [], [], []
         for t in range(steps):
             prev.append(state[0])
@@ -156,7 +160,66 @@ class _Recurrent(Layer):
             return xp.stack(hs, axis=1)
         return state[0]  # the last real step's (the last step without a mask)
 
+    def _prepare(self, xp, like) -> None:
+        """Make what the steps share before a scan traces them (a traced
+        step must not memoize arrays of its own trace)."""
+
+    def _forward_scanned(self, scan, xp, x, gx, state, w_hh_t):
+        """The loop of :meth:`forward` as one traced step under the
+        backend's scan (:mod:`portnn.ops.scan`): the same `_step`, the
+        stacks time-major."""
+        b_hh = None if self.b_hh is None else self.b_hh.value
+        self._prepare(xp, gx)
+
+        def step(state, gx_t):
+            gh = state[0] @ w_hh_t
+            if b_hh is not None:
+                gh = gh + b_hh
+            new, cache = self._step(gx_t, state, gh)
+            return new, (state[0], new[0], cache)
+
+        state, (prev, hs, caches) = scan(step, state,
+                                         xp.permute_dims(gx, (1, 0, 2)))
+        self._x, self._scanned, self._keep = x, (prev, caches), None
+        self.final_state = state[0] if len(state) == 1 else state
+        if self.return_sequences:
+            return xp.permute_dims(hs, (1, 0, 2))
+        return state[0]
+
+    def _backward_scanned(self, scan, dy, need_dx):
+        """:meth:`_backward`'s loop under the backend's scan, in reverse."""
+        xp = namespace(dy)
+        n = self._x.shape[0]
+        prev, caches = self._scanned
+        dstate = tuple(xp.zeros((n, self.hidden_size), dtype=dy.dtype,
+                                device=dy.device) for _ in self.state_names)
+        dys = None
+        if self.return_sequences:
+            dys = xp.permute_dims(dy, (1, 0, 2))
+        else:
+            dstate = (dy, *dstate[1:])
+        w_hh = self.W_hh.value
+        self._prepare(xp, dy)
+
+        def step(dstate, inputs):
+            dy_t, cache = inputs
+            if dy_t is not None:
+                dstate = (dstate[0] + dy_t, *dstate[1:])
+            dgx_t, dgh_t, dstate = self._step_backward(cache, dstate)
+            back = dgh_t @ w_hh
+            dstate = (back if dstate[0] is None else dstate[0] + back, *dstate[1:])
+            return dstate, (dgx_t, dgh_t)
+
+        dstate, (dgx, dgh) = scan(step, dstate, (dys, caches), reverse=True)
+        self.initial_state_grad = dstate[0] if len(dstate) == 1 else dstate
+        batch_major = (1, 0, 2)
+        return self._param_grads(xp, xp.permute_dims(dgx, batch_major),
+                                 xp.permute_dims(dgh, batch_major),
+                                 xp.permute_dims(prev, batch_major), need_dx)
+
     def _backward(self, dy, need_dx):
+        if self.__dict__.get("_scanned") is not None:
+            return self._backward_scanned(native_scan(dy), dy, need_dx)
         xp = namespace(dy)
         n, steps, _ = self._x.shape
         dstate = tuple(xp.zeros((n, self.hidden_size), dtype=dy.dtype,
@@ -185,10 +248,19 @@ class _Recurrent(Layer):
             if passed is not None:
                 dstate = tuple(d + p for d, p in zip(dstate, passed, strict=True))
         self.initial_state_grad = dstate[0] if len(dstate) == 1 else dstate
+        gx = xp.stack(dgx, axis=1)
+        gh = gx if dgh[0] is dgx[0] else xp.stack(dgh, axis=1)
+        return self._param_grads(xp, gx, gh, xp.stack(self._prev, axis=1), need_dx)
+
+    def _param_grads(self, xp, gx, gh, prev, need_dx):
+        """The weights' gradients from every step's ``d gx``, ``d gh`` and
+        previous state, ``(batch, time, ...)``: one product each."""
+        n, steps, _ = self._x.shape
         rows = n * steps
-        gx = xp.reshape(xp.stack(dgx, axis=1), (rows, -1))
-        gh = gx if dgh[0] is dgx[0] else xp.reshape(xp.stack(dgh, axis=1), (rows, -1))
-        prev = xp.reshape(xp.stack(self._prev, axis=1), (rows, self.hidden_size))
+        same = gh is gx
+        gx = xp.reshape(gx, (rows, -1))
+        gh = gx if same else xp.reshape(gh, (rows, -1))
+        prev = xp.reshape(prev, (rows, self.hidden_size))
         x = xp.reshape(self._x, (rows, self.input_size))
         if self.W_ih.trainable:
             self.W_ih.accumulate(gx.T @ x)
@@ -309,6 +381,9 @@ class LSTM(_Recurrent):
             if param is not None and param.trainable:
                 param.accumulate(grad)
         return dx if need_dx else None
+
+    def _prepare(self, xp, like) -> None:
+        self._gate_rows(xp, like)  # memoized outside the scan's trace
 
     def _gate_rows(self, xp, like):
         """``(scale, shift)`` rows over the 4 gates: sigmoid(a) is

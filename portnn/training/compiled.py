@@ -145,7 +145,12 @@ def forward_key(model) -> tuple:
     """What a compiled forward pass depends on beyond the weights: the
     layers and parameters (by identity) and the layers' plain settings (a
     slope, an epsilon, a frozen flag)."""
-    return (tuple((id(la), _settings(la, _STATE_ATTRS["layer"]))
+    # a layer's caches and per-call outputs (what a forward keeps for
+    # backward, a final state) are not settings: a None set by the first
+    # call changes no program
+    return (tuple((id(la), _settings(la, (*_STATE_ATTRS["layer"],
+                                          *type(la)._cache_attrs,
+                                          *type(la)._call_outputs)))
                   for la in walk_layers(model)),
             tuple(map(id, model.parameters())))
 
