@@ -229,14 +229,7 @@ def test_an_epoch_reads_nothing_from_the_device_between_batches():
 
 @pytest.mark.parametrize("backend", COMPILERS)
 def test_a_short_last_batch_makes_two_programs(monkeypatch, backend):
-    traces = []
-    pure = CompiledStep._pure
-
-    def counted(self, *args):
-        traces.append(1)
-        return pure(self, *args)
-
-    monkeypatch.setattr(CompiledStep, "_pure", counted)
+    traces = _count_traces(monkeypatch)
     _fit("mlp", True, epochs=3, backend=backend)  # batches of 8 and one of 4
     assert len(traces) == 2
 

@@ -32,6 +32,7 @@ torch's traces the step on fake tensors and hands the graph to
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from .._namespace import tracing
@@ -172,6 +173,27 @@ def step_key(model, loss, optimizer, policy) -> tuple:
         tuple(_settings(g, _STATE_ATTRS["generator"])
               for g in _generators(model).values()),
     )
+
+
+def step_function(model, loss, optimizer, guard, policy, world):
+    """What `fit` calls per batch, ``step(x, y, w) -> (loss, predictions,
+    output mask)``: :meth:`portnn.Model.train_step` as it is, or compiled as
+    one program (``compile(jit_compile=...)``), the last fit's program while
+    its :func:`step_key` holds."""
+    if check_mode(model.jit_compile, model.backend):
+        if world.size == 1:
+            key = step_key(model, loss, optimizer, policy)
+            kept = model.__dict__.get("_compiled_step")
+            if kept is not None and kept[0] == key:
+                kept[1].rebind(guard, policy)
+                return kept[1]
+            step = CompiledStep(model, loss, optimizer, guard, policy)
+            model._compiled_step = (key, step)
+            return step
+        warnings.warn("jit_compile: data-parallel training runs its steps "
+                      "eagerly (the gradients' all-reduce sits inside the "
+                      "step)", stacklevel=4)
+    return EagerStep(model, loss, optimizer, guard, policy)
 
 
 class EagerStep:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 from .. import distributed
 from .. import losses as losses_mod
 from .._namespace import tracing
@@ -27,12 +25,7 @@ from .arguments import (
     steps_argument,
 )
 from .callbacks import ProgressBar
-from .compiled import (
-    CompiledStep,
-    EagerStep,
-    check_mode,
-    step_key,
-)
+from .compiled import check_mode, step_function
 from .guard import StepGuard, TrainingDivergedError, parameter_names
 from .history import History
 from .inference import Inference, _shard
@@ -237,24 +230,9 @@ class Model(Inference, Layer):
         return value, pred
 
     def _step_function(self, loss, optimizer, guard, policy, world):
-        """What `fit` calls per batch, ``step(x, y, w) -> (loss, predictions,
-        output mask)``: :meth:`train_step` as it is, or compiled as one
-        program (``compile(jit_compile=...)``)."""
-        if check_mode(self.jit_compile, self.backend):
-            if world.size == 1:
-                # the last fit's program, while nothing it depends on changed
-                key = step_key(self, loss, optimizer, policy)
-                kept = self.__dict__.get("_compiled_step")
-                if kept is not None and kept[0] == key:
-                    kept[1].rebind(guard, policy)
-                    return kept[1]
-                step = CompiledStep(self, loss, optimizer, guard, policy)
-                self._compiled_step = (key, step)
-                return step
-            warnings.warn("jit_compile: data-parallel training runs its steps "
-                          "eagerly (the gradients' all-reduce sits inside the "
-                          "step)", stacklevel=3)
-        return EagerStep(self, loss, optimizer, guard, policy)
+        """What `fit` calls per batch (:func:`~portnn.training.compiled.
+        step_function`): :meth:`train_step` as it is, or compiled."""
+        return step_function(self, loss, optimizer, guard, policy, world)
 
     # -- the Keras-style loop -------------------------------------------------
     def fit(self, x, y=None, *, loss=None, optimizer=None, epochs: int = 1,
