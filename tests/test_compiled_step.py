@@ -268,14 +268,7 @@ def test_torch_without_its_compiler_warns_once_and_runs_the_traced_step(
 @pytest.mark.parametrize("kind", ["mlp", "transformer"])
 def test_evaluate_and_predict_run_one_program_with_the_eager_results(
         kind, backend, monkeypatch):
-    traces = []
-    pure = CompiledForward._pure
-
-    def counted(self, *args):
-        traces.append(1)
-        return pure(self, *args)
-
-    monkeypatch.setattr(CompiledForward, "_pure", counted)
+    traces = _count_traces(monkeypatch, CompiledForward)
     model, _ = _fit(kind, False, epochs=1, backend=backend)
     x, y = _data(MODELS[kind][1])
     with portnn.use_backend(backend):
@@ -307,15 +300,16 @@ def test_a_changed_model_gets_a_new_forward_program(backend):
         pickle.loads(pickle.dumps(model))  # the program is not part of it
 
 
-def _count_traces(monkeypatch):
+def _count_traces(monkeypatch, kind=CompiledStep):
+    """A list that grows by one at each trace of `kind`'s pure function."""
     traces = []
-    pure = CompiledStep._pure
+    pure = kind._pure
 
     def counted(self, *args):
         traces.append(1)
         return pure(self, *args)
 
-    monkeypatch.setattr(CompiledStep, "_pure", counted)
+    monkeypatch.setattr(kind, "_pure", counted)
     return traces
 
 
