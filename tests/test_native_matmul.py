@@ -68,3 +68,20 @@ def test_dense_uses_the_backends_product_and_others_the_portable_one():
     a = strict.asarray([[1.0, 2.0]])
     b = strict.asarray([[3.0], [4.0]])
     assert float(matmul(a, b)[0, 0]) == 11.0
+
+
+@pytest.mark.parametrize("shapes", [((3200, 512), (3200, 128)), ((7, 5), (7, 3))])
+def test_jax_transposed_product_equals_the_portable_one(shapes):
+    pytest.importorskip("jax")
+    from portnn.ops.matmul import _portable_tn, matmul_tn
+
+    backend = portnn.backends.get("jax")
+    assert backend.native.get("matmul_tn") is not None  # a CPU here
+    rs = np.random.default_rng(0)
+    a, b = (backend.asarray(rs.normal(size=s).astype(np.float32)) for s in shapes)
+    assert matmul_tn(a, b).shape == (shapes[0][1], shapes[1][1])
+    np.testing.assert_allclose(np.asarray(matmul_tn(a, b)),
+                               np.asarray(_portable_tn(a, b)), rtol=1e-4, atol=1e-3)
+    want = np.asarray(a, np.float64).T @ np.asarray(b, np.float64)
+    np.testing.assert_allclose(np.asarray(matmul_tn(a, b)), want, rtol=1e-4,
+                               atol=2e-3)  # float32 sums of 3200 terms

@@ -18,6 +18,7 @@ import math
 from .. import init as initializers
 from .._namespace import namespace
 from ..ops.lstm import lstm_gates_impl, lstm_layer_impl
+from ..ops.matmul import matmul_tn
 from ..ops.scan import native_scan
 from .base import Layer, dtype_name, float_dtype
 
@@ -34,6 +35,9 @@ class _Recurrent(Layer):
     gates = 1
     state_names = ("h",)
     _cache_attrs = ("_x", "_caches", "_prev", "_keep", "_scanned")
+    #: whether `_step` uses the input and hidden parts only as their sum
+    #: (GRU's reset gate scales the hidden part alone)
+    _sums_gates = True
     _call_outputs = ("final_state", "initial_state_grad")
     uses_mask = True
 
@@ -121,23 +125,19 @@ class _Recurrent(Layer):
             raise ValueError(msg)
 
     def forward(self, x, training=False, initial_state=None, mask=None):
-        W_ih = self.W_ih
         self._check_input(x)
         xp = namespace(x)
         n, steps, _ = x.shape
-        gx = xp.reshape(xp.reshape(x, (n * steps, self.input_size)) @ W_ih.value.T,
-                        (n, steps, -1))
-        if self.b_ih is not None:
-            gx = gx + self.b_ih.value
         state = self._initial(xp, n, initial_state, x)
+        scan = native_scan(x) if mask is None else None
+        if scan is not None:  # traced: the compiler's loop, not 50 copies
+            return self._forward_scanned(scan, xp, x, state)
+        gx = self._input_gates(xp, x)
         keep = None
         if mask is not None:  # a padded step keeps the state and outputs 0
             self._check_mask(xp, mask, x)
             keep = [xp.expand_dims(mask[:, t], 1) for t in range(steps)]
         w_hh_t = self.W_hh.value.T
-        scan = native_scan(x) if keep is None else None
-        if scan is not None:  # traced: the compiler's loop, not 50 copies
-            return self._forward_scanned(scan, xp, x, gx, state, w_hh_t)
         caches, hs, prev = [], [], []
         for t in range(steps):
             prev.append(state[0])
@@ -153,22 +153,40 @@ class _Recurrent(Layer):
             else:
                 hs.append(new[0])
             state = new
-        self._x, self._caches, self._prev = x, caches, prev
+        self._x, self._caches, self._prev, self._scanned = x, caches, prev, None
         self._keep = None if keep is None else [xp.astype(k, x.dtype) for k in keep]
         self.final_state = state[0] if len(state) == 1 else state
         if self.return_sequences:
             return xp.stack(hs, axis=1)
         return state[0]  # the last real step's (the last step without a mask)
 
+    def _input_gates(self, xp, x, bias=True):
+        """Every step's input part of the gate pre-activations, ``x W_ih^T +
+        b_ih``, as one GEMM: ``(a, b, input) -> (a, b, gates)`` for either
+        order of batch and time."""
+        a, b, _ = x.shape
+        gx = xp.reshape(xp.reshape(x, (a * b, self.input_size)) @ self.W_ih.value.T,
+                        (a, b, -1))
+        return gx if self.b_ih is None or not bias else gx + self.b_ih.value
+
     def _prepare(self, xp, like) -> None:
         """Make what the steps share before a scan traces them (a traced
         step must not memoize arrays of its own trace)."""
 
-    def _forward_scanned(self, scan, xp, x, gx, state, w_hh_t):
+    def _forward_scanned(self, scan, xp, x, state):
         """The loop of :meth:`forward` as one traced step under the
-        backend's scan (:mod:`portnn.ops.scan`): the same `_step`, the
-        stacks time-major."""
+        backend's scan (:mod:`portnn.ops.scan`): the same `_step`, every
+        array time-major (the scan's axis), so that no stack of gates is
+        ever transposed."""
+        w_hh_t = self.W_hh.value.T
+        x_tm = xp.permute_dims(x, (1, 0, 2))  # the input is the small one
+        # both biases join the small per-step product, not a pass over
+        # every step's gates
+        joined = self.b_ih is not None and self._sums_gates
+        gx = self._input_gates(xp, x_tm, bias=not joined)
         b_hh = None if self.b_hh is None else self.b_hh.value
+        if joined:
+            b_hh = b_hh + self.b_ih.value
         self._prepare(xp, gx)
 
         def step(state, gx_t):
@@ -176,21 +194,23 @@ class _Recurrent(Layer):
             if b_hh is not None:
                 gh = gh + b_hh
             new, cache = self._step(gx_t, state, gh)
-            return new, (state[0], new[0], cache)
+            return new, (state[0], cache)
 
-        state, (prev, hs, caches) = scan(step, state,
-                                         xp.permute_dims(gx, (1, 0, 2)))
-        self._x, self._scanned, self._keep = x, (prev, caches), None
-        self.final_state = state[0] if len(state) == 1 else state
+        last, (prev, caches) = scan(step, state, gx)
+        self._x, self._scanned, self._keep = x, (x_tm, prev, caches), None
+        self.final_state = last[0] if len(last) == 1 else last
         if self.return_sequences:
+            # each step's output is the state the next one starts from
+            hs = xp.concat([prev[1:], xp.expand_dims(last[0], axis=0)], axis=0)
             return xp.permute_dims(hs, (1, 0, 2))
-        return state[0]
+        return last[0]
 
     def _backward_scanned(self, scan, dy, need_dx):
-        """:meth:`_backward`'s loop under the backend's scan, in reverse."""
+        """:meth:`_backward`'s loop under the backend's scan, in reverse,
+        time-major as :meth:`_forward_scanned` left it."""
         xp = namespace(dy)
-        n = self._x.shape[0]
-        prev, caches = self._scanned
+        x_tm, prev, caches = self._scanned
+        n = x_tm.shape[1]
         dstate = tuple(xp.zeros((n, self.hidden_size), dtype=dy.dtype,
                                 device=dy.device) for _ in self.state_names)
         dys = None
@@ -208,14 +228,14 @@ class _Recurrent(Layer):
             dgx_t, dgh_t, dstate = self._step_backward(cache, dstate)
             back = dgh_t @ w_hh
             dstate = (back if dstate[0] is None else dstate[0] + back, *dstate[1:])
-            return dstate, (dgx_t, dgh_t)
+            # one array for RNN and LSTM: stacked once
+            return dstate, (dgx_t, None if dgh_t is dgx_t else dgh_t)
 
         dstate, (dgx, dgh) = scan(step, dstate, (dys, caches), reverse=True)
         self.initial_state_grad = dstate[0] if len(dstate) == 1 else dstate
-        batch_major = (1, 0, 2)
-        return self._param_grads(xp, xp.permute_dims(dgx, batch_major),
-                                 xp.permute_dims(dgh, batch_major),
-                                 xp.permute_dims(prev, batch_major), need_dx)
+        dx = self._param_grads(xp, dgx, dgx if dgh is None else dgh, prev,
+                               need_dx, x_tm)
+        return None if dx is None else xp.permute_dims(dx, (1, 0, 2))
 
     def _backward(self, dy, need_dx):
         if self.__dict__.get("_scanned") is not None:
@@ -252,25 +272,27 @@ class _Recurrent(Layer):
         gh = gx if dgh[0] is dgx[0] else xp.stack(dgh, axis=1)
         return self._param_grads(xp, gx, gh, xp.stack(self._prev, axis=1), need_dx)
 
-    def _param_grads(self, xp, gx, gh, prev, need_dx):
+    def _param_grads(self, xp, gx, gh, prev, need_dx, x=None):
         """The weights' gradients from every step's ``d gx``, ``d gh`` and
-        previous state, ``(batch, time, ...)``: one product each."""
-        n, steps, _ = self._x.shape
-        rows = n * steps
+        previous state: one product each. The arrays are ``(batch, time,
+        ...)`` with the layer's input, or any order of the two first axes
+        with `x` the input in that order; ``d x`` comes back in it."""
+        x = self._x if x is None else x
+        rows = x.shape[0] * x.shape[1]
         same = gh is gx
         gx = xp.reshape(gx, (rows, -1))
         gh = gx if same else xp.reshape(gh, (rows, -1))
         prev = xp.reshape(prev, (rows, self.hidden_size))
-        x = xp.reshape(self._x, (rows, self.input_size))
+        flat = xp.reshape(x, (rows, self.input_size))
         if self.W_ih.trainable:
-            self.W_ih.accumulate(gx.T @ x)
+            self.W_ih.accumulate(matmul_tn(gx, flat))
         if self.W_hh.trainable:
-            self.W_hh.accumulate(gh.T @ prev)
+            self.W_hh.accumulate(matmul_tn(gh, prev))
         if self.b_ih is not None:
             self.b_ih.accumulate(xp.sum(gx, axis=0))
             self.b_hh.accumulate(xp.sum(gh, axis=0))
         if need_dx:
-            return xp.reshape(gx @ self.W_ih.value, tuple(self._x.shape))
+            return xp.reshape(gx @ self.W_ih.value, tuple(x.shape))
         return None
 
     def backward(self, dy):
@@ -455,6 +477,7 @@ class GRU(_Recurrent):
     """
 
     gates = 3
+    _sums_gates = False
 
     def _step(self, gx, state, gh):
         xp = namespace(gx)

@@ -30,3 +30,34 @@ def matmul_path(a):
 
 def _portable(a, b):
     return a @ b
+
+
+_paths_tn = paths("matmul_tn")
+
+
+def matmul_tn(a, b):
+    """``a.T @ b``, the weight-gradient product (a sum over rows), through
+    the backend's native product where it has one.
+
+    BLAS libraries take a transposed operand as a flag; XLA's CPU runtime
+    contracts over the leading axis of both operands 1.7-3.4x slower than
+    over the trailing one (LSTM gradients: 4.0 ms against 2.3 ms), so the
+    JAX adapter makes the transpose a real array first.
+
+    Examples
+    --------
+    >>> import portnn
+    >>> from portnn.ops.matmul import matmul_tn
+    >>> xp = portnn.get_backend().xp
+    >>> a, b = xp.ones((5, 2)), xp.ones((5, 3))
+    >>> matmul_tn(a, b).shape
+    (2, 3)
+    """
+    impl = _paths_tn.get(type(a))
+    if impl is None:
+        impl = resolved(a, "matmul_tn", _portable_tn)
+    return impl(a, b)
+
+
+def _portable_tn(a, b):
+    return a.T @ b
