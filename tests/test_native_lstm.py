@@ -111,3 +111,52 @@ def test_the_native_lstm_layer_takes_only_float32():
     assert not native.accepts(b.asarray(x), layer64)
     assert native.accepts(b.asarray(x.astype("float32")), layer32) == \
         bool(__import__("torch").backends.mkldnn.is_available())
+
+
+@pytest.mark.parametrize("return_sequences", [True, False], ids=["seq", "last"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_a_traced_torch_step_keeps_onednns_lstm(return_sequences, bias, monkeypatch):
+    # traced for torch.compile, the layer calls oneDNN through the custom
+    # ops portnn::lstm_forward/backward (fake versions give the shapes,
+    # the workspace's too); the graph equals the layer's own loop
+    try:
+        b = portnn.backends.get("torch")
+    except portnn.backends.BackendUnavailableError:
+        pytest.skip("torch is not installed")
+    from portnn._namespace import tracing
+    from portnn.backends.torch_compile import CompiledTorchStep
+
+    rs = np.random.default_rng(2)
+    n, t, i, h = 3, 6, 4, 5
+    x = b.asarray(rs.normal(size=(n, t, i)).astype("float32"))
+    dy = b.asarray(rs.normal(size=(n, t, h) if return_sequences else (n, h))
+                   .astype("float32"))
+    layer = portnn.LSTM(i, h, return_sequences=return_sequences, bias=bias,
+                        backend=b, dtype="float32")
+    if not b.native["lstm_layer"].accepts(x, layer):
+        pytest.skip("this PyTorch has no oneDNN")
+
+    def step(x, dy):
+        for p in layer.parameters():
+            p.grad = None
+        y = layer(x, training=True)
+        dx = layer.backward(dy)
+        return [y, dx, *(p.grad for p in layer.parameters())]
+
+    def traced(x, dy):
+        token = tracing.set(True)
+        try:
+            return step(x, dy)
+        finally:
+            tracing.reset(token)
+
+    program = CompiledTorchStep(traced, compiler=None)  # the graph as traced
+    got = program(x, dy)
+    (graph,) = program.programs.values()
+    assert "portnn.lstm_forward" in graph.code
+    assert "portnn.lstm_backward" in graph.code
+    monkeypatch.delitem(b.native, "lstm_layer")
+    want = step(x, dy)
+    assert len(got) == len(want) == 4 + 2 * bias
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(to_np(g), to_np(w), rtol=1e-5, atol=1e-5)
