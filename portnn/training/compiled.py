@@ -177,22 +177,28 @@ def step_key(model, loss, optimizer, policy) -> tuple:
 
 def step_function(model, loss, optimizer, guard, policy, world):
     """What `fit` calls per batch, ``step(x, y, w) -> (loss, predictions,
-    output mask)``: :meth:`portnn.Model.train_step` as it is, or compiled as
-    one program (``compile(jit_compile=...)``), the last fit's program while
+    output mask)``: :meth:`portnn.Model.train_step` as it is, or compiled
+    (``compile(jit_compile=...)``): one program, or two around the
+    gradients' all-reduce when data-parallel; the last fit's programs while
     its :func:`step_key` holds."""
     if check_mode(model.jit_compile, model.backend):
-        if world.size == 1:
-            key = step_key(model, loss, optimizer, policy)
-            kept = model.__dict__.get("_compiled_step")
-            if kept is not None and kept[0] == key:
-                kept[1].rebind(guard, policy)
-                return kept[1]
-            step = CompiledStep(model, loss, optimizer, guard, policy)
-            model._compiled_step = (key, step)
-            return step
-        warnings.warn("jit_compile: data-parallel training runs its steps "
-                      "eagerly (the gradients' all-reduce sits inside the "
-                      "step)", stacklevel=4)
+        synced = [la for la in walk_layers(model) if getattr(la, "sync", False)]
+        if world.size > 1 and synced:
+            warnings.warn(
+                f"jit_compile: {type(synced[0]).__name__}(sync=True) all-reduces "
+                "inside the forward pass, which a compiled program cannot call; "
+                "this data-parallel fit runs its steps eagerly", stacklevel=4)
+            return EagerStep(model, loss, optimizer, guard, policy)
+        key = (step_key(model, loss, optimizer, policy), world.size)
+        kept = model.__dict__.get("_compiled_step")
+        if kept is not None and kept[0] == key:
+            kept[1].rebind(guard, policy, world)
+            return kept[1]
+        kind = CompiledStep if world.size == 1 else CompiledDataParallelStep
+        step = kind(model, loss, optimizer, guard, policy)
+        step.world = world
+        model._compiled_step = (key, step)
+        return step
     return EagerStep(model, loss, optimizer, guard, policy)
 
 
@@ -237,6 +243,7 @@ class CompiledStep(EagerStep):
         super().__init__(model, loss, optimizer, guard, policy)
         self.backend = model.backend
         self._jit = self.backend.native["jit"]
+        self.world = None  # fit's (step_function sets it)
         self._compiled = None
         self._places: list[_Place] | None = None
 
@@ -267,11 +274,11 @@ class CompiledStep(EagerStep):
         places += [_Place(g, "counter") for g in generators.values()]
         return places
 
-    def rebind(self, guard, policy) -> None:
+    def rebind(self, guard, policy, world=None) -> None:
         """Serve another `fit` of the same model, loss and optimizer (equal
         :func:`step_key`): its guard and precision policy are new objects,
         so the places are listed again; the compiled programs stay."""
-        self.guard, self.policy = guard, policy
+        self.guard, self.policy, self.world = guard, policy, world
         if self._places is not None:
             self._places = self._collect()
 
@@ -329,6 +336,76 @@ class CompiledStep(EagerStep):
             value = place.get()
             if place.number is not None and not isinstance(value, (int, float)):
                 place.set(place.number(value))
+
+
+class CompiledDataParallelStep(CompiledStep):
+    """:class:`CompiledStep` for a data-parallel fit: two programs with the
+    gradients' all-reduce between them, where :meth:`portnn.Model.
+    train_step` has it. The first runs :meth:`~portnn.Model.
+    compute_gradients` and returns the gradients with the state; the
+    engine sums them across ranks (eagerly: MPI, NCCL and
+    torch.distributed are calls a compiled program cannot make); the
+    second runs :meth:`~portnn.Model.apply_gradients`."""
+
+    def _grads(self) -> list[Any]:
+        return [p.grad for p in self.optimizer.params]
+
+    def _set_grads(self, grads) -> None:
+        for p, g in zip(self.optimizer.params, grads, strict=True):
+            p.grad = g
+
+    def _pure_compute(self, state, x, y, w):
+        token = tracing.set(True)
+        try:
+            self._write(state)
+            value, pred, _ = self.model.compute_gradients(x, y, self.loss,
+                                                          self.policy, w)
+            mask = self.model.compute_mask(x, None)
+            return value, pred, mask, self._grads(), self._read()
+        finally:
+            tracing.reset(token)
+
+    def _pure_apply(self, state, grads, value):
+        token = tracing.set(True)
+        try:
+            self._write(state)
+            self._set_grads(grads)
+            self.model.apply_gradients(value, self.optimizer, self.guard,
+                                       self.policy)
+            return self._read()
+        finally:
+            tracing.reset(token)
+
+    def __call__(self, x, y, w=None):
+        """One training step: ``(loss, predictions, output mask)``."""
+        from ..data.sources import batch_rows
+        from ..distributed.data_parallel import all_reduce_gradients
+
+        opt = self.optimizer
+        if opt.keeps_state and any(not s for p, s in zip(opt.params, opt.state,
+                                                         strict=True)
+                                   if p.trainable):
+            return EagerStep.__call__(self, x, y, w)  # Adam's first step
+        if self._places is None:
+            self._places = self._collect()
+            self._compiled = (self._jit(self._pure_compute),
+                              self._jit(self._pure_apply))
+        compute, apply = self._compiled
+        before = self._read()
+        try:
+            value, pred, mask, grads, state = compute(before, x, y, w)
+            self._write(state)
+            self._set_grads(grads)
+            # between the programs, as in train_step: the exact global mean
+            all_reduce_gradients(self.world, opt.params, batch_rows(x),
+                                 self.backend)
+            state = apply(self._read(), self._grads(), value)
+        except BaseException:
+            self._write(before)  # not the placeholders of a failed trace
+            self._set_grads([None] * len(opt.params))
+            raise
+        self._write(state)
+        return value, pred, mask
 
 
 class EagerForward:

@@ -197,6 +197,34 @@ class Model(Inference, Layer):
         """
         policy = precision or _FLOAT32
         world = distributed.current()
+        value, pred, rows = self.compute_gradients(x, y, loss, policy, sample_weight)
+        # Gradients are complete and the step has not run: the one place
+        # where data-parallel training makes them the exact global mean.
+        if world.size > 1:
+            all_reduce_gradients(world, optimizer.params, rows, self.backend)
+        self.apply_gradients(value, optimizer, guard, policy)
+        return value, pred
+
+    def compute_gradients(self, x, y, loss, precision, sample_weight=None):
+        """The first half of :meth:`train_step`: forward, loss and backward,
+        the gradients left on the parameters in float32.
+
+        Parameters
+        ----------
+        x, y : array
+            One batch.
+        loss : Loss
+        precision : Precision
+            The precision policy (:class:`portnn.training.precision.Precision`).
+        sample_weight : array, optional
+
+        Returns
+        -------
+        (loss value, predictions, rows)
+            As :meth:`train_step`'s, and the batch's row count (what a
+            data-parallel all-reduce weighs this rank's gradients by).
+        """
+        policy = precision
         rows = batch_rows(x)
         if rows:
             with policy.weights(self):  # half copies of the weights, if mixed
@@ -208,12 +236,24 @@ class Model(Inference, Layer):
                 self.backward_params(policy.loss_gradient(loss.backward()))
         else:  # a rank with no rows of a short last batch: no gradient of its own
             pred, value = x, self.backend.xp.zeros((), device=self.backend.device)
-        policy.to_master(optimizer.params)  # float32 gradients
-        # Gradients are complete and the step has not run: the one place
-        # where data-parallel training makes them the exact global mean.
-        if world.size > 1:
-            all_reduce_gradients(world, optimizer.params, rows,
-                                 self.backend)
+        if policy.mixed:
+            policy.to_master(self.parameters())  # float32 gradients
+        return value, pred, rows
+
+    def apply_gradients(self, value, optimizer, guard, precision) -> None:
+        """The second half of :meth:`train_step`: unscale the gradients,
+        decide on the device whether the step may run (the guard, the loss
+        scale), update the weights and clear the gradients.
+
+        Parameters
+        ----------
+        value : array
+            The batch's 0-d loss (the guard checks it).
+        optimizer : Optimizer
+        guard : StepGuard or None
+        precision : Precision
+        """
+        policy = precision
         finite = policy.unscale(optimizer.params)  # unscaled; finite (float16)?
         tap = self.__dict__.get("_gradient_tap")
         if tap is not None and not tracing.get():  # TensorBoard's histograms
@@ -227,7 +267,6 @@ class Model(Inference, Layer):
             optimizer.step(where=finite)
         policy.update(finite)
         optimizer.zero_grad()
-        return value, pred
 
     def _step_function(self, loss, optimizer, guard, policy, world):
         """What `fit` calls per batch (:func:`~portnn.training.compiled.

@@ -314,3 +314,53 @@ def test_a_graph_with_two_inputs_and_outputs_equals_one_process(dp_backend, worl
         ref = alone.predict([xa, xb])
     for k in ("cls", "reg"):
         np.testing.assert_allclose(to_np(out[k]), to_np(ref[k]), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["jax", "torch"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_compiled_steps_on_two_ranks_reach_the_weights_of_one_process(
+        world, name, optimizer, recwarn):
+    # two programs around the all-reduce (portnn.training.compiled.
+    # CompiledDataParallelStep), against one eager process; a short last
+    # batch of 5 rows (3 + 2) adds a program of its own
+    try:
+        b = portnn.backends.get(name)
+    except portnn.backends.BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    from portnn.training.compiled import CompiledDataParallelStep
+
+    def run(jit):
+        x, y = _data(21)
+        with portnn.use_backend(b), portnn.default_dtype("float64"):
+            portnn.seed(0)
+            model = _mlp()
+            opt = (portnn.SGD(model.parameters(), lr=0.2, momentum=0.9)
+                   if optimizer == "sgd" else portnn.Adam(model.parameters(),
+                                                          lr=0.01))
+            model.compile(loss="cross_entropy", optimizer=opt, jit_compile=jit)
+            h = model.fit(x, y, epochs=3, batch_size=8, verbose=0,
+                          rng=Generator(5))
+        return model, h
+
+    parallel, h = run(True)
+    assert isinstance(parallel._compiled_step[1], CompiledDataParallelStep)
+    assert not [w for w in recwarn if "jit_compile" in str(w.message)]
+    with portnn.distributed.single():
+        alone, h_alone = run(False)
+    _same(_weights(parallel), _weights(alone), rtol=1e-9, atol=1e-12)
+    assert h["loss"] == pytest.approx(h_alone["loss"], rel=1e-9)
+    mine = np.concatenate([v.ravel() for v in _weights(parallel).values()])
+    theirs = world.all_gather(portnn.backends.get("numpy").asarray(mine))
+    np.testing.assert_array_equal(to_np(theirs[0]), to_np(theirs[1]))
+
+
+def test_a_synchronized_batch_norm_runs_compiled_fits_eagerly(world):
+    b = pytest.importorskip("jax") and portnn.backends.get("jax")
+    with portnn.use_backend(b):
+        model = portnn.Sequential(portnn.Dense(6, 8),
+                                  portnn.BatchNorm1D(8, sync=True), portnn.ReLU(),
+                                  portnn.Dense(8, 3))
+        model.compile(loss="cross_entropy", optimizer="sgd", jit_compile=True)
+        x, y = _data(16)
+        with pytest.warns(UserWarning, match=r"BatchNorm1D\(sync=True\).*eagerly"):
+            model.fit(x, y, epochs=1, batch_size=8, verbose=0)
