@@ -24,6 +24,10 @@ generators' counters) become 0-d arrays for the duration of the fit, so a
 schedule's new rate or the next batch's index is an input, not a constant
 baked into the program; they are Python numbers again when the fit ends.
 
+A data-parallel fit makes two programs, :meth:`portnn.Model.
+compute_gradients` and :meth:`portnn.Model.apply_gradients`, and calls the
+engine's all-reduce between them (:class:`CompiledDataParallelStep`).
+
 A backend that can compile registers a native ``jit`` (a function taking
 the pure step and returning the compiled one): JAX's is ``jax.jit``;
 torch's traces the step on fake tensors and hands the graph to
