@@ -112,9 +112,12 @@ class Loss:
     def _scale(self, n_elements: int) -> float:
         return 1.0 / n_elements if self.reduction == "mean" else 1.0
 
-    def _reduce(self, xp, per_element):
+    def _reduce(self, xp, per_element, n=None):
+        """The sum, or the mean, of `per_element` (`n` elements, if known)."""
         summed = total(per_element)
-        return summed / _size(per_element) if self.reduction == "mean" else summed
+        if self.reduction != "mean":
+            return summed
+        return summed / (_size(per_element) if n is None else n)
 
     def _element_weights(self, sample_weight, like):
         """`sample_weight` as ``(N, 1, ...)``, to scale every element of a

@@ -14,16 +14,16 @@ class _Elementwise(Loss):
 
     def forward(self, pred, target, sample_weight=None):
         target = self._match(pred, target)
-        xp = namespace(pred)
         self._d = d = pred - target
-        k = self._scale(_size(d))
-        per = self._term(xp, d)
+        n = _size(d)
+        k = self._scale(n)
+        per = self._term(d)
         if sample_weight is not None:
             w = self._element_weights(sample_weight, d)
             per = per * w
             k = w * k  # sample weights scale the gradient too
         self._k = k
-        return self._reduce(xp, per)
+        return self._reduce(None, per, n)
 
     def backward(self):
         return self._slope(namespace(self._d), self._d) * self._k
@@ -43,7 +43,7 @@ class MSE(_Elementwise):
     2.0
     """
 
-    def _term(self, xp, d):
+    def _term(self, d):
         return d * d
 
     def _slope(self, xp, d):
@@ -69,8 +69,8 @@ class MAE(_Elementwise):
     [[-0.5], [0.5]]
     """
 
-    def _term(self, xp, d):
-        return xp.abs(d)
+    def _term(self, d):
+        return namespace(d).abs(d)
 
     def _slope(self, xp, d):
         return xp.sign(d)
@@ -97,7 +97,8 @@ class Huber(_Elementwise):
             raise ValueError(msg)
         self.delta = float(delta)
 
-    def _term(self, xp, d):
+    def _term(self, d):
+        xp = namespace(d)
         a = xp.abs(d)
         delta = self.delta
         return xp.where(a <= delta, 0.5 * d * d, delta * (a - 0.5 * delta))
