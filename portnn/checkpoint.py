@@ -109,7 +109,7 @@ def save(model: Layer, path, optimizer=None, metadata: dict | None = None) -> No
         meta["portnn.optimizer"] = json.dumps({
             "class": type(optimizer).__name__,
             "config": optimizer.get_config(),
-            "steps": optimizer.steps,
+            "steps": state["steps"],
             "scalars": scalars,
             "params": indices,
         })

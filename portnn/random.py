@@ -99,8 +99,10 @@ class Generator:
         self._k1 = _mix_int((seed >> 32) ^ _mix_int(seed) ^ 0x85EBCA6B)
 
     def get_state(self) -> dict[str, int]:
-        """The generator's state, a small dict that `set_state` accepts."""
-        return {"seed": self.seed, "counter": self.counter}
+        """The generator's state, a small dict that `set_state` accepts (the
+        counter a Python int also while a compiled step keeps it on the
+        device)."""
+        return {"seed": self.seed, "counter": int(self.counter)}
 
     def set_state(self, state: dict[str, int]) -> None:
         """Restore a state from `get_state`.

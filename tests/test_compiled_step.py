@@ -374,3 +374,41 @@ def test_a_changed_setting_gets_a_new_forward_program(backend):
         np.testing.assert_allclose(after[before < 0], 5 * before[before < 0],
                                    rtol=1e-5)
 
+
+
+@pytest.mark.parametrize("backend", COMPILERS)
+def test_callbacks_see_what_they_see_in_eager_mode(backend, tmp_path):
+    # a plateau that cuts the rate, early stopping that restores the best
+    # weights, a checkpoint of the model and optimizer every epoch: the
+    # compiled fit runs them between its programs as the eager fit does
+    def run(jit):
+        path = tmp_path / f"{jit}-{{epoch}}.safetensors"
+        callbacks = [
+            portnn.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
+                                     min_delta=10.0),  # every epoch a plateau
+            portnn.EarlyStopping(monitor="loss", patience=2, min_delta=10.0,
+                                 restore_best_weights=True),
+            portnn.ModelCheckpoint(str(path), monitor="loss")]
+        model, history = _fit("mlp", jit, epochs=6, backend=backend,
+                              callbacks=callbacks)
+        saved = portnn.load(str(path).format(epoch=2), backend=backend)
+        return model, history, saved
+
+    eager, h_eager, saved_eager = run(False)
+    compiled, h_compiled, saved_compiled = run(True)
+    assert len(h_compiled["loss"]) == len(h_eager["loss"]) == 3  # stopped early
+    np.testing.assert_allclose(h_compiled["loss"], h_eager["loss"], rtol=1e-5)
+    np.testing.assert_allclose(h_compiled["lr"], h_eager["lr"], rtol=1e-7)
+    assert h_compiled["lr"] == pytest.approx([1e-3, 1e-3, 5e-4])  # cut once
+    for want, got in ((eager, compiled), (saved_eager, saved_compiled)):
+        for (key, w), g in zip(want.state_dict().items(),
+                               got.state_dict().values(), strict=True):
+            np.testing.assert_allclose(to_np(g), to_np(w), rtol=1e-4, atol=1e-5,
+                                       err_msg=key)
+    # the restored weights are the first epoch's, not the last one's
+    first, _ = _fit("mlp", False, epochs=1, backend=backend)
+    for (key, w), g in zip(first.state_dict().items(),
+                           compiled.state_dict().values(), strict=True):
+        np.testing.assert_allclose(to_np(g), to_np(w), rtol=1e-4, atol=1e-5,
+                                   err_msg=key)
+    assert isinstance(compiled.optimizer.steps, int)  # a number again

@@ -184,8 +184,10 @@ class Optimizer:
         """Hyper-parameters, step count and per-parameter state arrays
         (step counters as Python numbers, also after device-side steps)."""
         return {
-            "lr": self.lr,
-            "steps": self.steps,
+            # Python numbers, also while a compiled step keeps them on the
+            # device as 0-d arrays (a checkpoint taken during a fit)
+            "lr": _host(self.lr, float),
+            "steps": _host(self.steps, int),
             "state": [{k: _as_number(v) for k, v in s.items()} for s in self.state],
         }
 
@@ -218,7 +220,10 @@ class Optimizer:
         import inspect
 
         names = list(inspect.signature(type(self).__init__).parameters)[2:]
-        return {k: getattr(self, k) for k in names if hasattr(self, k)}
+        config = {k: getattr(self, k) for k in names if hasattr(self, k)}
+        if "lr" in config:  # a 0-d array while a compiled step runs
+            config["lr"] = _host(config["lr"], float)
+        return config
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr})"
@@ -228,6 +233,13 @@ def _copy(xp, x, backend):
     # in-place updates must not reach the kept outcome; immutable arrays
     # (JAX) are rebound by the update and need no copy
     return xp.asarray(x, copy=True) if backend.inplace else x
+
+
+def _host(value, kind):
+    """`value` as a Python `kind` if it is a 0-d array (one host read)."""
+    if hasattr(value, "shape") and tuple(value.shape) == ():
+        return kind(value)
+    return value
 
 
 def _as_number(value):
