@@ -323,15 +323,33 @@ class CompiledStep(EagerStep):
             return EagerStep.__call__(self, x, y, w)
         if self._places is None:
             self._places = self._collect()
-            self._compiled = self._jit(self._pure)
+            self._compiled = self._programs()
         before = self._read()
         try:
-            value, pred, mask, state = self._compiled(before, x, y, w)
+            value, pred, mask, state = self._run(before, x, y, w)
         except BaseException:
-            self._write(before)  # not the placeholders of a failed trace
+            # not the placeholders of a failed trace: the state before the
+            # step, which starts with no gradients
+            self._write(before)
+            self._set_grads([None] * len(opt.params))
             raise
         self._write(state)
         return value, pred, mask
+
+    def _programs(self):
+        return self._jit(self._pure)
+
+    def _run(self, before, x, y, w):
+        """The step's programs on the state `before`: ``(loss, predictions,
+        output mask, state after)``."""
+        return self._compiled(before, x, y, w)
+
+    def _grads(self) -> list[Any]:
+        return [p.grad for p in self.optimizer.params]
+
+    def _set_grads(self, grads) -> None:
+        for p, g in zip(self.optimizer.params, grads, strict=True):
+            p.grad = g
 
     def close(self) -> None:
         """The Python numbers of the state are Python numbers again (the
@@ -350,13 +368,6 @@ class CompiledDataParallelStep(CompiledStep):
     engine sums them across ranks (eagerly: MPI, NCCL and
     torch.distributed are calls a compiled program cannot make); the
     second runs :meth:`~portnn.Model.apply_gradients`."""
-
-    def _grads(self) -> list[Any]:
-        return [p.grad for p in self.optimizer.params]
-
-    def _set_grads(self, grads) -> None:
-        for p, g in zip(self.optimizer.params, grads, strict=True):
-            p.grad = g
 
     def _pure_compute(self, state, x, y, w):
         token = tracing.set(True)
@@ -380,36 +391,21 @@ class CompiledDataParallelStep(CompiledStep):
         finally:
             tracing.reset(token)
 
-    def __call__(self, x, y, w=None):
-        """One training step: ``(loss, predictions, output mask)``."""
+    def _programs(self):
+        return self._jit(self._pure_compute), self._jit(self._pure_apply)
+
+    def _run(self, before, x, y, w):
         from ..data.sources import batch_rows
         from ..distributed.data_parallel import all_reduce_gradients
 
-        opt = self.optimizer
-        if opt.keeps_state and any(not s for p, s in zip(opt.params, opt.state,
-                                                         strict=True)
-                                   if p.trainable):
-            return EagerStep.__call__(self, x, y, w)  # Adam's first step
-        if self._places is None:
-            self._places = self._collect()
-            self._compiled = (self._jit(self._pure_compute),
-                              self._jit(self._pure_apply))
         compute, apply = self._compiled
-        before = self._read()
-        try:
-            value, pred, mask, grads, state = compute(before, x, y, w)
-            self._write(state)
-            self._set_grads(grads)
-            # between the programs, as in train_step: the exact global mean
-            all_reduce_gradients(self.world, opt.params, batch_rows(x),
-                                 self.backend)
-            state = apply(self._read(), self._grads(), value)
-        except BaseException:
-            self._write(before)  # not the placeholders of a failed trace
-            self._set_grads([None] * len(opt.params))
-            raise
+        value, pred, mask, grads, state = compute(before, x, y, w)
         self._write(state)
-        return value, pred, mask
+        self._set_grads(grads)
+        # between the programs, as in train_step: the exact global mean
+        all_reduce_gradients(self.world, self.optimizer.params, batch_rows(x),
+                             self.backend)
+        return value, pred, mask, apply(self._read(), self._grads(), value)
 
 
 class EagerForward:

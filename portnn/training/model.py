@@ -25,8 +25,10 @@ from .arguments import (
     steps_argument,
 )
 from .callbacks import ProgressBar
+from .choices import resolve_optimizer, warn_untrained
 from .compiled import check_mode, step_function
 from .guard import StepGuard, TrainingDivergedError, parameter_names
+from .heads import check_head
 from .history import History
 from .inference import Inference, _shard
 from .inputs import Inputs, class_weighting, validation_pair
@@ -152,7 +154,7 @@ class Model(Inference, Layer):
         check_mode(jit_compile, self.backend)
         loss = (self._resolve_loss(loss, loss_weights) if loss is not None
                  else self.loss)
-        optimizer = self._resolve_optimizer(optimizer)
+        optimizer = resolve_optimizer(self, optimizer)
         metric_list = (self._metrics(metrics, loss, compiled=False)
                        if loss is not None or metrics != "auto" else None)
         self.loss, self.optimizer = loss, optimizer
@@ -205,18 +207,16 @@ class Model(Inference, Layer):
         self.apply_gradients(value, optimizer, guard, policy)
         return value, pred
 
-    def compute_gradients(self, x, y, loss, precision, sample_weight=None):
+    def compute_gradients(self, x, y, loss, policy, sample_weight=None):
         """The first half of :meth:`train_step`: forward, loss and backward,
         the gradients left on the parameters in float32.
 
         Parameters
         ----------
-        x, y : array
-            One batch.
-        loss : Loss
-        precision : Precision
-            The precision policy (:class:`portnn.training.precision.Precision`).
-        sample_weight : array, optional
+        x, y, loss, sample_weight
+            As :meth:`train_step`'s.
+        policy : Precision
+            The precision policy.
 
         Returns
         -------
@@ -224,7 +224,6 @@ class Model(Inference, Layer):
             As :meth:`train_step`'s, and the batch's row count (what a
             data-parallel all-reduce weighs this rank's gradients by).
         """
-        policy = precision
         rows = batch_rows(x)
         if rows:
             with policy.weights(self):  # half copies of the weights, if mixed
@@ -240,7 +239,7 @@ class Model(Inference, Layer):
             policy.to_master(self.parameters())  # float32 gradients
         return value, pred, rows
 
-    def apply_gradients(self, value, optimizer, guard, precision) -> None:
+    def apply_gradients(self, value, optimizer, guard, policy) -> None:
         """The second half of :meth:`train_step`: unscale the gradients,
         decide on the device whether the step may run (the guard, the loss
         scale), update the weights and clear the gradients.
@@ -249,11 +248,9 @@ class Model(Inference, Layer):
         ----------
         value : array
             The batch's 0-d loss (the guard checks it).
-        optimizer : Optimizer
-        guard : StepGuard or None
-        precision : Precision
+        optimizer, guard, policy
+            As :meth:`train_step`'s `optimizer`, `guard` and `precision`.
         """
-        policy = precision
         finite = policy.unscale(optimizer.params)  # unscaled; finite (float16)?
         tap = self.__dict__.get("_gradient_tap")
         if tap is not None and not tracing.get():  # TensorBoard's histograms
@@ -267,11 +264,6 @@ class Model(Inference, Layer):
             optimizer.step(where=finite)
         policy.update(finite)
         optimizer.zero_grad()
-
-    def _step_function(self, loss, optimizer, guard, policy, world):
-        """What `fit` calls per batch (:func:`~portnn.training.compiled.
-        step_function`): :meth:`train_step` as it is, or compiled."""
-        return step_function(self, loss, optimizer, guard, policy, world)
 
     # -- the Keras-style loop -------------------------------------------------
     def fit(self, x, y=None, *, loss=None, optimizer=None, epochs: int = 1,
@@ -399,15 +391,15 @@ class Model(Inference, Layer):
             steps_per_epoch = steps_argument("steps_per_epoch", steps_per_epoch)
             validation_steps = steps_argument("validation_steps", validation_steps)
             loss = self._resolve_loss(loss, loss_weights)
-            optimizer = self._resolve_optimizer(optimizer)
-            self._warn_untrained(optimizer)
+            optimizer = resolve_optimizer(self, optimizer)
+            warn_untrained(self, optimizer)
             metric_list = self._metrics(metrics, loss)
             policy = Precision(precision, self.backend, scaler=self.loss_scaler)
             world = distributed.current()
             rng = rng or shuffle_generator(world)
             callbacks = checked_callbacks(callbacks)
             check_verbose(verbose)
-            self._check_head(loss)
+            check_head(self, loss)
             inputs = Inputs(self, loss, prefetch=prefetch, shard=_shard(world))
             if policy.input_limit is not None:
                 inputs.input_limit = (policy.input_limit, precision)
@@ -451,7 +443,7 @@ class Model(Inference, Layer):
         meters = Meters(self.backend, metric_list)
         guard = StepGuard(self.backend, names=parameter_names(self, optimizer),
                           policy=precision)
-        step = self._step_function(loss, optimizer, guard, policy, world)
+        step = step_function(self, loss, optimizer, guard, policy, world)
         history = History()
         self.stop_training = False
         try:
@@ -583,24 +575,13 @@ class Model(Inference, Layer):
 
         return resolve_loss(self, loss, loss_weights)
 
-    def _resolve_optimizer(self, optimizer):
-        from .choices import resolve_optimizer
-
-        return resolve_optimizer(self, optimizer)
-
-    def _warn_untrained(self, optimizer) -> None:
-        from .choices import warn_untrained
-
-        warn_untrained(self, optimizer)
-
     def _metrics(self, metrics, loss, compiled=True) -> list[Metric]:
         from .choices import metrics_of
 
         return metrics_of(self, metrics, loss, compiled)
 
     def _model_dtype(self):
-        params = self.parameters()
-        return params[0].dtype if params else None
+        return next((p.dtype for p in self.parameters()), None)
 
     def _as_input(self, x, what="x"):
         from .conversion import as_input
@@ -617,9 +598,3 @@ class Model(Inference, Layer):
     def integer_inputs(self) -> list[bool]:
         """Whether each input takes integers (token ids)."""
         return [self.integer_input] * self.input_structure.n
-
-    def _check_head(self, loss) -> None:
-        """Refuse a loss that does not match the model's last activation."""
-        from .heads import check_head
-
-        check_head(self, loss)
