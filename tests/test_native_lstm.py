@@ -20,6 +20,23 @@ def _natives():
     return [pytest.param("torch", torch_backend.native["lstm_gates"], id="torch")]
 
 
+def _torch():
+    """The torch backend (it registers the native LSTM layer), or a skip."""
+    try:
+        return portnn.backends.get("torch")
+    except portnn.backends.BackendUnavailableError:
+        pytest.skip("torch is not installed (it registers a native lstm_layer)")
+
+
+def _sequences(b, seed, return_sequences, n=3, t=6, i=4, h=5):
+    """An input (n, t, i) and an output gradient, float32, on `b`."""
+    rs = np.random.default_rng(seed)
+    x = b.asarray(rs.normal(size=(n, t, i)).astype("float32"))
+    dy = b.asarray(rs.normal(size=(n, t, h) if return_sequences else (n, h))
+                   .astype("float32"))
+    return rs, x, dy
+
+
 def _rows(b, hs, dtype):
     scale = np.repeat([0.5, 0.5, 1.0, 0.5], hs).astype(dtype)
     shift = np.repeat([0.5, 0.5, 0.0, 0.5], hs).astype(dtype)
@@ -60,15 +77,9 @@ def test_the_lstm_uses_the_backends_gates():
 @pytest.mark.parametrize("given_state", [False, True], ids=["zeros", "state"])
 def test_native_lstm_layer_equals_the_layers_own_loop(return_sequences, bias,
                                                        given_state, monkeypatch):
-    try:
-        b = portnn.backends.get("torch")
-    except portnn.backends.BackendUnavailableError:
-        pytest.skip("torch is not installed (it registers a native lstm_layer)")
-    rs = np.random.default_rng(1)
-    n, t, i, h = 3, 6, 4, 5
-    x = b.asarray(rs.normal(size=(n, t, i)).astype("float32"))
-    out_shape = (n, t, h) if return_sequences else (n, h)
-    dy = b.asarray(rs.normal(size=out_shape).astype("float32"))
+    b = _torch()
+    n, i, h = 3, 4, 5
+    rs, x, dy = _sequences(b, 1, return_sequences)
     state = tuple(b.asarray(rs.normal(size=(n, h)).astype("float32"))
                   for _ in range(2)) if given_state else None
 
@@ -84,7 +95,8 @@ def test_native_lstm_layer_equals_the_layers_own_loop(return_sequences, bias,
         layer.W_hh.trainable = False  # a frozen weight gets no gradient
         y = layer(x, training=True, initial_state=state)
         dx = layer.backward(dy)
-        grads = {p.name: to_np(p.grad) for p in layer.parameters() if p.grad is not None}
+        grads = {p.name: to_np(p.grad) for p in layer.parameters()
+                 if p.grad is not None}
         return (to_np(y), to_np(dx), [to_np(s) for s in layer.final_state],
                 [to_np(s) for s in layer.initial_state_grad], grads)
 
@@ -100,10 +112,7 @@ def test_native_lstm_layer_equals_the_layers_own_loop(return_sequences, bias,
 
 
 def test_the_native_lstm_layer_takes_only_float32():
-    try:
-        b = portnn.backends.get("torch")
-    except portnn.backends.BackendUnavailableError:
-        pytest.skip("torch is not installed")
+    b = _torch()
     native = b.native["lstm_layer"]
     layer64 = portnn.LSTM(2, 3, backend=b, dtype="float64")
     layer32 = portnn.LSTM(2, 3, backend=b, dtype="float32")
@@ -119,18 +128,12 @@ def test_a_traced_torch_step_keeps_onednns_lstm(return_sequences, bias, monkeypa
     # traced for torch.compile, the layer calls oneDNN through the custom
     # ops portnn::lstm_forward/backward (fake versions give the shapes,
     # the workspace's too); the graph equals the layer's own loop
-    try:
-        b = portnn.backends.get("torch")
-    except portnn.backends.BackendUnavailableError:
-        pytest.skip("torch is not installed")
     from portnn._namespace import tracing
     from portnn.backends.torch_compile import CompiledTorchStep
 
-    rs = np.random.default_rng(2)
-    n, t, i, h = 3, 6, 4, 5
-    x = b.asarray(rs.normal(size=(n, t, i)).astype("float32"))
-    dy = b.asarray(rs.normal(size=(n, t, h) if return_sequences else (n, h))
-                   .astype("float32"))
+    b = _torch()
+    i, h = 4, 5
+    _, x, dy = _sequences(b, 2, return_sequences)
     layer = portnn.LSTM(i, h, return_sequences=return_sequences, bias=bias,
                         backend=b, dtype="float32")
     if not b.native["lstm_layer"].accepts(x, layer):
