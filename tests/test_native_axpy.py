@@ -45,3 +45,44 @@ def test_sub_scaled_dispatches_per_backend():
     lr = b.asarray(np.asarray(0.25))
     assert to_np(b.native["sub_scaled"](t, b.asarray(np.ones(3)), lr)).tolist() == \
         [0.5, 0.5, 0.5]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_plain_sgd_updates_exactly_and_follows_a_changed_rate(backend, dtype):
+    """Plain SGD multiplies by its rate held as a 0-d array (NumPy converts
+    a Python float on every product): the update equals the one with the
+    Python float (:func:`sub_scaled`) bit for bit, in the parameter's
+    dtype, and a new rate (a schedule, ``ReduceLROnPlateau``) is used at
+    the next step, not a stale copy."""
+    b = backend
+    if not hasattr(b.xp, dtype):
+        pytest.skip(f"{b.name} has no {dtype}")
+    rs = np.random.default_rng(1)
+    ps, gs = rs.normal(size=(2, 4, 3)).astype(dtype)
+    p = portnn.Parameter(b.asarray(ps.copy()))
+    expect = b.asarray(ps.copy())
+    opt = portnn.SGD([p], lr=0.1)
+    for lr in (0.1, 0.1, 0.03, 0.5):
+        opt.lr = lr
+        p.grad = b.asarray(gs)
+        opt.step()
+        expect = sub_scaled(expect, b.asarray(gs), lr)
+        got = to_np(p.value)
+        assert got.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(got, to_np(expect))
+
+
+def test_plain_sgd_rate_follows_the_parameters_device():
+    """The kept 0-d rate is made again when the parameters move to another
+    device (a stale one there would fail, or copy on every step)."""
+    strict = pytest.importorskip("array_api_strict")
+    p = portnn.Parameter(strict.asarray([1.0, 2.0]))
+    opt = portnn.SGD([p], lr=0.5)
+    p.grad = strict.ones_like(p.value)
+    opt.step()
+    other = strict.Device("device1")
+    p.value = strict.asarray([1.0, 2.0], device=other)
+    p.grad = strict.ones_like(p.value)
+    opt.step()
+    assert p.value.device == other
+    assert to_np(p.value).tolist() == [0.5, 1.5]

@@ -118,7 +118,9 @@ class Optimizer:
         >>> bool(xp.all(layer.W.value == before))
         True
         """
-        self._clip()
+        if (self.clipnorm is not None or self.global_clipnorm is not None
+                or self.clipvalue is not None):
+            self._clip()
         if where is None:
             return self._step()
         backend = backend_of(where) or get_backend()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ops.axpy import sub_scaled, sub_scaled_path
+from ..ops.axpy import scalar_like, sub_scaled, sub_scaled_path, sub_scaled_portable
 from .base import Optimizer
 
 
@@ -47,14 +47,37 @@ class SGD(Optimizer):
         # plain SGD, the tutorials' update: one loop, no per-parameter call
         # (a fifth of the smallest network's step went to the calls)
         self.steps += 1
-        lr, kind, impl = self.lr, None, None
+        lr, kind, dtype, impl, rate = self.lr, None, None, None, None
         for p in self.params:
             g = p.grad
             if g is not None and p.trainable:
-                if type(p.value) is not kind:  # resolved once per array type
-                    kind, impl = type(p.value), sub_scaled_path(p.value)
-                p.value = impl(p.value, g, lr)
+                value = p.value
+                if type(value) is not kind or value.dtype is not dtype:
+                    # resolved once per kind of array
+                    kind, dtype = type(value), value.dtype
+                    impl = sub_scaled_path(value)
+                    portable = impl is sub_scaled_portable
+                    rate = self._rate_like(value) if portable else lr
+                if portable:  # inline: no call per parameter
+                    value -= rate * g  # in place, or a new array (JAX)
+                    p.value = value
+                else:
+                    p.value = impl(value, g, lr)
         return None
+
+    def _rate_like(self, value):
+        """The rate as a 0-d array like `value` (see
+        :func:`~portnn.ops.axpy.scalar_like`), kept while the rate and the
+        array's type, dtype and device stay; a traced rate (a compiled
+        step) is used as it is."""
+        lr = self.lr
+        if type(lr) is not float:
+            return lr
+        key = (lr, type(value), value.dtype, value.device)
+        kept = self.__dict__.get("_rate")
+        if kept is None or kept[0] != key:
+            kept = self._rate = (key, scalar_like(lr, value))
+        return kept[1]
 
     def update(self, p, g, state):
         if self.weight_decay:
