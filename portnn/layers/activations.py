@@ -118,7 +118,9 @@ class Tanh(Activation):
 
     def backward(self, dy):
         y = self._y
-        return dy * (1.0 - y * y)
+        # dy (1 - y^2) without the Python float: NumPy converts one on
+        # every operation (a third of this backward on a small array)
+        return dy - dy * y * y
 
 
 class ReLU(Activation):

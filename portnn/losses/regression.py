@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._namespace import namespace
+from ..ops.reduce import total
 from .base import Loss, _size
 
 
@@ -15,15 +16,17 @@ class _Elementwise(Loss):
     def forward(self, pred, target, sample_weight=None):
         target = self._match(pred, target)
         self._d = d = pred - target
-        n = _size(d)
-        k = self._scale(n)
         per = self._term(d)
-        if sample_weight is not None:
+        # _scale and _reduce written out: their calls were a tenth of the
+        # smallest network's loss
+        n = _size(d) if self.reduction == "mean" else 1
+        if sample_weight is None:
+            self._k = 1.0 / n
+        else:
             w = self._element_weights(sample_weight, d)
             per = per * w
-            k = w * k  # sample weights scale the gradient too
-        self._k = k
-        return self._reduce(None, per, n)
+            self._k = w * (1.0 / n)  # sample weights scale the gradient too
+        return total(per) / n
 
     def backward(self):
         return self._slope(namespace(self._d), self._d) * self._k
