@@ -14,7 +14,7 @@ from .._namespace import namespace
 from ..ops.conv import conv2d_impl
 from ..ops.windows import output_size, pad2d, unpad2d
 from .activations import get as get_activation
-from .base import Layer, dtype_name, float_dtype
+from .base import Layer, dtype_name, float_dtype, owns_activation
 from .dense import build_lazy, draw_weights
 
 
@@ -207,8 +207,7 @@ class _Conv(Layer):
         return w if w.ndim == 4 else namespace(w).reshape(
             w, (*w.shape[:2], *self._geometry()[0]))
 
-    def _owned_layers(self):
-        return () if self.activation is None else (self.activation,)
+    _owned_layers = owns_activation
 
     def _param_grads(self, dy):
         """Accumulate dW and db; return dy as ``(N, O, OH, OW)``."""

@@ -93,9 +93,13 @@ class Sequential(Model):
         return any(layer.makes_mask for layer in self.layers)
 
     def forward(self, x, training=False, mask=None):
-        self.begin_calls()
+        d = self.__dict__
+        d.pop("_child_calls", None)  # begin_calls(), inline
         x, mask = self.forward_chain(self.layers, x, training, mask)
-        self._keep_mask(mask)
+        if mask is None:  # _keep_mask(mask), inline: a tenth of the
+            d.pop("_out_mask", None)  # smallest network's bookkeeping
+        else:
+            d["_out_mask"] = mask
         return x
 
     def compute_mask(self, x, mask):
