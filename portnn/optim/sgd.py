@@ -47,7 +47,7 @@ class SGD(Optimizer):
         # plain SGD, the tutorials' update: one loop, no per-parameter call
         # (a fifth of the smallest network's step went to the calls)
         self.steps += 1
-        lr, kind, dtype, impl, rate = self.lr, None, None, None, None
+        lr, kind, dtype, impl = self.lr, None, None, None
         for p in self.params:
             g = p.grad
             if g is not None and p.trainable:
@@ -57,7 +57,8 @@ class SGD(Optimizer):
                     kind, dtype = type(value), value.dtype
                     impl = sub_scaled_path(value)
                     portable = impl is sub_scaled_portable
-                    rate = self._rate_like(value) if portable else lr
+                    if portable:
+                        rate = self._rate_like(value)
                 if portable:  # inline: no call per parameter
                     value -= rate * g  # in place, or a new array (JAX)
                     p.value = value
